@@ -1,0 +1,1 @@
+"""cfgclone fingerprint."""

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs of package cfgclone.v1 (do not edit)."""
