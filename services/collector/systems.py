@@ -1,0 +1,116 @@
+"""Systems: registration, look-up and listing, between protobuf and the systems table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.queries import load_queries
+from cfgclone.common.requests import Page, system_id_from_name
+from cfgclone.common.store import Store
+from cfgclone.v1 import common_pb2
+
+_QUERIES = load_queries("cfgclone.collector", "systems.sql")
+
+MAX_LABELS = 64
+
+
+def _check_metadata(system: common_pb2.System) -> None:
+    if system.cpu_cores < 0:
+        raise InvalidArgument.for_field("system.cpu_cores", "must not be negative")
+    if system.memory_bytes < 0:
+        raise InvalidArgument.for_field("system.memory_bytes", "must not be negative")
+    for index, disk in enumerate(system.disks):
+        if disk.size_bytes < 0:
+            raise InvalidArgument.for_field(
+                f"system.disks[{index}].size_bytes", "must not be negative"
+            )
+    if len(system.labels) > MAX_LABELS:
+        raise InvalidArgument.for_field("system.labels", f"at most {MAX_LABELS} labels")
+    for key in system.labels:
+        if not key or len(key) > 63:
+            raise InvalidArgument.for_field(
+                "system.labels", f"label keys are 1-63 characters (got {key!r})"
+            )
+
+
+def _to_message(row: tuple[Any, ...]) -> common_pb2.System:
+    (system_id, hostname, cpu_model, cpu_cores, memory_bytes, disks, os_name, kernel,
+     architecture, labels, created_at, updated_at, last_sample) = row  # fmt: skip
+    system = common_pb2.System(
+        name=f"systems/{system_id}",
+        hostname=hostname,
+        cpu_model=cpu_model,
+        cpu_cores=cpu_cores,
+        memory_bytes=memory_bytes,
+        disks=[common_pb2.Disk(**disk) for disk in disks],
+        os=os_name,
+        kernel=kernel,
+        architecture=architecture,
+        labels=labels,
+    )
+    system.create_time.FromDatetime(created_at)
+    system.update_time.FromDatetime(updated_at)
+    if isinstance(last_sample, datetime):
+        system.last_sample_time.FromDatetime(last_sample)
+    return system
+
+
+async def register_system(store: Store, system: common_pb2.System) -> common_pb2.System:
+    """Create the system, or replace the metadata of a registered one."""
+    system_id = system_id_from_name(system.name, "system.name")
+    _check_metadata(system)
+    params = {
+        "system_id": system_id,
+        "hostname": system.hostname,
+        "cpu_model": system.cpu_model,
+        "cpu_cores": system.cpu_cores,
+        "memory_bytes": system.memory_bytes,
+        "disks": Jsonb(
+            [
+                {"device": d.device, "size_bytes": d.size_bytes, "rotational": d.rotational}
+                for d in system.disks
+            ]
+        ),
+        "os": system.os,
+        "kernel": system.kernel,
+        "architecture": system.architecture,
+        "labels": Jsonb(dict(system.labels)),
+    }
+    async with store.connection() as conn:
+        cursor = await conn.execute(_QUERIES["upsert_system"], params)
+        row = await cursor.fetchone()
+    assert row is not None
+    return _to_message(row)
+
+
+async def get_system(store: Store, name: str) -> common_pb2.System:
+    """The system called ``name``; NOT_FOUND when it was never registered."""
+    system_id = system_id_from_name(name)
+    async with store.connection() as conn:
+        cursor = await conn.execute(_QUERIES["get_system"], {"system_id": system_id})
+        row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(
+            f"{name} is not registered; register it with RegisterSystem first",
+            reason="SYSTEM_NOT_FOUND",
+            metadata={"system": name},
+        )
+    return _to_message(row)
+
+
+async def list_systems(
+    store: Store, page: Page, labels: dict[str, str]
+) -> tuple[list[common_pb2.System], str]:
+    """One page of systems whose labels include ``labels``, and the next page's token."""
+    async with store.connection() as conn:
+        cursor = await conn.execute(
+            _QUERIES["list_systems"],
+            {"labels": Jsonb(labels), "limit": page.size + 1, "offset": page.offset},
+        )
+        rows = await cursor.fetchall()
+    systems = [_to_message(row) for row in rows[: page.size]]
+    return systems, page.next_token(len(systems), has_more=len(rows) > page.size)

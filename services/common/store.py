@@ -1,0 +1,178 @@
+"""The one store every service uses: a psycopg 3 async pool and the schema migrations.
+
+The pool is opened explicitly and closed on shutdown. Driver errors are turned
+into the project's own errors here, in one place: a database that cannot be
+reached is :class:`Unavailable` (gRPC UNAVAILABLE), never a crash, and the pool
+reconnects by itself once the database is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import TupleRow
+
+from cfgclone.common.errors import Unavailable
+from cfgclone.common.queries import load_queries
+
+logger = logging.getLogger(__name__)
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_QUERIES = load_queries("cfgclone.common", "store.sql")
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped with cfgclone, in order."""
+    found = []
+    for entry in resources.files("cfgclone.common").joinpath("migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a number: {versions}")
+    return found
+
+
+class Store:
+    """Connections to the cfgclone database.
+
+    Open with :meth:`open`, close with :meth:`close`. :meth:`connection` hands
+    out a pooled connection and maps driver failures to :class:`Unavailable`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        name: str = "cfgclone",
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            name=name,
+            open=False,
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            timeout=connect_timeout,
+            reconnect_timeout=0,  # keep trying for as long as the service runs
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
+        )
+
+    async def open(self, *, wait: bool = False) -> None:
+        """Open the pool. With ``wait`` block until ``min_size`` connections are up."""
+        await self._pool.open(wait=wait, timeout=self._connect_timeout)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection in autocommit mode; use ``conn.transaction()`` for atomic work."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout as exc:
+            raise Unavailable(
+                "the database is unreachable; retry when the service reports SERVING",
+                reason="DATABASE_UNAVAILABLE",
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise Unavailable(
+                f"the database connection failed: {_first_line(exc)}",
+                reason="DATABASE_UNAVAILABLE",
+            ) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection inside one transaction, committed when the block ends."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now."""
+        try:
+            async with self.connection() as conn:
+                await conn.execute(_QUERIES["ping"])
+        except (Unavailable, psycopg.Error):
+            return False
+        return True
+
+    async def migrate(self) -> list[int]:
+        """Apply the migrations not yet applied; return the versions applied now.
+
+        Safe to run twice and from several services at once: an advisory lock
+        lets one runner apply while the others wait, then find nothing left.
+        """
+        async with self.connection() as conn:
+            await conn.execute(_QUERIES["lock_migrations"])
+            try:
+                await conn.execute(_QUERIES["create_migrations_table"])
+                cursor = await conn.execute(_QUERIES["applied_migrations"])
+                applied = {row[0] for row in await cursor.fetchall()}
+                done = []
+                for migration in migrations():
+                    if migration.version in applied:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(migration.sql.encode())
+                        await conn.execute(
+                            _QUERIES["record_migration"],
+                            {"version": migration.version, "name": migration.name},
+                        )
+                    logger.info("applied migration %04d_%s", migration.version, migration.name)
+                    done.append(migration.version)
+                return done
+            finally:
+                await conn.execute(_QUERIES["unlock_migrations"])
+
+    async def schema_version(self) -> int:
+        """Newest migration applied, 0 for an empty database."""
+        async with self.connection() as conn:
+            await conn.execute(_QUERIES["create_migrations_table"])
+            cursor = await conn.execute(_QUERIES["applied_migrations"])
+            versions = [row[0] for row in await cursor.fetchall()]
+        return max(versions, default=0)
+
+    async def has_timescaledb(self) -> bool:
+        """Whether the TimescaleDB extension is installed in the database."""
+        async with self.connection() as conn:
+            cursor = await conn.execute(_QUERIES["timescaledb_installed"])
+            row = await cursor.fetchone()
+        return bool(row and row[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def latest_migration() -> int:
+    """Version of the newest migration shipped."""
+    return migrations()[-1].version

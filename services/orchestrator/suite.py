@@ -1,0 +1,136 @@
+"""Running the whole suite on one machine: ``cfgclone up``.
+
+Starts the five services as separate processes on local ports, all on one
+database (the embedded one unless ``CFGCLONE_DATABASE_URL`` is set), waits
+until each reports SERVING, and stops them all on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
+from cfgclone.common.store import Store
+
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """One service of the suite and where it listens."""
+
+    name: str
+    address: str
+    process: subprocess.Popen[bytes]
+
+
+def suite_environment(
+    database_url: str, base_port: int, host: str, env: Mapping[str, str]
+) -> dict[str, str]:
+    """Environment shared by the suite's services: the database and each service's address."""
+    shared = dict(env)
+    shared["CFGCLONE_DATABASE_URL"] = database_url
+    for offset, name in enumerate(SERVICE_NAMES):
+        shared[f"CFGCLONE_{name.upper()}_ADDRESS"] = f"{host}:{base_port + offset}"
+    return shared
+
+
+async def migrate(database_url: str) -> list[int]:
+    """Apply the schema migrations once, before the services start."""
+    store = Store(database_url, min_size=1, max_size=1, name="migrate")
+    await store.open(wait=True)
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def start_services(shared_env: Mapping[str, str], host: str, log_dir: Path) -> list[ServiceProcess]:
+    """Start each service as its own process; their logs go to ``log_dir``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = []
+    for name in SERVICE_NAMES:
+        address = shared_env[f"CFGCLONE_{name.upper()}_ADDRESS"]
+        env = dict(shared_env)
+        env["CFGCLONE_HOST"] = host
+        env["CFGCLONE_PORT"] = address.rsplit(":", 1)[1]
+        log = (log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"cfgclone.{name}.main"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
+        )
+        log.close()
+        started.append(ServiceProcess(name, address, process))
+    return started
+
+
+async def wait_serving(address: str, wait_seconds: float) -> bool:
+    """Whether the service at ``address`` reports SERVING within ``wait_seconds``."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            await asyncio.sleep(0.2)
+    return False
+
+
+def stop_services(services: list[ServiceProcess]) -> None:
+    """SIGTERM every service, wait for graceful shutdown, SIGKILL what is left."""
+    for service in services:
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    for service in services:
+        try:
+            service.process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+
+def default_base_port() -> int:
+    return DEFAULT_PORTS[SERVICE_NAMES[0]]
+
+
+@contextlib.contextmanager
+def termination_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so both stop the suite the same way."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resolve_database(settings: DatabaseSettings) -> tuple[str, bool]:
+    """The database URL, and whether it is the embedded server (started here if need be)."""
+    if settings.url:
+        return settings.url, False
+    from cfgclone.common.embedded import start_embedded_database
+
+    return start_embedded_database(settings.data_dir), True
+
+
+def log_folder(settings: DatabaseSettings) -> Path:
+    return Path(os.environ.get("CFGCLONE_LOG_DIR") or settings.data_dir / "logs")
