@@ -1,0 +1,97 @@
+"""Schema migrations: from empty, re-run, and two runners at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+
+from cfgclone.common.store import Store, latest_migration, migrations
+
+EXPECTED_TABLES = {
+    "changes",
+    "configurations",
+    "fingerprints",
+    "ingested_batches",
+    "metrics",
+    "operations",
+    "policies",
+    "rollbacks",
+    "samples",
+    "schema_migrations",
+    "scrape_targets",
+    "series",
+    "systems",
+}
+
+EXPECTED_SAMPLE_COLUMNS = [
+    ("ts", "timestamp with time zone"),
+    ("system_id", "integer"),
+    ("metric_id", "integer"),
+    ("value", "double precision"),
+]
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_migrations_build_the_schema_from_empty(fresh_database: str) -> None:
+    store = Store(fresh_database)
+    await store.open(wait=True)
+    try:
+        assert await store.schema_version() == 0
+        applied = await store.migrate()
+        assert applied == [m.version for m in migrations()]
+        assert await store.schema_version() == latest_migration()
+    finally:
+        await store.close()
+    assert _tables(fresh_database) == EXPECTED_TABLES
+    with psycopg.connect(fresh_database) as conn:
+        columns = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'samples' ORDER BY ordinal_position"
+        ).fetchall()
+        partitioned = conn.execute(
+            "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+            "WHERE c.relname = 'samples'"
+        ).fetchone()
+    assert columns == EXPECTED_SAMPLE_COLUMNS
+    # Without TimescaleDB the samples table is natively partitioned by time.
+    assert partitioned == (1,)
+
+
+async def test_migrations_rerun_apply_nothing(fresh_database: str) -> None:
+    store = Store(fresh_database)
+    await store.open(wait=True)
+    try:
+        first = await store.migrate()
+        second = await store.migrate()
+    finally:
+        await store.close()
+    assert first
+    assert second == []
+    with psycopg.connect(fresh_database) as conn:
+        recorded = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    assert [row[0] for row in recorded] == first
+
+
+async def test_two_services_migrating_at_once_apply_each_migration_once(
+    fresh_database: str,
+) -> None:
+    stores = [Store(fresh_database, name=f"runner-{i}") for i in range(3)]
+    for store in stores:
+        await store.open(wait=True)
+    try:
+        results = await asyncio.gather(*(store.migrate() for store in stores))
+    finally:
+        for store in stores:
+            await store.close()
+    applied = sorted(v for result in results for v in result)
+    assert applied == [m.version for m in migrations()]
+    assert _tables(fresh_database) == EXPECTED_TABLES

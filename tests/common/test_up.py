@@ -1,0 +1,156 @@
+"""``cfgclone up`` on the embedded database: five services, reflection, health, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+SERVICES = {
+    "collector": "cfgclone.v1.CollectorService",
+    "fingerprint": "cfgclone.v1.FingerprintService",
+    "similarity": "cfgclone.v1.SimilarityService",
+    "predictor": "cfgclone.v1.PredictorService",
+    "orchestrator": "cfgclone.v1.OrchestratorService",
+}
+GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
+CFGCLONE = shutil.which("cfgclone") or str(Path(sys.executable).parent / "cfgclone")
+
+
+def _free_base_port() -> int:
+    """A port with the four after it free too."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base > 65000:
+            continue
+        try:
+            sockets = []
+            for port in range(base, base + 5):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no five free consecutive ports")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Under root the embedded server runs as an unprivileged user, which must be
+    # able to reach its folder: pytest's own tmp_path is private to root.
+    folder = Path(tempfile.mkdtemp(prefix="cfgclone-up-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_up(data_dir: Path, base_port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CFGCLONE_DATABASE_URL"}
+    env["CFGCLONE_DATA_DIR"] = str(data_dir)
+    process = subprocess.Popen(
+        [CFGCLONE, "up", "--base-port", str(base_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "cfgclone is up" in line:
+            return process
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    raise AssertionError("cfgclone up did not come up:\n" + "".join(lines))
+
+
+def _grpcurl(*args: str) -> str:
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _stop(process: subprocess.Popen[str]) -> list[int]:
+    children = [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=60)
+    if process.stdout is not None:
+        process.stdout.close()
+    assert code == 0
+    return children
+
+
+def _postgres_running_in(data_dir: Path) -> bool:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(data_dir) in part for part in cmdline) and "postgres" in " ".join(cmdline):
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_up_serves_every_service_with_reflection_and_health_then_stops_cleanly(
+    data_dir: Path,
+) -> None:
+    base = _free_base_port()
+    process = _start_up(data_dir, base)
+    try:
+        for offset, (name, full_name) in enumerate(SERVICES.items()):
+            address = f"127.0.0.1:{base + offset}"
+            listed = _grpcurl(address, "list").split()
+            assert full_name in listed, name
+            assert "grpc.health.v1.Health" in listed
+            assert any(s.startswith("grpc.reflection.") for s in listed)
+            health = json.loads(_grpcurl(address, "grpc.health.v1.Health/Check"))
+            assert health == {"status": "SERVING"}
+        registered = json.loads(
+            _grpcurl(
+                "-d",
+                '{"system": {"name": "systems/db-01", "cpu_cores": 16}}',
+                f"127.0.0.1:{base}",
+                "cfgclone.v1.CollectorService/RegisterSystem",
+            )
+        )
+        assert registered["system"]["name"] == "systems/db-01"
+    finally:
+        children = _stop(process)
+    assert len(children) >= 5
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in children
+    )
+    assert not _postgres_running_in(data_dir)
+
+    # The embedded database is reused on the next start: what was stored is still there.
+    process = _start_up(data_dir, base)
+    try:
+        listed = json.loads(
+            _grpcurl(f"127.0.0.1:{base}", "cfgclone.v1.CollectorService/ListSystems")
+        )
+        assert [s["name"] for s in listed["systems"]] == ["systems/db-01"]
+    finally:
+        _stop(process)
