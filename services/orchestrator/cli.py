@@ -41,39 +41,40 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> No
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the suite and keep it running until Ctrl-C."""
     database = database_from_env(os.environ)
-    url, embedded = suite.resolve_database(database)
-    asyncio.run(suite.migrate(url))
-    shared = suite.suite_environment(url, args.base_port, args.host, os.environ)
-    services = suite.start_services(shared, args.host, suite.log_folder(database))
     with suite.termination_as_interrupt():
         try:
-            ready = asyncio.run(_all_serving(services, args.timeout))
-            where = "embedded PostgreSQL in " + str(database.data_dir) if embedded else url
-            print(f"database: {where}")
-            _print_table(
-                ("service", "address", "pid", "health"),
-                [
-                    (s.name, s.address, s.process.pid, "SERVING" if ok else "NOT_SERVING")
-                    for s, ok in zip(services, ready, strict=True)
-                ],
-            )
-            if not all(ready):
-                print(f"some services did not start; logs in {suite.log_folder(database)}")
+            with suite.running_suite(database, args.base_port, args.host, args.timeout) as up:
+                print(f"database: {up.database}")
+                _print_table(
+                    ("service", "address", "pid", "health"),
+                    [(s.name, s.address, s.process.pid, "SERVING") for s in up.services],
+                )
+                print(f"logs: {up.log_dir}")
+                print("cfgclone is up; press Ctrl-C to stop", flush=True)
+                while all(s.process.poll() is None for s in up.services):
+                    time.sleep(0.5)
+                print("a service exited; stopping the suite", file=sys.stderr)
                 return EXIT_FAILED
-            print("cfgclone is up; press Ctrl-C to stop", flush=True)
-            while all(s.process.poll() is None for s in services):
-                time.sleep(0.5)
-            print("a service exited; stopping the suite", file=sys.stderr)
+        except suite.SuiteStartError as error:
+            print(f"cfgclone: {error}", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt:
-            print("stopping", flush=True)
+            print("stopped", flush=True)
             return EXIT_OK
-        finally:
-            suite.stop_services(services)
 
 
-async def _all_serving(services: Sequence[suite.ServiceProcess], wait: float) -> list[bool]:
-    return list(await asyncio.gather(*(suite.wait_serving(s.address, wait) for s in services)))
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the suite on free ports, walk through what it does, and stop it."""
+    from cfgclone.orchestrator import demo
+
+    database = database_from_env(os.environ)
+    try:
+        with suite.running_suite(database, suite.free_base_port(), "127.0.0.1", 60.0) as up:
+            print(f"cfgclone demo: five services up on {up.database}\n")
+            return asyncio.run(demo.run(up))
+    except suite.SuiteStartError as error:
+        print(f"cfgclone: {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for SERVING")
     up.set_defaults(func=cmd_up)
+
+    demo = commands.add_parser("demo", help=cmd_demo.__doc__)
+    demo.set_defaults(func=cmd_demo)
 
     migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__)
     migrate.set_defaults(func=cmd_migrate)

@@ -105,6 +105,72 @@ def stop_services(services: list[ServiceProcess]) -> None:
             service.process.wait()
 
 
+@dataclass(frozen=True)
+class RunningSuite:
+    """The suite's processes and where its database is."""
+
+    services: list[ServiceProcess]
+    database: str
+    log_dir: Path
+
+    def address(self, name: str) -> str:
+        return next(s.address for s in self.services if s.name == name)
+
+
+class SuiteStartError(RuntimeError):
+    """A service did not report SERVING in time."""
+
+
+@contextlib.contextmanager
+def running_suite(
+    settings: DatabaseSettings, base_port: int, host: str, wait_seconds: float
+) -> Iterator[RunningSuite]:
+    """Start the suite, wait until every service is SERVING, and stop it on exit."""
+    url, embedded = resolve_database(settings)
+    asyncio.run(migrate(url))
+    shared = suite_environment(url, base_port, host, os.environ)
+    logs = log_folder(settings)
+    services = start_services(shared, host, logs)
+    try:
+        ready = asyncio.run(_all_serving(services, wait_seconds))
+        if not all(ready):
+            down = [s.name for s, ok in zip(services, ready, strict=True) if not ok]
+            raise SuiteStartError(f"not SERVING: {', '.join(down)}; logs in {logs}")
+        where = f"embedded PostgreSQL in {settings.data_dir}" if embedded else url
+        yield RunningSuite(services, where, logs)
+    finally:
+        stop_services(services)
+
+
+async def _all_serving(services: list[ServiceProcess], wait: float) -> list[bool]:
+    return list(await asyncio.gather(*(wait_serving(s.address, wait) for s in services)))
+
+
+def free_base_port(host: str = "127.0.0.1") -> int:
+    """A port with the four after it free, for a suite that must not clash with ``up``."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            base = int(probe.getsockname()[1])
+        if base > 65000:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + len(SERVICE_NAMES)):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise SuiteStartError("no free ports for the suite")
+
+
 def default_base_port() -> int:
     return DEFAULT_PORTS[SERVICE_NAMES[0]]
 
