@@ -1,0 +1,1 @@
+"""Tests of the fingerprint model (cfgclone.fingerprint), run without servers or databases."""
