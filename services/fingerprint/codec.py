@@ -6,12 +6,12 @@ sketch buckets, window, sample count, load range, hardware. Derived fields
 (quantiles, curves, correlation coefficients, embedding, quality) are written from
 the state and recomputed, not read, on the way back.
 
-One field of the state has no place in the v1 message: the pair moments behind a
-correlation. Reading a message rebuilds them from the stored coefficient and the two
-KPIs' overall count, mean and variance (weight ``min(count_a, count_b)``). The
-coefficient read back is the one written, and merging into it weighs old and new
-windows by their sample counts, but the result is no longer exactly the
-correlation of the union, as it is for fingerprints that stay in memory.
+The pair moments behind each correlation are stored too, so merging new data into
+a fingerprint read back gives exactly the correlation of the union. A message
+written without them (``moments`` unset) gets them rebuilt from the coefficient
+and the two KPIs' overall count, mean and variance (weight ``min(count_a,
+count_b)``): the coefficient read back is the one written, but merges into it are
+then approximate.
 """
 
 from __future__ import annotations
@@ -105,7 +105,19 @@ def fingerprint_to_proto(
         if curve.knee_load is not None:
             entry.curve.knee_load = curve.knee_load
     for (kpi_a, kpi_b), moments in sorted(fingerprint.correlations.items()):
-        message.correlations.add(kpi_a=kpi_a, kpi_b=kpi_b, coefficient=moments.coefficient)
+        message.correlations.add(
+            kpi_a=kpi_a,
+            kpi_b=kpi_b,
+            coefficient=moments.coefficient,
+            moments=common_pb2.PairMoments(
+                count=moments.count,
+                mean_a=moments.mean_a,
+                mean_b=moments.mean_b,
+                m2_a=moments.m2_a,
+                m2_b=moments.m2_b,
+                comoment=moments.comoment,
+            ),
+        )
     embedding = embed(fingerprint, layout)
     message.embedding.extend(embedding.vector.tolist())
     for group in embedding.groups:
@@ -182,6 +194,29 @@ def _moments_from_coefficient(
     return PairMoments(count, a.mean, b.mean, m2_a, m2_b, r * math.sqrt(m2_a * m2_b))
 
 
+def _moments_from_proto(message: common_pb2.PairMoments) -> PairMoments:
+    values = [
+        _finite(v, "correlation moments")
+        for v in (
+            message.count,
+            message.mean_a,
+            message.mean_b,
+            message.m2_a,
+            message.m2_b,
+            message.comoment,
+        )
+    ]
+    if values[0] < 0 or values[3] < 0 or values[4] < 0:
+        raise IncompatibleFingerprint("correlation moments have a negative count or spread")
+    return PairMoments(*values)
+
+
+def _swapped(moments: PairMoments) -> PairMoments:
+    return PairMoments(
+        moments.count, moments.mean_b, moments.mean_a, moments.m2_b, moments.m2_a, moments.comoment
+    )
+
+
 def fingerprint_from_proto(
     message: common_pb2.Fingerprint, *, scale: LoadScale = DEFAULT_LOAD_SCALE
 ) -> Fingerprint:
@@ -218,9 +253,15 @@ def fingerprint_from_proto(
                 f"correlation of {stored.kpi_a!r} and {stored.kpi_b!r} names an unknown KPI"
             )
         pair = tuple(sorted((stored.kpi_a, stored.kpi_b)))
-        correlations[(pair[0], pair[1])] = _moments_from_coefficient(
-            stored.coefficient, profiles[pair[0]], profiles[pair[1]]
-        )
+        if stored.HasField("moments") and stored.moments.count > 0:
+            moments = _moments_from_proto(stored.moments)
+            if pair[0] != stored.kpi_a:
+                moments = _swapped(moments)
+        else:
+            moments = _moments_from_coefficient(
+                stored.coefficient, profiles[pair[0]], profiles[pair[1]]
+            )
+        correlations[(pair[0], pair[1])] = moments
     snapshot = message.system_snapshot
     return Fingerprint(
         load_metric=message.load_metric,

@@ -928,23 +928,71 @@ class KpiCorrelation(_message.Message):
     KPI_A_FIELD_NUMBER: _builtins.int
     KPI_B_FIELD_NUMBER: _builtins.int
     COEFFICIENT_FIELD_NUMBER: _builtins.int
+    MOMENTS_FIELD_NUMBER: _builtins.int
     kpi_a: _builtins.str
     kpi_b: _builtins.str
     coefficient: _builtins.float
+    @_builtins.property
+    def moments(self) -> Global___PairMoments:
+        """The weighted co-moments behind the coefficient, so that merging new data
+        into a stored fingerprint gives the correlation of the union exactly.
+        """
+
     def __init__(
         self,
         *,
         kpi_a: _builtins.str = ...,
         kpi_b: _builtins.str = ...,
         coefficient: _builtins.float = ...,
+        moments: Global___PairMoments | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["moments", b"moments"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coefficient", b"coefficient", "kpi_a", b"kpi_a", "kpi_b", b"kpi_b"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coefficient", b"coefficient", "kpi_a", b"kpi_a", "kpi_b", b"kpi_b", "moments", b"moments"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___KpiCorrelation: _TypeAlias = KpiCorrelation  # noqa: Y015
+
+@_typing.final
+class PairMoments(_message.Message):
+    """Weighted co-moments of two KPIs `a` and `b` (Welford/Chan form, mergeable)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    MEAN_A_FIELD_NUMBER: _builtins.int
+    MEAN_B_FIELD_NUMBER: _builtins.int
+    M2_A_FIELD_NUMBER: _builtins.int
+    M2_B_FIELD_NUMBER: _builtins.int
+    COMOMENT_FIELD_NUMBER: _builtins.int
+    count: _builtins.float
+    """Weight of the pairs."""
+    mean_a: _builtins.float
+    mean_b: _builtins.float
+    m2_a: _builtins.float
+    """Weighted sum of squared deviations of `a` from `mean_a`."""
+    m2_b: _builtins.float
+    """Weighted sum of squared deviations of `b` from `mean_b`."""
+    comoment: _builtins.float
+    """Weighted sum of products of the deviations of `a` and `b`."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.float = ...,
+        mean_a: _builtins.float = ...,
+        mean_b: _builtins.float = ...,
+        m2_a: _builtins.float = ...,
+        m2_b: _builtins.float = ...,
+        comoment: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comoment", b"comoment", "count", b"count", "m2_a", b"m2_a", "m2_b", b"m2_b", "mean_a", b"mean_a", "mean_b", b"mean_b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PairMoments: _TypeAlias = PairMoments  # noqa: Y015
 
 @_typing.final
 class EmbeddingGroup(_message.Message):

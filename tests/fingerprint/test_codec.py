@@ -121,9 +121,21 @@ def test_a_fingerprint_read_back_can_be_refined_like_the_original() -> None:
             assert got.mean == pytest.approx(expected.mean, rel=1e-9)
             assert got.variance == pytest.approx(expected.variance, rel=1e-7)
             assert got.sketch == expected.sketch
-    # Correlations are rebuilt approximately from the stored coefficient (see the codec).
+    # The stored pair moments make the merged correlation that of the union.
     assert refined.correlation(LOAD, LATENCY) == pytest.approx(
-        union.correlation(LOAD, LATENCY), abs=0.05
+        union.correlation(LOAD, LATENCY), abs=1e-9
+    )
+
+
+def test_a_message_without_pair_moments_still_reads_its_coefficient() -> None:
+    metrics = hockey_system(buckets=300, seed=5)
+    fingerprint = build_fingerprint(metrics)
+    message = fingerprint_to_proto(fingerprint)
+    for correlation in message.correlations:
+        correlation.ClearField("moments")
+    stored = fingerprint_from_proto(message)
+    assert stored.correlation(LOAD, LATENCY) == pytest.approx(
+        fingerprint.correlation(LOAD, LATENCY), abs=1e-9
     )
 
 
