@@ -65,6 +65,8 @@ def parse_binary_copy(payload: bytes | bytearray | memoryview) -> npt.NDArray[np
 
 def split_by_metric(rows: npt.NDArray[np.void]) -> dict[int, MetricSamples]:
     """Group rows by metric id, each group in time order."""
+    if rows.size == 0:
+        return {}
     metric = rows["metric"].astype(np.int32)
     ts_ns = (rows["ts"].astype(np.int64) + POSTGRES_EPOCH_UNIX_US) * 1000
     order = np.lexsort((ts_ns, metric))

@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
+from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.server import ServiceDefinition, main_for
 from cfgclone.common.settings import ServiceSettings
 from cfgclone.common.store import Store
+from cfgclone.fingerprint import service
+from cfgclone.fingerprint.servicer import FingerprintServicer
+from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import fingerprint_service_pb2, fingerprint_service_pb2_grpc
 
 SERVICE_NAME = fingerprint_service_pb2.DESCRIPTOR.services_by_name["FingerprintService"].full_name
 
+logger = logging.getLogger(__name__)
+
+
+def refinement_loop(
+    store: Store, settings: FingerprintSettings
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The background loop that refines fingerprints of systems with new samples."""
+
+    async def loop() -> None:
+        interval = settings.refine_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                refined = await service.refine_stale(store, settings)
+            except CfgcloneError as error:
+                logger.warning("refinement skipped: %s", error.message)
+                continue
+            if refined:
+                logger.info("refined %s fingerprints", refined)
+
+    return loop
+
 
 async def build_services(settings: ServiceSettings, store: Store) -> Sequence[ServiceDefinition]:
-    """The fingerprint service's servicers, bound to ``store``."""
-    # Every RPC answers UNIMPLEMENTED until the service's own domain code is served here.
-    servicer = fingerprint_service_pb2_grpc.FingerprintServiceServicer()  # type: ignore[abstract]
+    """The fingerprint servicer and, unless turned off, its refinement loop."""
+    own = FingerprintSettings.from_options(settings.options)
+    background = [refinement_loop(store, own)] if own.refine_interval.total_seconds() else []
+    add_to_server = fingerprint_service_pb2_grpc.add_FingerprintServiceServicer_to_server
     return [
         ServiceDefinition(
-            SERVICE_NAME,
-            servicer,
-            fingerprint_service_pb2_grpc.add_FingerprintServiceServicer_to_server,
+            SERVICE_NAME, FingerprintServicer(store, own), add_to_server, tuple(background)
         )
     ]
 

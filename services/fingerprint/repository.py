@@ -1,0 +1,212 @@
+"""Fingerprints in PostgreSQL: a versioned protobuf message plus its embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cfgclone.common.errors import FailedPrecondition, NotFound
+from cfgclone.common.queries import load_queries
+from cfgclone.common.requests import Page
+from cfgclone.common.store import Connection
+from cfgclone.fingerprint.model import SystemProfile
+from cfgclone.v1 import common_pb2
+
+_QUERIES = load_queries("cfgclone.fingerprint", "fingerprints.sql")
+
+
+@dataclass(frozen=True)
+class SystemRecord:
+    """A registered system: its internal key, id and hardware."""
+
+    key: int
+    system_id: str
+    profile: SystemProfile
+
+    @property
+    def name(self) -> str:
+        return f"systems/{self.system_id}"
+
+
+@dataclass(frozen=True)
+class ConfigurationRecord:
+    """A configuration version of a system and when it was applied."""
+
+    version: int
+    applied_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredFingerprint:
+    """A fingerprint row: the message, and the end of the samples merged into it."""
+
+    id: int
+    system_id: str
+    configuration_version: int | None
+    window_start: datetime
+    window_end: datetime
+    message: common_pb2.Fingerprint
+
+    @property
+    def name(self) -> str:
+        return f"systems/{self.system_id}/fingerprints/{self.id}"
+
+
+async def system(conn: Connection, system_id: str) -> SystemRecord:
+    """The registered system; NOT_FOUND otherwise."""
+    cursor = await conn.execute(_QUERIES["system_row"], {"system_id": system_id})
+    row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(
+            f"systems/{system_id} is not registered; register it with the collector first",
+            reason="SYSTEM_NOT_FOUND",
+            metadata={"system": f"systems/{system_id}"},
+        )
+    key, sid, _hostname, cpu_model, cores, memory, os_name, kernel, arch = row
+    profile = SystemProfile(
+        cpu_cores=cores,
+        memory_bytes=memory,
+        architecture=arch,
+        os=os_name,
+        kernel=kernel,
+        cpu_model=cpu_model,
+    )
+    return SystemRecord(key, sid, profile)
+
+
+async def configuration(
+    conn: Connection, system: SystemRecord, version: int | None
+) -> ConfigurationRecord | None:
+    """A named configuration version (NOT_FOUND when absent) or the current one (may be None)."""
+    if version is None:
+        cursor = await conn.execute(_QUERIES["current_configuration"], {"system": system.key})
+        row = await cursor.fetchone()
+        return ConfigurationRecord(row[0], row[1]) if row else None
+    cursor = await conn.execute(
+        _QUERIES["configuration_version"], {"system": system.key, "version": version}
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise NotFound(
+            f"{system.name}/configurations/{version} does not exist",
+            reason="CONFIGURATION_NOT_FOUND",
+            metadata={"configuration": f"{system.name}/configurations/{version}"},
+        )
+    return ConfigurationRecord(row[0], row[1])
+
+
+def _stored(row: tuple[Any, ...]) -> StoredFingerprint:
+    fid, system_id, version, window_start, window_end, model, created, updated = row
+    message = common_pb2.Fingerprint.FromString(bytes(model))
+    stored = StoredFingerprint(fid, system_id, version, window_start, window_end, message)
+    message.name = stored.name
+    message.create_time.FromDatetime(created)
+    message.update_time.FromDatetime(updated)
+    return stored
+
+
+async def insert(
+    conn: Connection,
+    system: SystemRecord,
+    version: int | None,
+    window_start: datetime,
+    window_end: datetime,
+    message: common_pb2.Fingerprint,
+) -> StoredFingerprint:
+    """Store a new fingerprint; the message gets its name and times."""
+    cursor = await conn.execute(
+        _QUERIES["insert_fingerprint"],
+        {
+            "system": system.key,
+            "version": version,
+            "model_version": message.model_version,
+            "load_metric": message.load_metric,
+            "window_start": window_start,
+            "window_end": window_end,
+            "model": message.SerializeToString(deterministic=True),
+            "embedding": list(message.embedding),
+        },
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    fid, created, updated = row
+    return _stored((fid, system.system_id, version, window_start, window_end,
+                    message.SerializeToString(), created, updated))  # fmt: skip
+
+
+async def update(
+    conn: Connection,
+    previous: StoredFingerprint,
+    window_end: datetime,
+    message: common_pb2.Fingerprint,
+) -> StoredFingerprint:
+    """Replace a fingerprint by its refinement, unless another refinement got there first."""
+    message.ClearField("name")
+    message.ClearField("create_time")
+    message.ClearField("update_time")
+    cursor = await conn.execute(
+        _QUERIES["update_fingerprint"],
+        {
+            "id": previous.id,
+            "previous_end": previous.window_end,
+            "window_end": window_end,
+            "model": message.SerializeToString(deterministic=True),
+            "embedding": list(message.embedding),
+        },
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise FailedPrecondition(
+            f"{previous.name} was refined by another call meanwhile; read it again",
+            reason="CONCURRENT_REFINEMENT",
+            metadata={"fingerprint": previous.name},
+        )
+    created, updated = row
+    return _stored((previous.id, previous.system_id, previous.configuration_version,
+                    previous.window_start, window_end, message.SerializeToString(),
+                    created, updated))  # fmt: skip
+
+
+async def get(conn: Connection, system_id: str, fingerprint_id: str) -> StoredFingerprint:
+    """One fingerprint by id, or the system's newest for ``-``; NOT_FOUND otherwise."""
+    name = f"systems/{system_id}/fingerprints/{fingerprint_id}"
+    if fingerprint_id == "-":
+        cursor = await conn.execute(_QUERIES["newest_fingerprint"], {"system_id": system_id})
+    elif fingerprint_id.isdigit():
+        cursor = await conn.execute(
+            _QUERIES["get_fingerprint"], {"system_id": system_id, "id": int(fingerprint_id)}
+        )
+    else:
+        raise NotFound(f"{name} does not exist", reason="FINGERPRINT_NOT_FOUND")
+    row = await cursor.fetchone()
+    if row is None:
+        what = (
+            f"systems/{system_id} has no fingerprint"
+            if fingerprint_id == "-"
+            else f"{name} does not exist"
+        )
+        raise NotFound(
+            f"{what}; build one with BuildFingerprint",
+            reason="FINGERPRINT_NOT_FOUND",
+            metadata={"fingerprint": name},
+        )
+    return _stored(row)
+
+
+async def page(
+    conn: Connection, system_id: str | None, page: Page
+) -> tuple[list[StoredFingerprint], bool]:
+    """One page of fingerprints (of one system or all), and whether more follow."""
+    cursor = await conn.execute(
+        _QUERIES["list_fingerprints"],
+        {"system_id": system_id, "limit": page.size + 1, "offset": page.offset},
+    )
+    rows = await cursor.fetchall()
+    return [_stored(row) for row in rows[: page.size]], len(rows) > page.size
+
+
+async def stale(conn: Connection) -> list[tuple[str, int]]:
+    """``(system_id, fingerprint_id)`` of newest fingerprints with newer samples to merge."""
+    cursor = await conn.execute(_QUERIES["stale_fingerprints"])
+    return [(str(sid), int(fid)) for sid, fid in await cursor.fetchall()]

@@ -1,0 +1,245 @@
+"""The fingerprint service's operations: build, refine, read and compare.
+
+Samples come from the samples table by binary COPY; the model code is pure and
+knows nothing of the store. Model errors become the project's errors here:
+too little data is FAILED_PRECONDITION with what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from cfgclone.common.errors import FailedPrecondition, InvalidArgument
+from cfgclone.common.requests import Page
+from cfgclone.common.samples import MetricSamples, read_samples
+from cfgclone.common.store import Store
+from cfgclone.fingerprint import repository
+from cfgclone.fingerprint.build import SampleSeries, build_fingerprint, refine_fingerprint
+from cfgclone.fingerprint.codec import fingerprint_from_proto, fingerprint_to_proto
+from cfgclone.fingerprint.errors import IncompatibleFingerprint, InsufficientData, InvalidSamples
+from cfgclone.fingerprint.model import Fingerprint
+from cfgclone.fingerprint.settings import FingerprintSettings
+from cfgclone.v1 import common_pb2
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def model_errors(subject: str) -> Iterator[None]:
+    """Turn the model's errors into the project's, naming what they are about."""
+    try:
+        yield
+    except InsufficientData as error:
+        raise FailedPrecondition(
+            f"{subject}: {error}", reason="INSUFFICIENT_DATA", metadata={"subject": subject}
+        ) from error
+    except IncompatibleFingerprint as error:
+        raise FailedPrecondition(
+            f"{subject}: {error}", reason="INCOMPATIBLE_FINGERPRINT", metadata={"subject": subject}
+        ) from error
+    except InvalidSamples as error:
+        raise InvalidArgument(f"{subject}: {error}", reason="INVALID_SAMPLES") from error
+
+
+def _aligned(moment: datetime, align_ns: int) -> datetime:
+    ns = int(moment.timestamp() * 1e9)
+    return datetime.fromtimestamp((ns - ns % align_ns) / 1e9, UTC)
+
+
+def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:
+    return {name: SampleSeries(s.ts_unix_ns, s.values) for name, s in samples.items()}
+
+
+def _decay(settings: FingerprintSettings, elapsed: timedelta) -> float:
+    """Weight left to old behaviour after ``elapsed``: halves every half-life."""
+    if settings.half_life is None:
+        return 1.0
+    seconds = max(elapsed.total_seconds(), 0.0)
+    return float(math.pow(0.5, seconds / settings.half_life.total_seconds()))
+
+
+def _message(
+    fingerprint: Fingerprint,
+    configuration: str,
+    settings: FingerprintSettings,
+    window_start: datetime,
+    window_end: datetime,
+) -> common_pb2.Fingerprint:
+    message = fingerprint_to_proto(
+        fingerprint, configuration=configuration, min_regime_count=settings.min_regime_count
+    )
+    message.window_start.FromDatetime(window_start)
+    message.window_end.FromDatetime(window_end)
+    return message
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build a fingerprint of."""
+
+    system_id: str
+    configuration_version: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    load_metric: str | None = None
+
+
+async def build(
+    store: Store, settings: FingerprintSettings, request: BuildRequest
+) -> common_pb2.Fingerprint:
+    """Build and store the fingerprint of a system's configuration over a window."""
+    async with store.connection() as conn:
+        system = await repository.system(conn, request.system_id)
+        config = await repository.configuration(conn, system, request.configuration_version)
+        end = _aligned(request.end or datetime.now(UTC), settings.align_ns)
+        start = request.start or (config.applied_at if config and config.applied_at else None)
+        start = _aligned(start or end - settings.default_window, settings.align_ns)
+        if start >= end:
+            raise InvalidArgument.for_field(
+                "start_time", f"must be before the end of the window ({end.isoformat()})"
+            )
+        samples = await read_samples(conn, system.system_id, start, end)
+    subject = f"{system.name} from {start.isoformat()} to {end.isoformat()}"
+    if not samples:
+        raise FailedPrecondition(
+            f"{subject}: the window holds no samples; send samples to the collector or "
+            "choose a window that has some",
+            reason="INSUFFICIENT_DATA",
+        )
+    with model_errors(subject):
+        fingerprint = build_fingerprint(
+            _series(samples),
+            load_metric=request.load_metric or settings.load_metric,
+            system=system.profile,
+            align_ns=settings.align_ns,
+            min_regime_count=settings.min_regime_count,
+        )
+    version = config.version if config else None
+    configuration = f"{system.name}/configurations/{version}" if version else ""
+    message = _message(fingerprint, configuration, settings, start, end)
+    async with store.connection() as conn:
+        stored = await repository.insert(conn, system, version, start, end, message)
+    return stored.message
+
+
+async def refine(
+    store: Store,
+    settings: FingerprintSettings,
+    system_id: str,
+    fingerprint_id: str,
+    end: datetime | None = None,
+) -> tuple[common_pb2.Fingerprint, int]:
+    """Merge the samples after a fingerprint's window into it; returns it and the samples merged.
+
+    Work is proportional to the new samples only: the stored model is merged
+    with a model of the new window, never rebuilt from all history.
+    """
+    async with store.connection() as conn:
+        stored = await repository.get(conn, system_id, fingerprint_id)
+        system = await repository.system(conn, system_id)
+        new_end = _aligned(end or datetime.now(UTC), settings.align_ns)
+        if new_end <= stored.window_end:
+            return stored.message, 0
+        samples = await read_samples(conn, system_id, stored.window_end, new_end)
+    merged = sum(len(s) for s in samples.values())
+    if merged == 0:
+        return stored.message, 0
+    subject = f"{stored.name} refined up to {new_end.isoformat()}"
+    with model_errors(subject):
+        current = fingerprint_from_proto(stored.message)
+        refined = refine_fingerprint(
+            current,
+            _series(samples),
+            decay=_decay(settings, new_end - stored.window_end),
+            system=system.profile,
+            align_ns=settings.align_ns,
+            min_regime_count=settings.min_regime_count,
+        )
+    message = _message(
+        refined, stored.message.configuration, settings, stored.window_start, new_end
+    )
+    async with store.connection() as conn:
+        updated = await repository.update(conn, stored, new_end, message)
+    return updated.message, merged
+
+
+async def get(store: Store, system_id: str, fingerprint_id: str) -> common_pb2.Fingerprint:
+    async with store.connection() as conn:
+        return (await repository.get(conn, system_id, fingerprint_id)).message
+
+
+async def list_page(
+    store: Store, system_id: str | None, page: Page
+) -> tuple[list[common_pb2.Fingerprint], str]:
+    async with store.connection() as conn:
+        found, more = await repository.page(conn, system_id, page)
+    return [f.message for f in found], page.next_token(len(found), more)
+
+
+@dataclass(frozen=True)
+class KpiDifference:
+    """How one KPI differs between two fingerprints at the loads both have seen."""
+
+    kpi: str
+    relative_change: float
+    shared_regimes: tuple[int, ...]
+    distance: float
+
+
+def compare(first: Fingerprint, second: Fingerprint) -> list[KpiDifference]:
+    """Per KPI both have: the count-weighted change of the mean over shared load regimes,
+    and a distance between the two distributions (0 equal, 1 disjoint)."""
+    if first.scale != second.scale:
+        raise FailedPrecondition(
+            "the two fingerprints use different load scales", reason="INCOMPATIBLE_FINGERPRINT"
+        )
+    differences = []
+    for kpi in sorted(set(first.kpis) & set(second.kpis)):
+        a, b = first.profiles[kpi].regimes, second.profiles[kpi].regimes
+        shared = tuple(sorted(set(a) & set(b)))
+        if not shared:
+            continue
+        weights = np.array([min(a[r].count, b[r].count) for r in shared])
+        mean_a = np.array([a[r].mean for r in shared])
+        mean_b = np.array([b[r].mean for r in shared])
+        base = float(np.average(mean_a, weights=weights))
+        change = float(np.average(mean_b, weights=weights)) - base
+        relative = change / abs(base) if base else 0.0
+        spread = np.sqrt(np.array([a[r].variance + b[r].variance for r in shared]) / 2.0)
+        # Standardised gap per regime mapped into [0, 1): 1 - exp(-|d|).
+        gap = np.abs(mean_b - mean_a) / np.maximum(spread, 1e-12)
+        distance = float(np.average(1.0 - np.exp(-gap), weights=weights))
+        differences.append(KpiDifference(kpi, relative, shared, distance))
+    return differences
+
+
+async def compare_stored(
+    store: Store, first: tuple[str, str], second: tuple[str, str]
+) -> list[KpiDifference]:
+    async with store.connection() as conn:
+        a = await repository.get(conn, *first)
+        b = await repository.get(conn, *second)
+    with model_errors(f"comparing {a.name} with {b.name}"):
+        return compare(fingerprint_from_proto(a.message), fingerprint_from_proto(b.message))
+
+
+async def refine_stale(store: Store, settings: FingerprintSettings) -> int:
+    """Refine every system's newest fingerprint that has newer samples; returns how many."""
+    async with store.connection() as conn:
+        stale = await repository.stale(conn)
+    refined = 0
+    for system_id, fingerprint_id in stale:
+        try:
+            _, merged = await refine(store, settings, system_id, str(fingerprint_id))
+        except FailedPrecondition as error:
+            logger.info("not refined: %s", error.message)
+            continue
+        refined += merged > 0
+    return refined

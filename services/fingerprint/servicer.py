@@ -1,0 +1,117 @@
+"""FingerprintService: translation between protobuf and the fingerprint operations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from cfgclone.common.auth import Role, require_role
+from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.requests import (
+    child_id_from_name,
+    page_request,
+    require,
+    system_id_from_name,
+)
+from cfgclone.common.store import Store
+from cfgclone.fingerprint import service
+from cfgclone.fingerprint.settings import FingerprintSettings
+from cfgclone.v1 import fingerprint_service_pb2 as pb
+from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
+
+
+def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+    return stamp.ToDatetime(tzinfo=UTC) if present else None
+
+
+def _configuration_version(name: str, system_id: str) -> int | None:
+    if not name:
+        return None
+    owner, version = child_id_from_name(name, "configurations", "configuration")
+    if owner != system_id:
+        raise InvalidArgument.for_field(
+            "configuration", f"belongs to systems/{owner}, not systems/{system_id}"
+        )
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidArgument.for_field("configuration", f"version must be 1 or more: {name!r}")
+    return int(version)
+
+
+class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
+    """Builds, refines, reads and compares fingerprints."""
+
+    def __init__(self, store: Store, settings: FingerprintSettings) -> None:
+        self._store = store
+        self._settings = settings
+
+    async def BuildFingerprint(
+        self, request: pb.BuildFingerprintRequest, context: Any
+    ) -> pb.BuildFingerprintResponse:
+        require_role(Role.OPERATOR, "BuildFingerprint")
+        require(request.system, "system")
+        system_id = system_id_from_name(request.system, "system")
+        build = service.BuildRequest(
+            system_id=system_id,
+            configuration_version=_configuration_version(request.configuration, system_id),
+            start=_time(request.start_time, request.HasField("start_time")),
+            end=_time(request.end_time, request.HasField("end_time")),
+            load_metric=request.load_metric or None,
+        )
+        fingerprint = await service.build(self._store, self._settings, build)
+        return pb.BuildFingerprintResponse(fingerprint=fingerprint)
+
+    async def RefineFingerprint(
+        self, request: pb.RefineFingerprintRequest, context: Any
+    ) -> pb.RefineFingerprintResponse:
+        require_role(Role.OPERATOR, "RefineFingerprint")
+        require(request.name, "name")
+        system_id, fingerprint_id = child_id_from_name(request.name, "fingerprints")
+        end = _time(request.end_time, request.HasField("end_time"))
+        fingerprint, merged = await service.refine(
+            self._store, self._settings, system_id, fingerprint_id, end
+        )
+        return pb.RefineFingerprintResponse(fingerprint=fingerprint, merged_samples=merged)
+
+    async def GetFingerprint(
+        self, request: pb.GetFingerprintRequest, context: Any
+    ) -> pb.GetFingerprintResponse:
+        require_role(Role.READER, "GetFingerprint")
+        require(request.name, "name")
+        system_id, fingerprint_id = child_id_from_name(request.name, "fingerprints")
+        fingerprint = await service.get(self._store, system_id, fingerprint_id)
+        return pb.GetFingerprintResponse(fingerprint=fingerprint)
+
+    async def ListFingerprints(
+        self, request: pb.ListFingerprintsRequest, context: Any
+    ) -> pb.ListFingerprintsResponse:
+        require_role(Role.READER, "ListFingerprints")
+        require(request.parent, "parent")
+        system_id = (
+            None if request.parent == "systems/-" else system_id_from_name(request.parent, "parent")
+        )
+        page = page_request(request.page_size, request.page_token, query=request.parent)
+        found, token = await service.list_page(self._store, system_id, page)
+        return pb.ListFingerprintsResponse(fingerprints=found, next_page_token=token)
+
+    async def CompareFingerprints(
+        self, request: pb.CompareFingerprintsRequest, context: Any
+    ) -> pb.CompareFingerprintsResponse:
+        require_role(Role.READER, "CompareFingerprints")
+        require(request.first, "first")
+        require(request.second, "second")
+        first = child_id_from_name(request.first, "fingerprints", "first")
+        second = child_id_from_name(request.second, "fingerprints", "second")
+        differences = await service.compare_stored(self._store, first, second)
+        return pb.CompareFingerprintsResponse(
+            kpis=[
+                pb.KpiComparison(
+                    kpi=d.kpi,
+                    relative_change=d.relative_change,
+                    shared_regimes=d.shared_regimes,
+                    distance=d.distance,
+                )
+                for d in differences
+            ]
+        )

@@ -1,0 +1,235 @@
+"""The fingerprint service on a real server and database: build, refine, read, compare."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from cfgclone.common.settings import ServiceSettings
+from cfgclone.common.store import Store
+from cfgclone.fingerprint import service
+from cfgclone.fingerprint.main import build_services
+from cfgclone.fingerprint.settings import FingerprintSettings
+from cfgclone.v1 import fingerprint_service_pb2 as pb
+from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
+from tests.conftest import serve_in_process, service_settings
+from tests.fingerprint.synthetic import LATENCY, LOAD, SECOND_NS, hockey_system
+from tests.storage import store_samples
+
+# 2026-01-01T00:00:00Z, so windows sit on 10 s boundaries.
+EPOCH_BUCKET = 1_767_225_600 // 10
+START = datetime.fromtimestamp(EPOCH_BUCKET * 10, UTC)
+HOUR = timedelta(hours=1)
+
+
+def _stamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _settings(database_url: str) -> ServiceSettings:
+    base = service_settings("fingerprint", database_url)
+    # No decay within a test: refining must equal building from the union.
+    return ServiceSettings(
+        service="fingerprint",
+        server=base.server,
+        database=base.database,
+        options={"HALF_LIFE_HOURS": "0", "REFINE_INTERVAL_SECONDS": "0"},
+    )
+
+
+async def _system_with_knee(store: Store, system_id: str, knee: float, seed: int) -> int:
+    """Two hours of samples of a system whose latency rises past ``knee``; returns the count."""
+    metrics = hockey_system(knee=knee, buckets=720, seed=seed, start_bucket=EPOCH_BUCKET)
+    await store_samples(store, system_id, {n: (s.ts_unix_ns, s.values) for n, s in metrics.items()})
+    return sum(int(s.values.size) for s in metrics.values())
+
+
+async def test_build_recovers_the_knee_and_reports_what_it_used(store: Store) -> None:
+    total = await _system_with_knee(store, "fp-knee-01", knee=40.0, seed=1)
+    services = await build_services(_settings(store.url), store)
+    async with serve_in_process(services) as (_, channel):
+        stub = pb_grpc.FingerprintServiceStub(channel)
+        reply = await stub.BuildFingerprint(
+            pb.BuildFingerprintRequest(
+                system="systems/fp-knee-01",
+                start_time=_stamp(START),
+                end_time=_stamp(START + 2 * HOUR),
+            )
+        )
+        fingerprint = reply.fingerprint
+        assert fingerprint.name.startswith("systems/fp-knee-01/fingerprints/")
+        assert fingerprint.load_metric == LOAD
+        assert fingerprint.quality.samples == total
+        latency = next(k for k in fingerprint.kpis if k.kpi == LATENCY)
+        assert latency.curve.knee_load == pytest.approx(40.0, rel=0.1)
+        assert len(fingerprint.embedding) == sum(g.length for g in fingerprint.embedding_groups)
+        assert fingerprint.system_snapshot.cpu_cores == 8
+
+        got = await stub.GetFingerprint(pb.GetFingerprintRequest(name=fingerprint.name))
+        assert got.fingerprint == fingerprint
+        newest = await stub.GetFingerprint(
+            pb.GetFingerprintRequest(name="systems/fp-knee-01/fingerprints/-")
+        )
+        assert newest.fingerprint.name == fingerprint.name
+        listed = await stub.ListFingerprints(
+            pb.ListFingerprintsRequest(parent="systems/fp-knee-01")
+        )
+        assert [f.name for f in listed.fingerprints] == [fingerprint.name]
+
+
+async def test_refining_merges_only_new_samples_and_equals_building_from_the_union(
+    store: Store,
+) -> None:
+    await _system_with_knee(store, "fp-refine-01", knee=30.0, seed=2)
+    services = await build_services(_settings(store.url), store)
+    async with serve_in_process(services) as (_, channel):
+        stub = pb_grpc.FingerprintServiceStub(channel)
+        first = await stub.BuildFingerprint(
+            pb.BuildFingerprintRequest(
+                system="systems/fp-refine-01",
+                start_time=_stamp(START),
+                end_time=_stamp(START + HOUR),
+            )
+        )
+        refined = await stub.RefineFingerprint(
+            pb.RefineFingerprintRequest(
+                name=first.fingerprint.name, end_time=_stamp(START + 2 * HOUR)
+            )
+        )
+        whole = await stub.BuildFingerprint(
+            pb.BuildFingerprintRequest(
+                system="systems/fp-refine-01",
+                start_time=_stamp(START),
+                end_time=_stamp(START + 2 * HOUR),
+            )
+        )
+    assert refined.merged_samples == whole.fingerprint.quality.samples - (
+        first.fingerprint.quality.samples
+    )
+    assert refined.fingerprint.name == first.fingerprint.name
+    assert refined.fingerprint.quality.samples == whole.fingerprint.quality.samples
+    for got, expected in zip(refined.fingerprint.kpis, whole.fingerprint.kpis, strict=True):
+        assert got.kpi == expected.kpi
+        for a, b in zip(got.regimes, expected.regimes, strict=True):
+            assert a.count == pytest.approx(b.count)
+            assert a.mean == pytest.approx(b.mean, rel=1e-9)
+            assert a.variance == pytest.approx(b.variance, rel=1e-6)
+            assert a.p95 == b.p95
+
+
+async def test_the_refinement_loop_finds_fingerprints_with_newer_samples(store: Store) -> None:
+    await _system_with_knee(store, "fp-loop-01", knee=50.0, seed=3)
+    settings = FingerprintSettings(half_life=None)
+    built = await service.build(
+        store,
+        settings,
+        service.BuildRequest("fp-loop-01", start=START, end=START + HOUR),
+    )
+    assert await service.refine_stale(store, settings) >= 1
+    system_id, fingerprint_id = built.name.split("/")[1], built.name.split("/")[3]
+    again = await service.get(store, system_id, fingerprint_id)
+    assert again.quality.samples > built.quality.samples
+    assert again.window_end.ToDatetime(tzinfo=UTC) > START + HOUR
+
+
+async def test_compare_reports_the_change_at_shared_loads(store: Store) -> None:
+    metrics = hockey_system(knee=200.0, buckets=360, seed=4, start_bucket=EPOCH_BUCKET)
+    base = {n: (s.ts_unix_ns, s.values) for n, s in metrics.items()}
+    slower = dict(base)
+    ts, values = base[LATENCY]
+    slower[LATENCY] = (ts, values * 1.5)
+    await store_samples(store, "fp-cmp-base", base)
+    await store_samples(store, "fp-cmp-slow", slower)
+    services = await build_services(_settings(store.url), store)
+    async with serve_in_process(services) as (_, channel):
+        stub = pb_grpc.FingerprintServiceStub(channel)
+        names = []
+        for system in ("fp-cmp-base", "fp-cmp-slow"):
+            reply = await stub.BuildFingerprint(
+                pb.BuildFingerprintRequest(
+                    system=f"systems/{system}",
+                    start_time=_stamp(START),
+                    end_time=_stamp(START + HOUR),
+                )
+            )
+            names.append(reply.fingerprint.name)
+        compared = await stub.CompareFingerprints(
+            pb.CompareFingerprintsRequest(first=names[0], second=names[1])
+        )
+    by_kpi = {k.kpi: k for k in compared.kpis}
+    assert by_kpi[LATENCY].relative_change == pytest.approx(0.5, rel=0.02)
+    assert by_kpi[LATENCY].distance > 0.5
+    assert by_kpi[LOAD].relative_change == pytest.approx(0.0, abs=1e-9)
+    assert by_kpi[LOAD].distance == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_bad_requests_say_what_is_missing_and_store_nothing(store: Store) -> None:
+    await store_samples(
+        store,
+        "fp-empty-01",
+        {LOAD: (np.array([EPOCH_BUCKET * 10 * SECOND_NS]), np.array([10.0]))},
+    )
+    services = await build_services(_settings(store.url), store)
+    async with serve_in_process(services) as (_, channel):
+        stub = pb_grpc.FingerprintServiceStub(channel)
+        cases = [
+            (
+                pb.BuildFingerprintRequest(
+                    system="systems/fp-empty-01",
+                    start_time=_stamp(START + 10 * HOUR),
+                    end_time=_stamp(START + 11 * HOUR),
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "no samples",
+            ),
+            (
+                pb.BuildFingerprintRequest(
+                    system="systems/fp-empty-01",
+                    start_time=_stamp(START),
+                    end_time=_stamp(START + HOUR),
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "fp-empty-01",
+            ),
+            (
+                pb.BuildFingerprintRequest(system="systems/fp-nobody"),
+                grpc.StatusCode.NOT_FOUND,
+                "not registered",
+            ),
+            (
+                pb.BuildFingerprintRequest(
+                    system="systems/fp-empty-01",
+                    configuration="systems/fp-empty-01/configurations/9",
+                ),
+                grpc.StatusCode.NOT_FOUND,
+                "configurations/9",
+            ),
+            (
+                pb.BuildFingerprintRequest(
+                    system="systems/fp-empty-01", configuration="systems/other/configurations/1"
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "systems/other",
+            ),
+            (pb.BuildFingerprintRequest(), grpc.StatusCode.INVALID_ARGUMENT, "system"),
+        ]
+        for request, code, words in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.BuildFingerprint(request)
+            assert caught.value.code() == code, request
+            assert words in (caught.value.details() or "")
+        listed = await stub.ListFingerprints(
+            pb.ListFingerprintsRequest(parent="systems/fp-empty-01")
+        )
+        assert list(listed.fingerprints) == []
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.GetFingerprint(
+                pb.GetFingerprintRequest(name="systems/fp-empty-01/fingerprints/-")
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
