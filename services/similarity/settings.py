@@ -1,0 +1,133 @@
+"""Settings of the similarity engine, read once at start and passed down explicitly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = ["DEFAULT_GROUP_WEIGHTS", "CohortSettings", "SimilaritySettings"]
+
+DEFAULT_GROUP_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        # Hardware sets the scale a configuration was sized for, but two machines of
+        # different size can still run the same configuration well.
+        "hardware": 1.0,
+        # How KPIs respond to load (slope, knee) is what a configuration is tuned
+        # against, so it counts twice.
+        "curves": 2.0,
+        "distribution": 1.0,
+        # Correlations shift with the workload mix of a single window; the noisiest part.
+        "correlations": 0.5,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CohortSettings:
+    """How the fleet is clustered into cohorts."""
+
+    min_clusters: int = 2
+    """Fewest cohorts tried when the fleet has structure."""
+    max_clusters: int = 32
+    """Most cohorts tried; bounds the work of choosing k."""
+    selection_sample: int = 2_000
+    """Systems sampled to choose k by silhouette; silhouette is quadratic in this."""
+    fit_sample: int = 50_000
+    """Systems the final clustering is fitted on; the rest of the fleet is assigned to it."""
+    min_silhouette: float = 0.1
+    """Below this best silhouette the fleet has no cluster structure and is one cohort."""
+    patience: int = 3
+    """Grid steps of k tried past the best so far before the search stops; once the
+    silhouette has fallen for this long it rarely recovers, and each try costs a fit."""
+    selection_n_init: int = 2
+    """k-means restarts per candidate k while choosing k."""
+    n_init: int = 4
+    """k-means restarts of the final clustering."""
+    random_state: int = 0
+    """Seed of sampling and k-means, so the same fleet gives the same cohorts."""
+    threads: int = 1
+    """OpenMP threads k-means may use. Clustering is background work; one thread keeps it
+    from competing with latency-sensitive queries for the cores (and k-means threads that
+    wait on busy cores are slower than one thread)."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.min_clusters <= self.max_clusters:
+            raise ValueError("cohorts need 2 <= min_clusters <= max_clusters")
+        if self.selection_sample < 3 or self.fit_sample < self.selection_sample:
+            raise ValueError("cohorts need 3 <= selection_sample <= fit_sample")
+        if not -1.0 <= self.min_silhouette <= 1.0:
+            raise ValueError("min_silhouette lies in [-1, 1]")
+        if self.n_init < 1 or self.selection_n_init < 1:
+            raise ValueError("n_init and selection_n_init must be at least 1")
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1")
+
+
+def _default_weights() -> Mapping[str, float]:
+    return DEFAULT_GROUP_WEIGHTS
+
+
+@dataclass(frozen=True, slots=True)
+class SimilaritySettings:
+    """Everything a deployment may tune about scoring, search and cohorts."""
+
+    group_weights: Mapping[str, float] = field(default_factory=_default_weights)
+    """Weight of each embedding group in the overall score. Every name must be a group of
+    the layout; a layout group missing here gets `default_group_weight`; 0 leaves a group
+    out of the score (it is still reported)."""
+    default_group_weight: float = 1.0
+    """Weight of a layout group that `group_weights` does not name."""
+    clone_threshold: float = 0.9
+    """Scores at or above it mean CLONE (copy the configuration as is), below it ADAPT."""
+    max_k: int = 1000
+    """Largest number of neighbours one query may ask for."""
+    spread_clip: float = 8.0
+    """Standardised values are clipped to +/- this many robust spreads, so one wild
+    dimension cannot outvote the rest of its group."""
+    group_anchor: float = 0.1
+    """Length, in robust spreads, of a constant coordinate added to every group before it
+    is normalised. A group sitting exactly on the fleet median then still has a direction
+    (two such systems are identical there, not undefined), and tiny deviations from the
+    median, where direction is mostly noise, count for little. Must be positive."""
+    scaler_sample: int = 200_000
+    """Systems sampled to estimate the fleet's medians and spreads; more adds no accuracy."""
+    delta_fraction: float = 0.01
+    """Changes (upserts plus removals) kept in a small side segment before the index is
+    rebuilt and re-standardised, as a fraction of the fleet. Small fleets rebuild on every
+    change; a fleet of a million rebuilds every ten thousand."""
+    label_mask_max_values: int = 64
+    """A label key with at most this many distinct values gets a boolean mask per value,
+    precomputed; keys with more values are filtered by comparing a code column."""
+    cohorts: CohortSettings = field(default_factory=CohortSettings)
+    """How cohorts are found."""
+
+    def __post_init__(self) -> None:
+        weights = dict(self.group_weights)
+        for name, weight in weights.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of group {name!r} must be finite and >= 0, not {weight}")
+        object.__setattr__(self, "group_weights", MappingProxyType(weights))
+        if not math.isfinite(self.default_group_weight) or self.default_group_weight < 0:
+            raise ValueError("default_group_weight must be finite and >= 0")
+        if not 0.0 <= self.clone_threshold <= 1.0:
+            raise ValueError("clone_threshold lies in [0, 1]")
+        if self.max_k < 1:
+            raise ValueError("max_k must be at least 1")
+        if not self.spread_clip > 0:
+            raise ValueError("spread_clip must be positive")
+        if not (math.isfinite(self.group_anchor) and self.group_anchor > 0):
+            raise ValueError("group_anchor must be positive")
+        if self.scaler_sample < 1:
+            raise ValueError("scaler_sample must be at least 1")
+        if not 0.0 <= self.delta_fraction <= 1.0:
+            raise ValueError("delta_fraction lies in [0, 1]")
+        if self.label_mask_max_values < 0:
+            raise ValueError("label_mask_max_values must be >= 0")
+
+    def weight_of(self, group: str) -> float:
+        """The weight a group gets, falling back to `default_group_weight`."""
+        return self.group_weights.get(group, self.default_group_weight)

@@ -1,0 +1,1 @@
+"""Tests of the similarity engine (cfgclone.similarity), run without servers or databases."""
