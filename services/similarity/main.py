@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cfgclone.common.server import ServiceDefinition, main_for
-from cfgclone.common.settings import ServiceSettings
+from cfgclone.common.settings import ServiceSettings, SettingsError, env_float
 from cfgclone.common.store import Store
+from cfgclone.similarity.fleet import Fleet
+from cfgclone.similarity.servicer import SimilarityServicer
+from cfgclone.similarity.settings import SimilaritySettings
 from cfgclone.v1 import similarity_service_pb2, similarity_service_pb2_grpc
 
 SERVICE_NAME = similarity_service_pb2.DESCRIPTOR.services_by_name["SimilarityService"].full_name
 
 
+def similarity_settings(options: Mapping[str, str]) -> tuple[SimilaritySettings, float]:
+    """Engine settings and the sync interval from ``CFGCLONE_SIMILARITY_*``.
+
+    ``CLONE_THRESHOLD`` (default 0.9): clone as is at or above it, adapt below.
+    ``SYNC_INTERVAL_SECONDS`` (default 5): how often new fingerprints reach the index.
+    """
+    try:
+        settings = SimilaritySettings(
+            clone_threshold=env_float(options, "CLONE_THRESHOLD", 0.9),
+        )
+    except ValueError as error:
+        raise SettingsError(f"CFGCLONE_SIMILARITY_CLONE_THRESHOLD: {error}") from error
+    interval = env_float(options, "SYNC_INTERVAL_SECONDS", 5.0)
+    if interval <= 0:
+        raise SettingsError("CFGCLONE_SIMILARITY_SYNC_INTERVAL_SECONDS must be positive")
+    return settings, interval
+
+
 async def build_services(settings: ServiceSettings, store: Store) -> Sequence[ServiceDefinition]:
-    """The similarity service's servicers, bound to ``store``."""
-    # Every RPC answers UNIMPLEMENTED until the service's own domain code is served here.
-    servicer = similarity_service_pb2_grpc.SimilarityServiceServicer()  # type: ignore[abstract]
+    """The similarity servicer and the loop that keeps its index in step with the fingerprints."""
+    engine_settings, interval = similarity_settings(settings.options)
+    fleet = Fleet(store, engine_settings)
+    add_to_server = similarity_service_pb2_grpc.add_SimilarityServiceServicer_to_server
     return [
         ServiceDefinition(
             SERVICE_NAME,
-            servicer,
-            similarity_service_pb2_grpc.add_SimilarityServiceServicer_to_server,
+            SimilarityServicer(fleet, engine_settings.max_k),
+            add_to_server,
+            (lambda: fleet.keep_in_step(interval),),
         )
     ]
 

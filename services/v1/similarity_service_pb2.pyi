@@ -85,6 +85,8 @@ class SimilarityScore(_message.Message):
     DECISION_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
+    SHARED_REGIMES_FIELD_NUMBER: _builtins.int
+    SHARED_KPIS_FIELD_NUMBER: _builtins.int
     first: _builtins.str
     """First system."""
     second: _builtins.str
@@ -99,9 +101,17 @@ class SimilarityScore(_message.Message):
     """The clone-versus-adapt threshold used."""
     explanation: _builtins.str
     """Why, in words."""
+    shared_regimes: _builtins.int
+    """Load regimes whose KPI distributions were compared. 0 means the two
+    fingerprints share no load regime, so `distribution_distance` says nothing.
+    """
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupSimilarity]:
         """Per-group similarities."""
+
+    @_builtins.property
+    def shared_kpis(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """KPIs compared at the shared regimes."""
 
     def __init__(
         self,
@@ -114,10 +124,12 @@ class SimilarityScore(_message.Message):
         decision: Global___CloneDecision.ValueType = ...,
         threshold: _builtins.float = ...,
         explanation: _builtins.str = ...,
+        shared_regimes: _builtins.int = ...,
+        shared_kpis: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "distribution_distance", b"distribution_distance", "explanation", b"explanation", "first", b"first", "groups", b"groups", "score", b"score", "second", b"second", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "distribution_distance", b"distribution_distance", "explanation", b"explanation", "first", b"first", "groups", b"groups", "score", b"score", "second", b"second", "shared_kpis", b"shared_kpis", "shared_regimes", b"shared_regimes", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
