@@ -127,7 +127,11 @@ class SimilarityServicer(pb_grpc.SimilarityServiceServicer):
                 self._fleet.index.nearest, system_id, k, labels=labels or None
             )
         chosen = nearest[page.offset : page.offset + page.size]
-        fingerprints = await self._fleet.fingerprints([system_id, *(s.second for s in chosen)])
+        fingerprints = (
+            await self._fleet.fingerprints([system_id, *(s.second for s in chosen)])
+            if request.include_distribution
+            else {}
+        )
         more = len(nearest) > page.offset + page.size and page.offset + page.size < self._max_k
         return pb.FindSimilarSystemsResponse(
             similar_systems=[_score(s, fingerprints) for s in chosen],

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cfgclone/v1/similarity_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x1fgoogle/api/field_behavior.proto\"J\n\x0fGroupSimilarity\x12\r\n\x05group\x18\x01 \x01(\t\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\x8f\x02\n\x0fSimilarityScore\x12\r\n\x05\x66irst\x18\x01 \x01(\t\x12\x0e\n\x06second\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12,\n\x06groups\x18\x04 \x03(\x0b\x32\x1c.cfgclone.v1.GroupSimilarity\x12\x1d\n\x15\x64istribution_distance\x18\x05 \x01(\x01\x12,\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0e\x32\x1a.cfgclone.v1.CloneDecision\x12\x11\n\tthreshold\x18\x07 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\x16\n\x0eshared_regimes\x18\t \x01(\x05\x12\x13\n\x0bshared_kpis\x18\n \x03(\t\"B\n\x15\x43ompareSystemsRequest\x12\x13\n\x05\x66irst\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06second\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x16\x43ompareSystemsResponse\x12\x30\n\nsimilarity\x18\x01 \x01(\x0b\x32\x1c.cfgclone.v1.SimilarityScore\"p\n\x19\x46indSimilarSystemsRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\"l\n\x1a\x46indSimilarSystemsResponse\x12\x35\n\x0fsimilar_systems\x18\x01 \x03(\x0b\x32\x1c.cfgclone.v1.SimilarityScore\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x06\x43ohort\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x65ntre\x18\x03 \x03(\x02\x12\x0e\n\x06spread\x18\x04 \x01(\x01\";\n\x12ListCohortsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x13ListCohortsResponse\x12$\n\x07\x63ohorts\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.Cohort\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x10GetCohortRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x11GetCohortResponse\x12#\n\x06\x63ohort\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.Cohort*c\n\rCloneDecision\x12\x1e\n\x1a\x43LONE_DECISION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LONE_DECISION_CLONE\x10\x01\x12\x18\n\x14\x43LONE_DECISION_ADAPT\x10\x02\x32\xf3\x02\n\x11SimilarityService\x12Y\n\x0e\x43ompareSystems\x12\".cfgclone.v1.CompareSystemsRequest\x1a#.cfgclone.v1.CompareSystemsResponse\x12\x65\n\x12\x46indSimilarSystems\x12&.cfgclone.v1.FindSimilarSystemsRequest\x1a\'.cfgclone.v1.FindSimilarSystemsResponse\x12P\n\x0bListCohorts\x12\x1f.cfgclone.v1.ListCohortsRequest\x1a .cfgclone.v1.ListCohortsResponse\x12J\n\tGetCohort\x12\x1d.cfgclone.v1.GetCohortRequest\x1a\x1e.cfgclone.v1.GetCohortResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cfgclone/v1/similarity_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x1fgoogle/api/field_behavior.proto\"J\n\x0fGroupSimilarity\x12\r\n\x05group\x18\x01 \x01(\t\x12\x12\n\nsimilarity\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"\x8f\x02\n\x0fSimilarityScore\x12\r\n\x05\x66irst\x18\x01 \x01(\t\x12\x0e\n\x06second\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12,\n\x06groups\x18\x04 \x03(\x0b\x32\x1c.cfgclone.v1.GroupSimilarity\x12\x1d\n\x15\x64istribution_distance\x18\x05 \x01(\x01\x12,\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0e\x32\x1a.cfgclone.v1.CloneDecision\x12\x11\n\tthreshold\x18\x07 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\x16\n\x0eshared_regimes\x18\t \x01(\x05\x12\x13\n\x0bshared_kpis\x18\n \x03(\t\"B\n\x15\x43ompareSystemsRequest\x12\x13\n\x05\x66irst\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06second\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x16\x43ompareSystemsResponse\x12\x30\n\nsimilarity\x18\x01 \x01(\x0b\x32\x1c.cfgclone.v1.SimilarityScore\"\x8e\x01\n\x19\x46indSimilarSystemsRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x1c\n\x14include_distribution\x18\x05 \x01(\x08\"l\n\x1a\x46indSimilarSystemsResponse\x12\x35\n\x0fsimilar_systems\x18\x01 \x03(\x0b\x32\x1c.cfgclone.v1.SimilarityScore\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x06\x43ohort\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x0f\n\x07members\x18\x02 \x03(\t\x12\x0e\n\x06\x63\x65ntre\x18\x03 \x03(\x02\x12\x0e\n\x06spread\x18\x04 \x01(\x01\";\n\x12ListCohortsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x13ListCohortsResponse\x12$\n\x07\x63ohorts\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.Cohort\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x10GetCohortRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x11GetCohortResponse\x12#\n\x06\x63ohort\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.Cohort*c\n\rCloneDecision\x12\x1e\n\x1a\x43LONE_DECISION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LONE_DECISION_CLONE\x10\x01\x12\x18\n\x14\x43LONE_DECISION_ADAPT\x10\x02\x32\xf3\x02\n\x11SimilarityService\x12Y\n\x0e\x43ompareSystems\x12\".cfgclone.v1.CompareSystemsRequest\x1a#.cfgclone.v1.CompareSystemsResponse\x12\x65\n\x12\x46indSimilarSystems\x12&.cfgclone.v1.FindSimilarSystemsRequest\x1a\'.cfgclone.v1.FindSimilarSystemsResponse\x12P\n\x0bListCohorts\x12\x1f.cfgclone.v1.ListCohortsRequest\x1a .cfgclone.v1.ListCohortsResponse\x12J\n\tGetCohort\x12\x1d.cfgclone.v1.GetCohortRequest\x1a\x1e.cfgclone.v1.GetCohortResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,8 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COHORT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
   _globals['_GETCOHORTREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETCOHORTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
-  _globals['_CLONEDECISION']._serialized_start=1128
-  _globals['_CLONEDECISION']._serialized_end=1227
+  _globals['_CLONEDECISION']._serialized_start=1159
+  _globals['_CLONEDECISION']._serialized_end=1258
   _globals['_GROUPSIMILARITY']._serialized_start=86
   _globals['_GROUPSIMILARITY']._serialized_end=160
   _globals['_SIMILARITYSCORE']._serialized_start=163
@@ -52,20 +52,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPARESYSTEMSREQUEST']._serialized_end=502
   _globals['_COMPARESYSTEMSRESPONSE']._serialized_start=504
   _globals['_COMPARESYSTEMSRESPONSE']._serialized_end=578
-  _globals['_FINDSIMILARSYSTEMSREQUEST']._serialized_start=580
-  _globals['_FINDSIMILARSYSTEMSREQUEST']._serialized_end=692
-  _globals['_FINDSIMILARSYSTEMSRESPONSE']._serialized_start=694
-  _globals['_FINDSIMILARSYSTEMSRESPONSE']._serialized_end=802
-  _globals['_COHORT']._serialized_start=804
-  _globals['_COHORT']._serialized_end=881
-  _globals['_LISTCOHORTSREQUEST']._serialized_start=883
-  _globals['_LISTCOHORTSREQUEST']._serialized_end=942
-  _globals['_LISTCOHORTSRESPONSE']._serialized_start=944
-  _globals['_LISTCOHORTSRESPONSE']._serialized_end=1028
-  _globals['_GETCOHORTREQUEST']._serialized_start=1030
-  _globals['_GETCOHORTREQUEST']._serialized_end=1068
-  _globals['_GETCOHORTRESPONSE']._serialized_start=1070
-  _globals['_GETCOHORTRESPONSE']._serialized_end=1126
-  _globals['_SIMILARITYSERVICE']._serialized_start=1230
-  _globals['_SIMILARITYSERVICE']._serialized_end=1601
+  _globals['_FINDSIMILARSYSTEMSREQUEST']._serialized_start=581
+  _globals['_FINDSIMILARSYSTEMSREQUEST']._serialized_end=723
+  _globals['_FINDSIMILARSYSTEMSRESPONSE']._serialized_start=725
+  _globals['_FINDSIMILARSYSTEMSRESPONSE']._serialized_end=833
+  _globals['_COHORT']._serialized_start=835
+  _globals['_COHORT']._serialized_end=912
+  _globals['_LISTCOHORTSREQUEST']._serialized_start=914
+  _globals['_LISTCOHORTSREQUEST']._serialized_end=973
+  _globals['_LISTCOHORTSRESPONSE']._serialized_start=975
+  _globals['_LISTCOHORTSRESPONSE']._serialized_end=1059
+  _globals['_GETCOHORTREQUEST']._serialized_start=1061
+  _globals['_GETCOHORTREQUEST']._serialized_end=1099
+  _globals['_GETCOHORTRESPONSE']._serialized_start=1101
+  _globals['_GETCOHORTRESPONSE']._serialized_end=1157
+  _globals['_SIMILARITYSERVICE']._serialized_start=1261
+  _globals['_SIMILARITYSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

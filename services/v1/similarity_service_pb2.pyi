@@ -187,6 +187,7 @@ class FindSimilarSystemsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    INCLUDE_DISTRIBUTION_FIELD_NUMBER: _builtins.int
     system: _builtins.str
     """`systems/{system_id}`."""
     page_size: _builtins.int
@@ -194,6 +195,10 @@ class FindSimilarSystemsRequest(_message.Message):
     page_token: _builtins.str
     label_selector: _builtins.str
     """Only systems whose labels match, for example `role=db`."""
+    include_distribution: _builtins.bool
+    """Also compare each neighbour's KPI distributions with the system's
+    (`distribution_distance`); this reads their fingerprints, so it is slower.
+    """
     def __init__(
         self,
         *,
@@ -201,10 +206,11 @@ class FindSimilarSystemsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         label_selector: _builtins.str = ...,
+        include_distribution: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label_selector", b"label_selector", "page_size", b"page_size", "page_token", b"page_token", "system", b"system"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_distribution", b"include_distribution", "label_selector", b"label_selector", "page_size", b"page_size", "page_token", b"page_token", "system", b"system"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -113,7 +113,9 @@ async def test_nearest_systems_come_from_the_same_family(fleet_database: str) ->
                 for member in range(MEMBERS):
                     reply = await stub.FindSimilarSystems(
                         pb.FindSimilarSystemsRequest(
-                            system=f"systems/{family}-{member}", page_size=MEMBERS - 1
+                            system=f"systems/{family}-{member}",
+                            page_size=MEMBERS - 1,
+                            include_distribution=True,
                         )
                     )
                     names = [s.second for s in reply.similar_systems]
@@ -128,6 +130,7 @@ async def test_nearest_systems_come_from_the_same_family(fleet_database: str) ->
                     assert best.first == f"systems/{family}-{member}"
                     assert 0.0 <= best.score <= 1.0
                     assert best.shared_regimes > 0
+                    assert best.shared_kpis
                     assert {g.group for g in best.groups} == {
                         "hardware", "curves", "distribution", "correlations"
                     }  # fmt: skip

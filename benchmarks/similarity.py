@@ -1,4 +1,4 @@
-"""In-process benchmark of the similarity engine; prints one JSON object.
+"""Benchmark of the similarity engine, in process and through gRPC; prints one JSON object.
 
 For each fleet size it builds synthetic embeddings (families of systems that share
 hardware and workload, plus noise), rebuilds a `SimilarityIndex` from them and
@@ -6,6 +6,9 @@ measures:
 
 - top-10 `SimilarityIndex.nearest` latency, p50 and p99 over the queries, with and
   without a label filter (the answers are explained, as the servicer returns them);
+- the same queries as `SimilarityService.FindSimilarSystems` calls over a real gRPC
+  channel to a real server on loopback (its fleet loaded from the same embeddings,
+  its database a temporary one on CFGCLONE_BENCH_DATABASE_URL);
 - scikit-learn's brute-force cosine `NearestNeighbors` p99 on the same prepared rows
   and the same queries, and the share of the top 10 both agree on;
 - upsert latency (side-segment writes), clustering time and the cohorts found;
@@ -13,32 +16,45 @@ measures:
 - a bare numpy matrix-vector product over the same rows, the floor under any exact
   search, and the machine's load average, since the cores may be shared.
 
-Targets: nearest p99 under 3 ms at 100k systems and under 30 ms at 1M.
+Targets: nearest p99 under 3 ms at 100k systems in process and 10 ms through gRPC, and
+under 30 ms in process at 1M. Embeddings have the layout fingerprints are built with.
 
-    .venv/bin/python benchmarks/similarity_engine.py [--sizes 100000 1000000] [--queries 200]
+    .venv/bin/python benchmarks/similarity.py --json [--sizes 100000 1000000] [--queries 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 import psutil
 from numpy.typing import NDArray
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-from cfgclone.similarity import GroupLayout, SimilarityIndex
+from cfgclone.common.server import start_server
+from cfgclone.common.settings import DatabaseSettings, ServerSettings, ServiceSettings
+from cfgclone.common.store import Store
+from cfgclone.similarity import SimilarityIndex
+from cfgclone.similarity.fleet import default_layout
+from cfgclone.similarity.main import build_services
+from cfgclone.similarity.settings import SimilaritySettings
+from cfgclone.v1 import similarity_service_pb2 as pb
+from cfgclone.v1 import similarity_service_pb2_grpc as pb_grpc
 
-DIMENSION = 64
-LAYOUT = GroupLayout.consecutive(
-    [("hardware", 16), ("curves", 16), ("distribution", 16), ("correlations", 16)]
+LAYOUT = default_layout()
+DIMENSION = LAYOUT.dimension
+BENCH_DATABASE_URL = os.environ.get(
+    "CFGCLONE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 FAMILIES = 24
 K = 10
@@ -106,7 +122,7 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     process = psutil.Process()
     ids, embeddings, families, labels = synthetic_fleet(size, seed)
     rss_before = process.memory_info().rss
-    index = SimilarityIndex(LAYOUT)
+    index = SimilarityIndex(LAYOUT, SimilaritySettings())
     start = time.perf_counter()
     index.rebuild_from_matrix(ids, embeddings, labels)
     build_s = time.perf_counter() - start
@@ -141,8 +157,10 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     found = {system_id: c.cohort_id for c in cohorts for system_id in c.members}
     cohort_ari = adjusted_rand_score(families, [found[system_id] for system_id in ids])
 
+    grpc_spent = asyncio.run(grpc_latencies(ids, embeddings, labels, chosen))
     latency = percentiles_ms(spent)
     return {
+        "grpc_find_similar_ms": percentiles_ms(grpc_spent),
         "systems": size,
         "build_s": round(build_s, 2),
         "nearest_ms": latency,
@@ -163,8 +181,77 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     }
 
 
+async def grpc_latencies(
+    ids: list[str],
+    embeddings: NDArray[np.float32],
+    labels: list[dict[str, str]],
+    chosen: Sequence[int],
+) -> list[float]:
+    """Seconds per top-10 FindSimilarSystems call through a real channel and server."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"cfgclone_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = BENCH_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        store = Store(url)
+        await store.open(wait=True)
+        await store.migrate()
+        settings = ServiceSettings(
+            service="similarity",
+            database=DatabaseSettings(url=url),
+            options={"SYNC_INTERVAL_SECONDS": "3600"},
+        )
+        services = await build_services(settings, store)
+        fleet = services[0].servicer._fleet  # type: ignore[attr-defined]
+        fleet.index.rebuild_from_matrix(ids, embeddings, labels)
+        server = await start_server(services, ServerSettings(port=0), serving=True)
+        spent: list[float] = []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.SimilarityServiceStub(channel)
+            for i in chosen[:20]:  # warm up
+                await stub.FindSimilarSystems(
+                    pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
+                )
+            for i in chosen:
+                start = time.perf_counter()
+                await stub.FindSimilarSystems(
+                    pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
+                )
+                spent.append(time.perf_counter() - start)
+        await server.stop(0)
+        await store.close()
+        return spent
+    finally:
+        with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures the issue names, by fleet size."""
+    out: dict[str, Any] = {}
+    for result in results:
+        out[f"n_{result['systems']}"] = {
+            "p50_ms": result["nearest_ms"]["p50"],
+            "p99_ms": result["nearest_ms"]["p99"],
+            "grpc_p50_ms": result["grpc_find_similar_ms"]["p50"],
+            "grpc_p99_ms": result["grpc_find_similar_ms"]["p99"],
+            "sklearn_p99_ms": result["sklearn_brute_cosine_ms"]["p99"],
+            "agreement": result["top10_agreement_with_sklearn"],
+            "index_mb": result["index_arrays_mb"],
+            "cluster_s": result["clustering_s"],
+        }
+    out["cluster_s"] = max(r["clustering_s"] for r in results)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="In-process benchmark of the similarity engine.")
+    parser = argparse.ArgumentParser(description="Benchmark of the similarity engine.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (default)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -175,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     results = [measure(size, args.queries, args.seed) for size in args.sizes]
     report = {
-        "benchmark": "similarity_engine",
+        **summary(results),
+        "benchmark": "similarity",
         "dimension": DIMENSION,
         "groups": list(LAYOUT.names),
         "k": K,
