@@ -66,19 +66,28 @@ class _TokenInterceptor(_UnaryUnary):
         return await continuation(_with_token(details, self._metadata), request)
 
 
-class _TokenStreamInterceptor(
-    _UnaryStream,
-    _StreamUnary,
-    _StreamStream,
-):
+class _TokenUnaryStreamInterceptor(_UnaryStream):
+    # One class per call shape: grpc.aio files an interceptor under the first
+    # interceptor base it matches only, so one class for several shapes would
+    # reach the first of them alone.
     def __init__(self, token: str) -> None:
         self._metadata = ("authorization", f"Bearer {token}")
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(_with_token(details, self._metadata), request)
 
+
+class _TokenStreamUnaryInterceptor(_StreamUnary):
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
+
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, self._metadata), requests)
+
+
+class _TokenStreamStreamInterceptor(_StreamStream):
+    def __init__(self, token: str) -> None:
+        self._metadata = ("authorization", f"Bearer {token}")
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, self._metadata), requests)
@@ -108,7 +117,12 @@ def open_channel(
     ]
     if peers.tls is None:
         if peers.token:
-            interceptors += [_TokenInterceptor(peers.token), _TokenStreamInterceptor(peers.token)]
+            interceptors += [
+                _TokenInterceptor(peers.token),
+                _TokenUnaryStreamInterceptor(peers.token),
+                _TokenStreamUnaryInterceptor(peers.token),
+                _TokenStreamStreamInterceptor(peers.token),
+            ]
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     tls = peers.tls
     credentials = grpc.ssl_channel_credentials(

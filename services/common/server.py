@@ -35,6 +35,9 @@ from cfgclone.common.telemetry import configure_tracing, server_interceptor
 
 logger = logging.getLogger(__name__)
 
+LIVENESS = "liveness"
+"""Health service name that reports SERVING for as long as the process runs."""
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest request or response; sample batches are the big ones."""
 
@@ -181,6 +184,10 @@ async def start_server(
         ],
     )
     health_servicer = health_aio.HealthServicer()
+    # "liveness" stays SERVING while the process runs: a liveness probe must not
+    # restart a service whose database is down (readiness, "" and the service
+    # names, follows the database instead).
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(s.full_name for s in services)
     for service in services:

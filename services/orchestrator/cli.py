@@ -152,6 +152,13 @@ def cmd_systems(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    """Run the agent on this machine (see cfgclone agent --help)."""
+    from cfgclone.collector import agent_main
+
+    return agent_main.main(args.agent_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cfgclone",
@@ -169,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for SERVING")
     up.set_defaults(func=cmd_up)
+
+    agent = commands.add_parser("agent", help=cmd_agent.__doc__, add_help=False, prefix_chars="\0")
+    agent.add_argument("agent_args", nargs=argparse.REMAINDER)
+    agent.set_defaults(func=cmd_agent)
 
     demo = commands.add_parser("demo", help=cmd_demo.__doc__)
     demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,92 @@
+"""Pieces the benchmarks share: a temporary database and a collector in its own process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
+
+ADMIN_URL = os.environ.get(
+    "CFGCLONE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""PostgreSQL server the benchmarks create their temporary database on."""
+
+
+def database_url_for(name: str) -> str:
+    """The admin URL with its database replaced by ``name``."""
+    base, _, query = ADMIN_URL.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return f"{base}?{query}" if query else base
+
+
+@contextmanager
+def temporary_database() -> Iterator[str]:
+    """Create an empty database, yield its URL, drop it afterwards."""
+    name = f"cfgclone_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield database_url_for(name)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
+def collector_process(url: str) -> Iterator[str]:
+    """A collector in its own process on a free port, scraper off; yields its address."""
+    env = dict(
+        os.environ,
+        CFGCLONE_DATABASE_URL=url,
+        CFGCLONE_PORT="0",
+        CFGCLONE_LOG_LEVEL="ERROR",
+        CFGCLONE_LOG_FORMAT="text",
+        CFGCLONE_COLLECTOR_SCRAPE="0",
+    )
+    env.pop("CFGCLONE_AUTH_TOKENS_FILE", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cfgclone.collector.main"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"listening on ([\d.]+):(\d+)", line)
+        if match is None:
+            raise SystemExit(f"the collector did not start: {line!r}")
+        address = f"{match.group(1)}:{match.group(2)}"
+        wait_serving(address)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_serving(address: str, within: float = 30.0) -> None:
+    """Return once the service at ``address`` reports SERVING."""
+    deadline = time.monotonic() + within
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise SystemExit(f"the service at {address} did not become SERVING")

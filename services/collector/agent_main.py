@@ -1,0 +1,76 @@
+"""``cfgclone agent``: the agent's command line.
+
+Runs until SIGTERM or SIGINT, then spools what it holds and tries briefly to
+deliver it; what is left is delivered at the next start. Exit codes: 0 after a
+normal stop, 2 for a bad command line or configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cfgclone.collector.agent_config import AgentConfig, ConfigError, load_agent_config
+from cfgclone.collector.agent_runner import run_agent
+from cfgclone.common.logs import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_CONFIG = Path("/etc/cfgclone/agent.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cfgclone agent",
+        description="Sample this machine and stream the samples to the cfgclone collector. "
+        "The configuration file format is described in cfgclone.collector.agent_config.",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=Path(os.environ.get("CFGCLONE_AGENT_CONFIG") or DEFAULT_CONFIG),
+        help="TOML configuration file (CFGCLONE_AGENT_CONFIG, default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("CFGCLONE_LOG_LEVEL") or "INFO",
+        help="DEBUG, INFO, WARNING or ERROR (CFGCLONE_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=os.environ.get("CFGCLONE_LOG_FORMAT") or "text",
+        help="CFGCLONE_LOG_FORMAT",
+    )
+    return parser
+
+
+async def _run_until_signalled(config: AgentConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_agent(config, stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cfgclone agent``."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_agent_config(args.config)
+    except ConfigError as error:
+        print(f"cfgclone agent: {error}", file=sys.stderr)
+        return 2
+    configure_logging("agent", args.log_level.upper(), args.log_format)
+    asyncio.run(_run_until_signalled(config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Shadow prediction: try a change on a throw-away copy of the target and measure it.
+
+``run_shadow_comparison`` makes a copy through a ``ShadowProvider``, runs the
+target's load on it under the baseline and the candidate configuration in
+turn, and returns the per-KPI samples of both sides (``ShadowRun``) for the
+judge. Providers: PostgreSQL (a throw-away cluster with pgbench) and a
+simulated system with known response surfaces, for tests.
+"""
+
+from __future__ import annotations
+
+from cfgclone.predictor.shadow.cluster import (
+    ClusterSettings,
+    ThrowawayCluster,
+    find_postgres_bin_dir,
+    throwaway_cluster,
+)
+from cfgclone.predictor.shadow.comparison import run_shadow_comparison
+from cfgclone.predictor.shadow.model import (
+    KPI_CPU,
+    KPI_LATENCY_MEAN,
+    KPI_LATENCY_P95,
+    KPI_THROUGHPUT,
+    SHADOW_KPIS,
+    KpiSamples,
+    RoundRecord,
+    ShadowFailed,
+    ShadowOutcome,
+    ShadowRun,
+    ShadowTarget,
+    Side,
+    WorkloadResult,
+    WorkloadShape,
+)
+from cfgclone.predictor.shadow.postgres import PostgresShadowProvider, PostgresShadowSettings
+from cfgclone.predictor.shadow.provider import ShadowCopy, ShadowProvider
+from cfgclone.predictor.shadow.simulated import (
+    HARMFUL_CHANGE,
+    HARMLESS_CHANGE,
+    ParameterEffect,
+    ResponseFactors,
+    SimulatedShadowProvider,
+    SimulatedSystem,
+)
+
+__all__ = [
+    "HARMFUL_CHANGE",
+    "HARMLESS_CHANGE",
+    "KPI_CPU",
+    "KPI_LATENCY_MEAN",
+    "KPI_LATENCY_P95",
+    "KPI_THROUGHPUT",
+    "SHADOW_KPIS",
+    "ClusterSettings",
+    "KpiSamples",
+    "ParameterEffect",
+    "PostgresShadowProvider",
+    "PostgresShadowSettings",
+    "ResponseFactors",
+    "RoundRecord",
+    "ShadowCopy",
+    "ShadowFailed",
+    "ShadowOutcome",
+    "ShadowProvider",
+    "ShadowRun",
+    "ShadowTarget",
+    "Side",
+    "SimulatedShadowProvider",
+    "SimulatedSystem",
+    "ThrowawayCluster",
+    "WorkloadResult",
+    "WorkloadShape",
+    "find_postgres_bin_dir",
+    "run_shadow_comparison",
+    "throwaway_cluster",
+]

@@ -1,0 +1,143 @@
+"""The PostgreSQL shadow provider for real: a throw-away cluster, pgbench, cleanup."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cfgclone.predictor.shadow import (
+    KPI_CPU,
+    KPI_LATENCY_MEAN,
+    KPI_LATENCY_P95,
+    KPI_THROUGHPUT,
+    ClusterSettings,
+    PostgresShadowProvider,
+    PostgresShadowSettings,
+    ShadowOutcome,
+    ShadowRun,
+    ShadowTarget,
+    Side,
+    WorkloadShape,
+    run_shadow_comparison,
+)
+from tests.predictor.shadow.support import is_gone, leftovers, needs_postgres, open_parent_folder
+
+pytestmark = [needs_postgres, pytest.mark.slow]
+
+TARGET = ShadowTarget(
+    "systems/db-01", WorkloadShape(clients=4, threads=2, rate_tps=100.0), data_scale=1
+)
+HARMFUL = {"commit_delay": 10_000, "commit_siblings": 0}
+"""Every commit waits 10 ms for company while holding the WAL write lock: at 100 tps
+the server falls behind and latency climbs."""
+HARMLESS = {"work_mem": "8MB"}
+"""pgbench's statements sort nothing: more sort memory changes nothing."""
+
+
+@pytest.fixture
+def parent() -> Iterator[Path]:
+    with open_parent_folder() as folder:
+        yield folder
+        assert leftovers(folder) == []
+
+
+def _provider(parent: Path) -> PostgresShadowProvider:
+    return PostgresShadowProvider(PostgresShadowSettings(cluster=ClusterSettings(parent=parent)))
+
+
+def _median(run: ShadowRun, side: Side, kpi: str) -> float:
+    return statistics.median(run.samples(side)[kpi])
+
+
+def _figures(run: ShadowRun) -> str:
+    return ", ".join(
+        f"{kpi} {_median(run, Side.BASELINE, kpi):.2f} -> {_median(run, Side.CANDIDATE, kpi):.2f}"
+        for kpi in (KPI_THROUGHPUT, KPI_LATENCY_MEAN, KPI_LATENCY_P95, KPI_CPU)
+    )
+
+
+async def test_a_commit_delay_shows_as_a_clear_rise_of_candidate_p95(parent: Path) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), TARGET, {}, HARMFUL, rounds=2, duration=3, timeout=120
+    )
+    print(f"harmful {HARMFUL}: {_figures(run)}")
+    assert run.outcome is ShadowOutcome.COMPLETED, run.failure_reason
+    assert len(run.baseline[KPI_LATENCY_P95]) >= 4
+    assert len(run.candidate[KPI_LATENCY_P95]) >= 4
+    p95_before = _median(run, Side.BASELINE, KPI_LATENCY_P95)
+    p95_after = _median(run, Side.CANDIDATE, KPI_LATENCY_P95)
+    assert p95_after > 5 * p95_before
+    assert min(run.candidate[KPI_LATENCY_P95]) > max(run.baseline[KPI_LATENCY_P95])
+    throughput_before = _median(run, Side.BASELINE, KPI_THROUGHPUT)
+    assert _median(run, Side.CANDIDATE, KPI_THROUGHPUT) < throughput_before
+    assert run.baseline[KPI_CPU]
+    assert run.candidate[KPI_CPU]
+    assert is_gone(Path(run.details["workdir"]))
+
+
+async def test_a_harmless_change_leaves_candidate_p95_near_the_baseline(parent: Path) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), TARGET, {}, HARMLESS, rounds=2, duration=3, timeout=120
+    )
+    print(f"harmless {HARMLESS}: {_figures(run)}")
+    assert run.outcome is ShadowOutcome.COMPLETED, run.failure_reason
+    ratio = _median(run, Side.CANDIDATE, KPI_LATENCY_P95) / _median(
+        run, Side.BASELINE, KPI_LATENCY_P95
+    )
+    assert 0.5 < ratio < 2.0
+    throughput = _median(run, Side.CANDIDATE, KPI_THROUGHPUT) / _median(
+        run, Side.BASELINE, KPI_THROUGHPUT
+    )
+    assert 0.8 < throughput < 1.25
+
+
+async def test_fewer_connections_than_clients_fails_the_candidate_with_the_reason(
+    parent: Path,
+) -> None:
+    target = ShadowTarget("systems/db-01", WorkloadShape(clients=8, threads=2, rate_tps=50.0))
+    run = await run_shadow_comparison(
+        _provider(parent), target, {}, {"max_connections": 5}, rounds=2, duration=2, timeout=60
+    )
+    assert run.outcome is ShadowOutcome.FAILED
+    assert run.failed_side is Side.CANDIDATE
+    assert run.failure_reason is not None
+    assert "too many clients" in run.failure_reason
+    assert run.details["restarts"] == "1"  # max_connections needs a restart
+    assert run.baseline[KPI_LATENCY_P95]
+    assert not any(run.candidate.values())
+
+
+async def test_an_unknown_parameter_is_refused_before_any_workload(parent: Path) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), TARGET, {}, {"no_such_setting": 1}, rounds=2, duration=1, timeout=60
+    )
+    assert run.outcome is ShadowOutcome.FAILED
+    assert run.failed_side is Side.CANDIDATE
+    assert run.failure_reason is not None
+    assert "no_such_setting" in run.failure_reason
+
+
+async def test_a_timeout_during_the_workload_leaves_no_cluster_process_or_folder(
+    parent: Path,
+) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), TARGET, {}, HARMLESS, rounds=1, duration=60, timeout=4
+    )
+    assert run.outcome is ShadowOutcome.TIMED_OUT
+    assert run.elapsed_s < 20
+    workdir = Path(run.details["workdir"])  # the copy existed: the limit hit pgbench
+    assert workdir.parent == parent
+    assert is_gone(workdir)
+    assert leftovers(parent) == []
+
+
+async def test_a_timeout_while_the_copy_is_made_leaves_nothing_either(parent: Path) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), TARGET, {}, HARMLESS, rounds=1, duration=1, timeout=0.3
+    )
+    assert run.outcome is ShadowOutcome.TIMED_OUT
+    assert run.rounds == ()
+    assert leftovers(parent) == []

@@ -1,0 +1,172 @@
+"""The history learner: borrowing similar systems' history, and refusing to guess."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cfgclone.predictor.change import ConfigurationDelta
+from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistorySettings
+from cfgclone.predictor.verdict import Verdict
+
+TARGET = "systems/db-a"
+DB_A = (1.0, 0.1, 0.0)
+DB_B = (0.95, 0.15, 0.05)
+DB_C = (1.0, 0.05, 0.1)
+WEB = (0.0, 0.2, 1.0)
+
+DOUBLE_BUFFERS = ConfigurationDelta.between({"shared_buffers": 1024}, {"shared_buffers": 2048})
+HALVE_BUFFERS = ConfigurationDelta.between({"shared_buffers": 1024}, {"shared_buffers": 512})
+
+
+def record(
+    rng: np.random.Generator, system: str, embedding: tuple[float, ...], ratio: float, effect: float
+) -> ChangeRecord:
+    """A change of shared_buffers by ``ratio``: latency moves by ``effect`` per doubling."""
+    delta = ConfigurationDelta.between(
+        {"shared_buffers": 1024, "wal_level": "replica"},
+        {"shared_buffers": round(1024 * ratio), "wal_level": "replica"},
+    )
+    latency = math.expm1(effect * math.log2(ratio) + rng.normal(0.0, 0.02))
+    return ChangeRecord(
+        system=system,
+        embedding=tuple(np.asarray(embedding) + rng.normal(0.0, 0.01, len(embedding))),
+        delta=delta,
+        observed={"latency_ms": latency, "cpu_percent": float(rng.normal(0.0, 0.01))},
+    )
+
+
+@pytest.fixture
+def fleet_history() -> list[ChangeRecord]:
+    """Two changes on the target; a dozen on each of two look-alikes, where more buffers
+    cut latency; a dozen on a web node, where they raise it."""
+    rng = np.random.default_rng(3)
+    ratios = [0.25, 0.5, 2.0, 4.0, 8.0]
+    history = [record(rng, TARGET, DB_A, r, -0.2) for r in (2.0, 0.5)]
+    for system, embedding in (("systems/db-b", DB_B), ("systems/db-c", DB_C)):
+        history += [record(rng, system, embedding, r, -0.2) for r in rng.choice(ratios, 12)]
+    history += [record(rng, "systems/web-x", WEB, r, +0.3) for r in rng.choice(ratios, 12)]
+    return history
+
+
+def test_too_few_examples_is_inconclusive_with_the_reason(
+    fleet_history: list[ChangeRecord],
+) -> None:
+    own = [r for r in fleet_history if r.system == TARGET]
+
+    prediction = HistoryLearner().fit(own, target=TARGET, embedding=DB_A).predict(DOUBLE_BUFFERS)
+
+    latency = prediction.result("latency_ms")
+    assert latency.verdict is Verdict.INCONCLUSIVE
+    assert latency.interval is None
+    assert latency.relative_change is None
+    assert "only 2.0 weighted examples" in latency.explanation
+    assert "need 8" in latency.explanation
+
+
+def test_borrowing_similar_systems_gives_a_confident_verdict(
+    fleet_history: list[ChangeRecord],
+) -> None:
+    model = HistoryLearner().fit(fleet_history, target=TARGET, embedding=DB_A)
+
+    doubled = model.predict(DOUBLE_BUFFERS).result("latency_ms")
+    halved = model.predict(HALVE_BUFFERS).result("latency_ms")
+    cpu = model.predict(DOUBLE_BUFFERS).result("cpu_percent")
+
+    # The look-alikes' effect (-18% per doubling), not the web node's (+23%).
+    assert doubled.verdict is Verdict.POSITIVE
+    assert doubled.relative_change == pytest.approx(math.expm1(-0.2), abs=0.05)
+    assert doubled.interval is not None
+    assert doubled.interval.high < -0.05
+    assert halved.verdict is Verdict.NEGATIVE
+    assert halved.relative_change == pytest.approx(math.expm1(0.2), abs=0.05)
+    assert cpu.verdict is Verdict.NEUTRAL
+    assert doubled.evidence_count == 26  # the web node's dozen carry no weight
+
+
+def test_examples_are_weighted_by_similarity_to_the_target(
+    fleet_history: list[ChangeRecord],
+) -> None:
+    learner = HistoryLearner()
+
+    by_cosine = learner.example_weights(fleet_history, target=TARGET, embedding=DB_A)
+    by_engine = learner.example_weights(
+        fleet_history,
+        target=TARGET,
+        embedding=DB_A,
+        similarity={"systems/db-b": 0.9, "systems/db-c": 0.4, "systems/web-x": 0.7},
+    )
+
+    systems = [r.system for r in fleet_history]
+    cosine = dict(zip(systems, by_cosine, strict=True))
+    engine = dict(zip(systems, by_engine, strict=True))
+    assert cosine[TARGET] == 1.0
+    assert 0.95 < cosine["systems/db-b"] < 1.0
+    assert cosine["systems/web-x"] == 0.0
+    # The similarity engine's scores win; below min_similarity a system is not used.
+    assert engine == {
+        TARGET: 1.0,
+        "systems/db-b": 0.9,
+        "systems/db-c": 0.0,
+        "systems/web-x": 0.7,
+    }
+
+
+def test_dissimilar_history_alone_is_not_borrowed(fleet_history: list[ChangeRecord]) -> None:
+    own_and_web = [r for r in fleet_history if r.system in (TARGET, "systems/web-x")]
+
+    model = HistoryLearner().fit(own_and_web, target=TARGET, embedding=DB_A)
+
+    assert model.predict(DOUBLE_BUFFERS).result("latency_ms").verdict is Verdict.INCONCLUSIVE
+
+
+def test_a_parameter_the_history_never_changed_is_inconclusive(
+    fleet_history: list[ChangeRecord],
+) -> None:
+    model = HistoryLearner().fit(fleet_history, target=TARGET, embedding=DB_A)
+    other = ConfigurationDelta.between({"work_mem": 4}, {"work_mem": 64})
+
+    prediction = model.predict(other, kpis=["latency_ms", "disk_iops"])
+
+    assert [r.verdict for r in prediction.kpis] == [Verdict.INCONCLUSIVE] * 2
+    assert "work_mem never changed" in prediction.result("latency_ms").explanation
+    assert "never observed" in prediction.result("disk_iops").explanation
+
+
+def test_evidence_must_cover_the_changed_parameters(fleet_history: list[ChangeRecord]) -> None:
+    rng = np.random.default_rng(9)
+    rare = ConfigurationDelta.between({"jit": True}, {"jit": False})
+    history = [
+        *fleet_history,
+        *(
+            ChangeRecord(TARGET, DB_A, rare, {"latency_ms": float(rng.normal(0.3, 0.01))})
+            for _ in range(3)
+        ),
+    ]
+
+    model = HistoryLearner().fit(history, target=TARGET, embedding=DB_A)
+    latency = model.predict(rare).result("latency_ms")
+
+    assert latency.verdict is Verdict.INCONCLUSIVE
+    assert "only 3.0 weighted examples changed jit" in latency.explanation
+
+
+def test_model_version_is_a_digest_of_what_it_learned_from(
+    fleet_history: list[ChangeRecord],
+) -> None:
+    learner = HistoryLearner(HistorySettings(trees=20))
+
+    first = learner.fit(fleet_history, target=TARGET, embedding=DB_A).version
+    again = learner.fit(fleet_history, target=TARGET, embedding=DB_A).version
+    fewer = learner.fit(fleet_history[:-1], target=TARGET, embedding=DB_A).version
+
+    assert first.startswith("history/1/")
+    assert first == again
+    assert fewer != first
+
+
+def test_embeddings_must_have_the_targets_length(fleet_history: list[ChangeRecord]) -> None:
+    with pytest.raises(ValueError, match="embedding of length 3"):
+        HistoryLearner().fit(fleet_history, target=TARGET, embedding=(1.0, 0.0))
