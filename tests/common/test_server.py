@@ -279,6 +279,11 @@ async def test_database_going_away_gives_not_serving_and_unavailable_then_recove
                     await stub.GetSystem(pb.GetSystemRequest(name="systems/resilient-01"))
                 assert down.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert await _eventually(lambda: _is(channel, not_serving))
+                # Liveness does not follow the database: nothing should restart the service.
+                alive = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service="liveness")
+                )
+                assert alive.status == serving
 
                 await proxy.restore()
                 assert await _eventually(lambda: _is(channel, serving))

@@ -163,8 +163,10 @@ def test_base_probes_are_native_grpc_on_the_service_port(
     for service in SERVICES:
         deployment = find(rendered["base"], "Deployment", f"cfgclone-{service}")
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": default_port(service)}, service
+        port = default_port(service)
+        assert container["readinessProbe"]["grpc"] == {"port": port}, service
+        # Liveness asks the health name that does not follow the database.
+        assert container["livenessProbe"]["grpc"] == {"port": port, "service": "liveness"}
 
 
 def test_production_serves_tls_and_probes_with_the_tls_health_check(
