@@ -8,7 +8,7 @@ measures:
   without a label filter (the answers are explained, as the servicer returns them);
 - the same queries as `SimilarityService.FindSimilarSystems` calls over a real gRPC
   channel to a real server on loopback (its fleet loaded from the same embeddings,
-  its database a temporary one on CFGCLONE_BENCH_DATABASE_URL);
+  its database a temporary one made by bench_support);
 - scikit-learn's brute-force cosine `NearestNeighbors` p99 on the same prepared rows
   and the same queries, and the share of the top 10 both agree on;
 - upsert latency (side-segment writes), clustering time and the cohorts found;
@@ -30,13 +30,13 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 import psutil
+from bench_support import temporary_database
 from numpy.typing import NDArray
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
@@ -53,9 +53,6 @@ from cfgclone.v1 import similarity_service_pb2_grpc as pb_grpc
 
 LAYOUT = default_layout()
 DIMENSION = LAYOUT.dimension
-BENCH_DATABASE_URL = os.environ.get(
-    "CFGCLONE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 FAMILIES = 24
 K = 10
 ROLES = ({"role": "db"}, {"role": "web"}, {"role": "cache"}, {"role": "batch"})
@@ -188,14 +185,7 @@ async def grpc_latencies(
     chosen: Sequence[int],
 ) -> list[float]:
     """Seconds per top-10 FindSimilarSystems call through a real channel and server."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"cfgclone_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = BENCH_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
-    try:
+    with temporary_database() as url:
         store = Store(url)
         await store.open(wait=True)
         await store.migrate()
@@ -224,11 +214,6 @@ async def grpc_latencies(
         await server.stop(0)
         await store.close()
         return spent
-    finally:
-        with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
