@@ -116,6 +116,15 @@ class DeadlineExceeded(CfgcloneError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+def system_not_found(system_id: str) -> NotFound:
+    """The one answer for a system no agent or user has registered."""
+    return NotFound(
+        f"systems/{system_id} is not registered; register it with the collector first",
+        reason="SYSTEM_NOT_FOUND",
+        metadata={"system": f"systems/{system_id}"},
+    )
+
+
 def to_status(error: CfgcloneError) -> grpc.Status:
     """The gRPC status for a domain error, with ErrorInfo and BadRequest details."""
     info = error_details_pb2.ErrorInfo(

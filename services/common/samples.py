@@ -1,39 +1,38 @@
 """Reading samples back fast: binary COPY out of PostgreSQL, parsed with numpy.
 
-The fingerprint service reads millions of samples per build; fetching rows one
-by one through the driver would dominate the build. A binary COPY of the three
-columns it needs has a fixed row size, so the whole payload is one numpy
-structured array, split per metric with a single stable sort.
+The fingerprint service reads millions of samples per build. Each row of a COPY
+is a message the driver hands over one at a time, which costs about a
+microsecond of Python per row; so the query aggregates each metric's samples
+into two arrays (times and values) and the COPY carries one row per metric. A
+binary array of fixed-size elements is a numpy structured array as it stands,
+so nothing runs per sample in Python.
+
+A metric's samples in one window travel as one array, so they must stay under
+PostgreSQL's 1 GB limit on a value: about 89 million samples of one metric.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from cfgclone.common.errors import NotFound
+from cfgclone.common.errors import system_not_found
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Connection
 
 _QUERIES = load_queries("cfgclone.common", "samples.sql")
 
-_HEADER = b"PGCOPY\n\xff\r\n\x00"
-_HEADER_BYTES = len(_HEADER) + 8  # signature, flags, header extension length
-_TRAILER_BYTES = 2
-_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("ts_len", ">i4"),
-        ("ts", ">i8"),
-        ("metric_len", ">i4"),
-        ("metric", ">i4"),
-        ("value_len", ">i4"),
-        ("value", ">f8"),
-    ]
-)
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+_ARRAY_HEADER = struct.Struct(">iiiii")  # dimensions, has nulls, element type, length, lower bound
+_TIMESTAMPS = np.dtype([("length", ">i4"), ("value", ">i8")])
+_VALUES = np.dtype([("length", ">i4"), ("value", ">f8")])
+_FIELDS_PER_ROW = 3  # metric name, times, values
 POSTGRES_EPOCH_UNIX_US = 946_684_800_000_000
 """PostgreSQL counts timestamps in microseconds from 2000-01-01 UTC."""
 
@@ -49,35 +48,78 @@ class MetricSamples:
         return int(self.values.size)
 
 
-def parse_binary_copy(payload: bytes | bytearray | memoryview) -> npt.NDArray[np.void]:
-    """Rows of a binary COPY of ``(timestamptz, int4, float8)`` as a structured array."""
-    view = memoryview(payload)
-    if len(view) < _HEADER_BYTES + _TRAILER_BYTES or bytes(view[: len(_HEADER)]) != _HEADER:
-        raise ValueError("not a PostgreSQL binary COPY payload")
-    body = view[_HEADER_BYTES : len(view) - _TRAILER_BYTES]
-    if len(body) % _ROW.itemsize:
-        raise ValueError("binary COPY rows are not (timestamptz, int4, float8)")
-    rows = np.frombuffer(body, dtype=_ROW)
-    if rows.size and not (rows["fields"] == 3).all():
-        raise ValueError("binary COPY rows are not (timestamptz, int4, float8)")
-    return rows
+class _CopyReader:
+    """Walks the fields of a binary COPY payload from its first row to its trailer."""
+
+    def __init__(self, payload: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(payload)
+        header = len(_SIGNATURE) + 8  # signature, flags, length of the header extension
+        if len(self._view) < header + 2 or bytes(self._view[: len(_SIGNATURE)]) != _SIGNATURE:
+            raise ValueError("not a PostgreSQL binary COPY payload")
+        self._position = header + self._int(_INT32, header - 4)
+
+    def _int(self, layout: struct.Struct, position: int) -> int:
+        if position + layout.size > len(self._view):
+            raise ValueError("binary COPY payload ends in the middle of a row")
+        return int(layout.unpack_from(self._view, position)[0])
+
+    def next_row(self) -> bool:
+        """Step into the next row; False at the trailer."""
+        fields = self._int(_INT16, self._position)
+        self._position += _INT16.size
+        if fields == -1:
+            return False
+        if fields != _FIELDS_PER_ROW:
+            raise ValueError("binary COPY rows are not (text, timestamptz[], float8[])")
+        return True
+
+    def field(self) -> memoryview:
+        """The bytes of the next field of the current row."""
+        length = self._int(_INT32, self._position)
+        start = self._position + _INT32.size
+        if length < 0 or start + length > len(self._view):
+            raise ValueError("binary COPY field is NULL or runs past the payload")
+        self._position = start + length
+        return self._view[start : start + length]
 
 
-def split_by_metric(rows: npt.NDArray[np.void]) -> dict[int, MetricSamples]:
-    """Group rows by metric id, each group in time order."""
-    if rows.size == 0:
-        return {}
-    metric = rows["metric"].astype(np.int32)
-    ts_ns = (rows["ts"].astype(np.int64) + POSTGRES_EPOCH_UNIX_US) * 1000
-    order = np.lexsort((ts_ns, metric))
-    metric, ts_ns = metric[order], ts_ns[order]
-    values = rows["value"].astype(np.float64)[order]
-    ids, starts = np.unique(metric, return_index=True)
-    ends = [*starts[1:], metric.size]
-    return {
-        int(mid): MetricSamples(ts_ns[a:b], values[a:b])
-        for mid, a, b in zip(ids, starts, ends, strict=True)
-    }
+def _array(field: memoryview, element: np.dtype[np.void]) -> npt.NDArray[np.void]:
+    """Elements of a one-dimensional binary array without NULLs, each 8 bytes of data."""
+    dimensions = _INT32.unpack_from(field, 0)[0] if len(field) >= _INT32.size else -1
+    if dimensions == 0:
+        return np.zeros(0, dtype=element)
+    if dimensions != 1 or len(field) < _ARRAY_HEADER.size:
+        raise ValueError("binary COPY field is not a one-dimensional array")
+    _, has_nulls, _, count, _ = _ARRAY_HEADER.unpack_from(field, 0)
+    if has_nulls or len(field) != _ARRAY_HEADER.size + count * element.itemsize:
+        raise ValueError("binary COPY array holds NULLs or elements that are not 8 bytes")
+    elements = np.frombuffer(field, dtype=element, count=count, offset=_ARRAY_HEADER.size)
+    if not (elements["length"] == 8).all():
+        raise ValueError("binary COPY array holds elements that are not 8 bytes")
+    return elements
+
+
+def _in_time_order(
+    ts_unix_ns: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> MetricSamples:
+    if ts_unix_ns.size > 1 and bool((ts_unix_ns[1:] < ts_unix_ns[:-1]).any()):
+        order = np.argsort(ts_unix_ns, kind="stable")
+        return MetricSamples(ts_unix_ns[order], values[order])
+    return MetricSamples(ts_unix_ns, values)
+
+
+def parse_metric_rows(payload: bytes | bytearray | memoryview) -> dict[str, MetricSamples]:
+    """Rows of a binary COPY of ``(name, timestamptz[], float8[])``, by name, in time order."""
+    reader = _CopyReader(payload)
+    found: dict[str, MetricSamples] = {}
+    while reader.next_row():
+        name = bytes(reader.field()).decode("utf-8")
+        micros = _array(reader.field(), _TIMESTAMPS)["value"].astype(np.int64)
+        values = _array(reader.field(), _VALUES)["value"].astype(np.float64)
+        if micros.size != values.size:
+            raise ValueError(f"metric {name!r} has {micros.size} times but {values.size} values")
+        found[name] = _in_time_order((micros + POSTGRES_EPOCH_UNIX_US) * 1000, values)
+    return found
 
 
 async def system_key(conn: Connection, system_id: str) -> int:
@@ -85,11 +127,7 @@ async def system_key(conn: Connection, system_id: str) -> int:
     cursor = await conn.execute(_QUERIES["system_key"], {"system_id": system_id})
     row = await cursor.fetchone()
     if row is None:
-        raise NotFound(
-            f"systems/{system_id} is not registered",
-            reason="SYSTEM_NOT_FOUND",
-            metadata={"system": f"systems/{system_id}"},
-        )
+        raise system_not_found(system_id)
     return int(row[0])
 
 
@@ -104,9 +142,4 @@ async def read_samples(
         async with cursor.copy(_QUERIES["copy_samples_out"], params) as copy:
             async for chunk in copy:
                 payload += chunk
-    by_id = split_by_metric(parse_binary_copy(payload))
-    if not by_id:
-        return {}
-    cursor = await conn.execute(_QUERIES["metric_names"], {"ids": list(by_id)})
-    names = {int(mid): str(name) for mid, name in await cursor.fetchall()}
-    return {names[mid]: samples for mid, samples in by_id.items()}
+    return parse_metric_rows(payload)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cfgclone.common.errors import FailedPrecondition, NotFound
+from cfgclone.common.errors import FailedPrecondition, NotFound, system_not_found
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page
 from cfgclone.common.store import Connection
@@ -58,11 +58,7 @@ async def system(conn: Connection, system_id: str) -> SystemRecord:
     cursor = await conn.execute(_QUERIES["system_row"], {"system_id": system_id})
     row = await cursor.fetchone()
     if row is None:
-        raise NotFound(
-            f"systems/{system_id} is not registered; register it with the collector first",
-            reason="SYSTEM_NOT_FOUND",
-            metadata={"system": f"systems/{system_id}"},
-        )
+        raise system_not_found(system_id)
     key, sid, _hostname, cpu_model, cores, memory, os_name, kernel, arch = row
     profile = SystemProfile(
         cpu_cores=cores,

@@ -178,9 +178,10 @@ _END = r"(?:$|[^a-z0-9])"
 DEFAULT_DIRECTION_PATTERNS: tuple[tuple[str, KpiDirection], ...] = (
     # Rates of useful work first: "requests_per_second" must not match "request latency".
     (_SEP + r"(throughput|tps|qps|rps|iops|ops|goodput)" + _END, KpiDirection.HIGHER_IS_BETTER),
+    # Resources before rates: "cpu.seconds_per_second" is CPU used, not work done.
+    (_SEP + r"(cpu|mem|memory|rss|swap|iowait|load)", KpiDirection.LOWER_IS_BETTER),
     (r"per_(second|sec|s)" + _END, KpiDirection.HIGHER_IS_BETTER),
     (_SEP + r"(hit_ratio|hit_rate|cache_hits?)" + _END, KpiDirection.HIGHER_IS_BETTER),
-    (_SEP + r"(cpu|mem|memory|rss|swap|iowait|load)", KpiDirection.LOWER_IS_BETTER),
     (_SEP + r"(latency|response_time|duration|wait|p50|p9\d)", KpiDirection.LOWER_IS_BETTER),
     (_SEP + r"(errors?|error_rate|failures?|fail|timeouts?|drops?)", KpiDirection.LOWER_IS_BETTER),
     (_SEP + r"(gc_time|usertime|elapsedtime|runtime)" + _END, KpiDirection.LOWER_IS_BETTER),

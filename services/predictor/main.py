@@ -2,27 +2,157 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
+import grpc
+
+from cfgclone.common.clients import open_channel
+from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.server import ServiceDefinition, main_for
 from cfgclone.common.settings import ServiceSettings
 from cfgclone.common.store import Store
+from cfgclone.predictor.appliers import SimulatedApplier
+from cfgclone.predictor.appliers_registry import Appliers
+from cfgclone.predictor.configurations import load_policy
+from cfgclone.predictor.guard import Guard
+from cfgclone.predictor.history import ModelCache
+from cfgclone.predictor.outcomes import OutcomeCounters
+from cfgclone.predictor.prediction import Predictor, SimilarityLookup
+from cfgclone.predictor.servicer import PredictorServicer
+from cfgclone.predictor.settings import PredictorSettings
+from cfgclone.predictor.shadow import (
+    PostgresShadowProvider,
+    ShadowProvider,
+    SimulatedShadowProvider,
+)
 from cfgclone.v1 import predictor_service_pb2, predictor_service_pb2_grpc
+from cfgclone.v1 import similarity_service_pb2 as similarity_pb
+from cfgclone.v1 import similarity_service_pb2_grpc as similarity_grpc
 
 SERVICE_NAME = predictor_service_pb2.DESCRIPTOR.services_by_name["PredictorService"].full_name
 
+logger = logging.getLogger(__name__)
+
+Loop = Callable[[], Coroutine[Any, Any, None]]
+
+
+def similarity_lookup(settings: ServiceSettings, neighbours: int) -> SimilarityLookup:
+    """Nearest systems' scores from the similarity service; None when it is unreachable."""
+    channel: grpc.aio.Channel | None = None
+
+    async def lookup(system: str) -> Mapping[str, float] | None:
+        nonlocal channel
+        if channel is None:
+            channel = open_channel(settings.peers.address("similarity"), settings.peers)
+        stub = similarity_grpc.SimilarityServiceStub(channel)
+        try:
+            reply = await stub.FindSimilarSystems(
+                similarity_pb.FindSimilarSystemsRequest(system=system, page_size=neighbours),
+                timeout=settings.peers.timeout_seconds,
+            )
+        except grpc.aio.AioRpcError as error:
+            logger.warning("similarity lookup for %s failed: %s", system, error.details())
+            return None
+        return {s.second: s.score for s in reply.similar_systems}
+
+    return lookup
+
+
+def default_shadow_providers() -> dict[str, ShadowProvider]:
+    return {"postgresql": PostgresShadowProvider(), "simulated": SimulatedShadowProvider()}
+
+
+def retrain_loop(models: ModelCache, settings: PredictorSettings) -> Loop:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(settings.retrain_interval.total_seconds())
+            try:
+                retrained = await models.refresh()
+            except CfgcloneError as error:
+                logger.warning("retraining skipped: %s", error.message)
+                continue
+            if retrained:
+                logger.info("retrained %s learned models on new examples", retrained)
+
+    return loop
+
+
+def resume_once(guard: Guard) -> Loop:
+    async def resume() -> None:
+        resumed = await guard.resume_unfinished()
+        if resumed:
+            logger.info("resumed %s changes left in flight", resumed)
+        await asyncio.Event().wait()
+
+    return resume
+
+
+def build_guard(
+    store: Store,
+    settings: ServiceSettings,
+    *,
+    simulated: SimulatedApplier | None = None,
+    shadow_providers: Mapping[str, ShadowProvider] | None = None,
+    counters: OutcomeCounters | None = None,
+) -> tuple[Predictor, Guard, ModelCache, PredictorSettings]:
+    """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
+    own = PredictorSettings.from_options(settings.options)
+    models = ModelCache(store)
+    predictor = Predictor(
+        store,
+        own,
+        models=models,
+        shadow_providers=shadow_providers or default_shadow_providers(),
+        similarity=similarity_lookup(settings, own.similar_systems),
+    )
+
+    async def policies(name: str) -> Any:
+        return await load_policy(store, name)
+
+    guard = Guard(
+        store,
+        own,
+        predictor=predictor,
+        appliers=Appliers(own, simulated),
+        policies=policies,
+        models=models,
+        counters=counters,
+    )
+    return predictor, guard, models, own
+
+
+def predictor_service(
+    store: Store,
+    settings: ServiceSettings,
+    *,
+    simulated: SimulatedApplier | None = None,
+    shadow_providers: Mapping[str, ShadowProvider] | None = None,
+) -> tuple[ServiceDefinition, Guard]:
+    """The predictor's service definition and its guard (tests reach the guard's counters)."""
+    predictor, guard, models, own = build_guard(
+        store, settings, simulated=simulated, shadow_providers=shadow_providers
+    )
+    if own.metrics_port is not None:
+        guard.counters.serve(own.metrics_port)
+    background: list[Loop] = [resume_once(guard), guard.webhook.run]
+    if own.retrain_interval.total_seconds():
+        background.append(retrain_loop(models, own))
+    definition = ServiceDefinition(
+        SERVICE_NAME,
+        PredictorServicer(store, predictor, guard),
+        predictor_service_pb2_grpc.add_PredictorServiceServicer_to_server,
+        tuple(background),
+    )
+    return definition, guard
+
 
 async def build_services(settings: ServiceSettings, store: Store) -> Sequence[ServiceDefinition]:
-    """The predictor service's servicers, bound to ``store``."""
-    # Every RPC answers UNIMPLEMENTED until the service's own domain code is served here.
-    servicer = predictor_service_pb2_grpc.PredictorServiceServicer()  # type: ignore[abstract]
-    return [
-        ServiceDefinition(
-            SERVICE_NAME,
-            servicer,
-            predictor_service_pb2_grpc.add_PredictorServiceServicer_to_server,
-        )
-    ]
+    """The predictor servicer, the resumption of unfinished changes and its loops."""
+    definition, _ = predictor_service(store, settings)
+    return [definition]
 
 
 def main() -> int:

@@ -245,6 +245,7 @@ def _combine(readings: list[KpiVerdict]) -> tuple[Verdict, str]:
 DEFAULT_POLICY = Policy(
     thresholds=(
         KpiThreshold("*latency*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
+        KpiThreshold("*response_time*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*error*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*throughput*", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*tps*", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
@@ -253,6 +254,6 @@ DEFAULT_POLICY = Policy(
     ),
     name="policies/default",
 )
-"""The default policy: latency, error rate, CPU and memory 10% up is bad; throughput 10%
-down is bad. What users feel (latency, errors, throughput) is critical; a CPU or memory
-regression alone holds the change for an operator rather than refusing it."""
+"""The default policy: latency (and response time), error rate, CPU and memory 10% up is
+bad; throughput 10% down is bad. What users feel (latency, errors, throughput) is critical;
+a CPU or memory regression alone holds the change for an operator rather than refusing it."""

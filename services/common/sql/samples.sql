@@ -1,11 +1,18 @@
 -- name: system_key
 SELECT id FROM systems WHERE system_id = %(system_id)s;
 
--- name: metric_names
-SELECT id, name FROM metrics WHERE id = ANY(%(ids)s);
-
 -- name: copy_samples_out
+-- One row per metric: its name, and the times and values of its samples as two
+-- arrays. Both arrays are filled by the same aggregation, row after row, so they
+-- are in the same order (not necessarily time order). A row per metric rather
+-- than per sample because a COPY costs the client a message per row.
 COPY (
-    SELECT ts, metric_id, value FROM samples
-    WHERE system_id = %(system)s AND ts >= %(start)s AND ts < %(end)s
+    SELECT m.name, per_metric.ts, per_metric.value
+    FROM (
+        SELECT metric_id, array_agg(ts) AS ts, array_agg(value) AS value
+        FROM samples
+        WHERE system_id = %(system)s AND ts >= %(start)s AND ts < %(end)s
+        GROUP BY metric_id
+    ) per_metric
+    JOIN metrics m ON m.id = per_metric.metric_id
 ) TO STDOUT (FORMAT binary);

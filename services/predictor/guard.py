@@ -1,0 +1,566 @@
+"""Guarded apply: the durable state machine of a change.
+
+propose -> PREDICTING -> (NEGATIVE: REJECTED, logged as a rollback) | (INCONCLUSIVE:
+HELD for an operator) | APPLYING -> VERIFYING -> KEPT | ROLLED_BACK, or FAILED when even
+the rollback fails (the system is then flagged). The state is written before each step,
+so a restarted predictor knows where every change stood: a change that was predicting
+is predicted again, one that was applying is rolled back (whether the tool finished is
+unknown), and one that was verifying is verified over the same window. A system is never
+left on an unverified configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from cfgclone.common.errors import FailedPrecondition
+from cfgclone.common.samples import MetricSamples, read_samples
+from cfgclone.common.store import Store
+from cfgclone.predictor import repository
+from cfgclone.predictor.appliers import ApplyFailed
+from cfgclone.predictor.appliers_registry import Appliers, Target
+from cfgclone.predictor.change import DEFAULT_DIRECTIONS, UnknownKpiDirection
+from cfgclone.predictor.codec import (
+    Content,
+    StoredPolicy,
+    prediction_message,
+    verdict_of,
+)
+from cfgclone.predictor.history import ModelCache, import_examples
+from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
+from cfgclone.predictor.policy import PolicyAction
+from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
+from cfgclone.predictor.settings import PredictorSettings
+from cfgclone.predictor.verdict import KpiResult, Verdict
+from cfgclone.predictor.verification import LiveVerifier, TimedSamples, VerifierSettings
+from cfgclone.v1 import common_pb2
+
+logger = logging.getLogger(__name__)
+
+S = common_pb2
+STATE_NAMES: dict[int, str] = {
+    int(v): k.removeprefix("CHANGE_STATE_") for k, v in S.ChangeState.items()
+}
+REASON_NAMES: dict[int, str] = {
+    int(v): k.removeprefix("ROLLBACK_REASON_") for k, v in S.RollbackReason.items()
+}
+PolicyLoader = Callable[[str], Awaitable[StoredPolicy]]
+"""Loads a policy revision by name (``policies/{id}``)."""
+
+_APPLYING = "applying"
+"""State reason written just before the applier is called: a change found in APPLYING
+with this reason and no apply time was interrupted inside the tool."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A validated proposal, ready to be stored."""
+
+    system: repository.SystemRow
+    current: repository.StoredConfiguration
+    configuration: repository.NewConfiguration
+    mode: int
+    policy: StoredPolicy
+    dry_run: bool
+    request_id: str | None
+    requested_by: str
+
+
+class Guard:
+    """Runs changes through prediction, apply, verification and rollback."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: PredictorSettings,
+        *,
+        predictor: Predictor,
+        appliers: Appliers,
+        policies: PolicyLoader,
+        models: ModelCache,
+        counters: OutcomeCounters | None = None,
+        webhook: Webhook | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._predictor = predictor
+        self._appliers = appliers
+        self._policies = policies
+        self._models = models
+        self.counters = counters or OutcomeCounters()
+        self.webhook = webhook or Webhook(settings.webhook_url)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._imports: set[asyncio.Task[int]] = set()
+
+    # -- entry points --------------------------------------------------------------
+
+    async def propose(self, proposal: Proposal) -> int:
+        """Store the proposed version and the change, then drive it in the background."""
+        self._appliers.target(proposal.system, proposal.configuration.kind)
+        async with self._store.transaction() as conn:
+            version = await repository.insert_configuration(
+                conn, proposal.system, proposal.configuration
+            )
+            change_id = await repository.insert_change(
+                conn,
+                repository.NewChange(
+                    system=proposal.system,
+                    request_id=proposal.request_id,
+                    from_version=proposal.current.version,
+                    to_version=version.version,
+                    dry_run=proposal.dry_run,
+                    mode=proposal.mode,
+                    policy=proposal.policy.message.name,
+                    requested_by=proposal.requested_by,
+                    kind=proposal.configuration.kind,
+                ),
+            )
+        self._start(change_id)
+        return change_id
+
+    async def resume_unfinished(self) -> int:
+        """Pick up every change a previous process left in flight; how many."""
+        async with self._store.connection() as conn:
+            ids = await repository.unfinished_change_ids(conn)
+        for change_id in ids:
+            self._start(change_id)
+        return len(ids)
+
+    async def approve(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
+        """Let a HELD change proceed."""
+        override = _override(actor, reason or "approved")
+        await self._reopen(change_id, system_id, {S.CHANGE_STATE_HELD}, override, "approved")
+
+    async def force(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
+        """Apply a change past a NEGATIVE (or undecided) verdict."""
+        allowed = {S.CHANGE_STATE_HELD, S.CHANGE_STATE_REJECTED}
+        await self._reopen(change_id, system_id, allowed, _override(actor, reason), "forced")
+
+    async def abort(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
+        """Stop a change in flight; what was applied is rolled back."""
+        why = f"aborted by {actor}" + (f": {reason}" if reason else "")
+        async with self._store.transaction() as conn:
+            row = await repository.change(conn, change_id, for_system=system_id)
+            state = await repository.lock_change(conn, change_id)
+            if state not in repository.IN_FLIGHT:
+                raise _not_in(row, state, "in flight")
+            task = self._tasks.pop(change_id, None)
+            if task is not None:
+                task.cancel()
+            if state in (S.CHANGE_STATE_APPLYING, S.CHANGE_STATE_VERIFYING):
+                await repository.update_change(
+                    conn, change_id, repository.StateUpdate(state, f"{why}; rolling back")
+                )
+            else:
+                await self._finish_refused(conn, row, S.ROLLBACK_REASON_ABORTED, why, None)
+                return
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        fresh = await self._row(change_id)
+        await self._roll_back(fresh, S.ROLLBACK_REASON_ABORTED, why, None)
+
+    def import_history(self, system_id: str) -> None:
+        """Build training examples from a system's imported versions, in the background."""
+        task = asyncio.create_task(import_examples(self._store, system_id))
+        self._imports.add(task)
+        task.add_done_callback(self._imports.discard)
+
+    async def close(self) -> None:
+        """Stop driving changes (they resume at the next start)."""
+        tasks = [*self._tasks.values(), *self._imports]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the state machine ---------------------------------------------------------
+
+    def _start(self, change_id: int) -> None:
+        task = asyncio.create_task(self._drive(change_id), name=f"change-{change_id}")
+        self._tasks[change_id] = task
+        task.add_done_callback(lambda t: self._forget(change_id, t))
+
+    def _forget(self, change_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(change_id) is task:
+            del self._tasks[change_id]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("change %s stopped: %r", change_id, task.exception())
+
+    async def _drive(self, change_id: int) -> None:
+        row = await self._row(change_id)
+        while row.state in repository.IN_FLIGHT and row.state != S.CHANGE_STATE_HELD:
+            step: Callable[[repository.ChangeRow], Awaitable[None]] = {
+                S.CHANGE_STATE_PROPOSED: self._predict,
+                S.CHANGE_STATE_PREDICTING: self._predict,
+                S.CHANGE_STATE_APPLYING: self._apply,
+                S.CHANGE_STATE_VERIFYING: self._verify,
+            }[S.ChangeState.ValueType(row.state)]
+            await step(row)
+            row = await self._row(change_id)
+
+    async def _predict(self, row: repository.ChangeRow) -> None:
+        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_PREDICTING, "predicting"))
+        policy = await self._policies(row.policy)
+        async with self._store.connection() as conn:
+            system = await repository.system(conn, row.system_id)
+            current = await repository.configuration(conn, system, row.from_version or 0)
+            proposed = await repository.configuration(conn, system, row.to_version)
+        proposal = ProposedConfiguration(system, current, proposed.kind, proposed.content)
+        mode = S.PredictionMode.ValueType(row.mode)
+        prediction = await self._predictor.predict(proposal, mode, policy)
+        body = prediction.SerializeToString()
+        action = _action(policy, verdict_of(prediction))
+        if action is PolicyAction.REJECT:
+            async with self._store.transaction() as conn:
+                await repository.update_change(
+                    conn, row.id, repository.StateUpdate(row.state, row.state_reason, body)
+                )
+                fresh = await repository.change(conn, row.id)
+                await self._finish_refused(
+                    conn,
+                    fresh,
+                    S.ROLLBACK_REASON_PREDICTED_NEGATIVE,
+                    f"refused before it was applied: {prediction.explanation}",
+                    prediction,
+                )
+            return
+        if action is PolicyAction.HOLD:
+            why = f"held for an operator: {prediction.explanation}"
+            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_HELD, why, body))
+            self._notify("held", await self._row(row.id), why)
+            return
+        await self._proceed(row, body, f"prediction {_verdict_word(prediction)}")
+
+    async def _proceed(self, row: repository.ChangeRow, body: bytes | None, why: str) -> None:
+        if row.dry_run:
+            reason = f"dry run: {why}; nothing applied"
+            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, reason, body))
+            self.counters.changes.labels("dry_run").inc()
+            return
+        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_APPLYING, why, body))
+
+    async def _apply(self, row: repository.ChangeRow) -> None:
+        if row.applied_at is None and row.state_reason == _APPLYING:
+            # Applying when the previous process stopped: whether the tool finished is
+            # unknown, so the previous version is restored.
+            await self._roll_back(
+                row, S.ROLLBACK_REASON_INTERRUPTED, "the predictor stopped while applying", None
+            )
+            return
+        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_APPLYING, _APPLYING))
+        target, configuration = await self._target_and_content(row, row.to_version)
+        try:
+            await self._run_applier(target.applier.apply(target.system, configuration))
+        except ApplyFailed as error:
+            await self._roll_back(
+                row, S.ROLLBACK_REASON_APPLY_FAILED, f"apply failed: {error}", None
+            )
+            return
+        applied = datetime.now(UTC)
+        async with self._store.transaction() as conn:
+            system = await repository.system(conn, row.system_id)
+            await repository.mark_applied(conn, system, row.to_version, applied)
+            await repository.update_change(
+                conn,
+                row.id,
+                repository.StateUpdate(
+                    S.CHANGE_STATE_VERIFYING, "applied; verifying", applied_at=applied
+                ),
+            )
+
+    async def _verify(self, row: repository.ChangeRow) -> None:
+        policy = await self._policies(row.policy)
+        rules = policy.rules
+        assert row.applied_at is not None
+        window_start = row.applied_at + rules.delay
+        window_end = window_start + rules.window
+        wait = (window_end - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        results = await self._observe(row, policy, window_start, window_end)
+        reading = policy.policy.verdict(results)
+        verification = prediction_message(
+            results, reading, mode=S.PREDICTION_MODE_UNSPECIFIED, policy_name=policy.message.name
+        )
+        body = verification.SerializeToString()
+        keep = _action(policy, reading.verdict) is PolicyAction.PROCEED
+        if keep:
+            why = f"verified live: {reading.explanation}"
+            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, why, None, body))
+            self.counters.changes.labels("kept").inc()
+        else:
+            async with self._store.transaction() as conn:
+                await repository.update_change(
+                    conn,
+                    row.id,
+                    repository.StateUpdate(row.state, "verification failed", verification=body),
+                )
+            fresh = await self._row(row.id)
+            await self._roll_back(
+                fresh,
+                S.ROLLBACK_REASON_VERIFICATION_FAILED,
+                f"live verification {reading.verdict.value}: {reading.explanation}",
+                verification,
+            )
+        await self._learn(await self._row(row.id), results)
+
+    async def _observe(
+        self, row: repository.ChangeRow, policy: StoredPolicy, start: datetime, end: datetime
+    ) -> tuple[KpiResult, ...]:
+        """Each KPI's samples in the window judged against the system's own history."""
+        assert row.applied_at is not None
+        history_start = row.applied_at - self._settings.history
+        async with self._store.connection() as conn:
+            history = await read_samples(conn, row.system_id, history_start, row.applied_at)
+            window = await read_samples(conn, row.system_id, start, end)
+        verifier = LiveVerifier(VerifierSettings(min_samples=max(policy.rules.min_samples, 2)))
+        results = []
+        for kpi in sorted(set(history) | set(window)):
+            try:
+                direction = DEFAULT_DIRECTIONS.direction(kpi)
+            except UnknownKpiDirection:
+                continue
+            threshold = policy.policy.threshold_for(kpi)
+            tolerance = threshold.max_relative_change if threshold is not None else None
+            before, after = _timed(history.get(kpi)), _timed(window.get(kpi))
+            results.append(verifier.verify(kpi, direction, before, after, tolerance=tolerance))
+        return tuple(results)
+
+    async def _roll_back(
+        self,
+        row: repository.ChangeRow,
+        reason: int,
+        why: str,
+        observed: common_pb2.Prediction | None,
+    ) -> None:
+        """Restore the previous version; FAILED (and the system flagged) if that fails too."""
+        target, previous = await self._target_and_content(row, row.from_version or 0)
+        try:
+            await self._run_applier(target.applier.rollback(target.system, previous))
+        except ApplyFailed as error:
+            await self._fail(row, f"{why}; the rollback failed too: {error}", reason, observed)
+            return
+        restored = datetime.now(UTC)
+        async with self._store.transaction() as conn:
+            system = await repository.system(conn, row.system_id)
+            await repository.insert_configuration(
+                conn,
+                system,
+                await self._restored_version(conn, system, row, restored),
+            )
+            await repository.update_change(
+                conn, row.id, repository.StateUpdate(S.CHANGE_STATE_ROLLED_BACK, why)
+            )
+            await self._log_rollback(conn, row, reason, why, observed)
+        self.counters.changes.labels("rolled_back").inc()
+        self._notify("rolled_back", await self._row(row.id), why)
+
+    async def _restored_version(
+        self, conn: Any, system: repository.SystemRow, row: repository.ChangeRow, at: datetime
+    ) -> repository.NewConfiguration:
+        previous = await repository.configuration(conn, system, row.from_version or 0)
+        return repository.NewConfiguration(
+            kind=previous.kind,
+            content=previous.content,
+            schema=previous.schema,
+            content_hash=previous.content_hash,
+            author="cfgclone-predictor",
+            source=S.CONFIGURATION_SOURCE_ROLLBACK,
+            parent_version=previous.version,
+            applied_at=at,
+        )
+
+    async def _fail(
+        self,
+        row: repository.ChangeRow,
+        why: str,
+        reason: int,
+        observed: common_pb2.Prediction | None,
+    ) -> None:
+        async with self._store.transaction() as conn:
+            await repository.update_change(
+                conn, row.id, repository.StateUpdate(S.CHANGE_STATE_FAILED, why)
+            )
+            await repository.flag_system(conn, row.system_key, f"{row.name}: {why}")
+            await self._log_rollback(conn, row, reason, why, observed)
+        self.counters.changes.labels("failed").inc()
+        self._notify("failed", await self._row(row.id), why)
+
+    async def _finish_refused(
+        self,
+        conn: Any,
+        row: repository.ChangeRow,
+        reason: int,
+        why: str,
+        prediction: common_pb2.Prediction | None,
+    ) -> None:
+        await repository.update_change(
+            conn, row.id, repository.StateUpdate(S.CHANGE_STATE_REJECTED, why)
+        )
+        await self._log_rollback(conn, row, reason, why, None)
+        self.counters.changes.labels("rejected").inc()
+        self._notify("rejected", row, why, reason)
+
+    async def _log_rollback(
+        self,
+        conn: Any,
+        row: repository.ChangeRow,
+        reason: int,
+        why: str,
+        observed: common_pb2.Prediction | None,
+    ) -> None:
+        predicted = row.prediction
+        await repository.insert_rollback(
+            conn,
+            repository.NewRollback(
+                change=row,
+                reason=reason,
+                explanation=why,
+                predicted=predicted,
+                observed=observed.SerializeToString() if observed is not None else None,
+            ),
+        )
+        self.counters.rollbacks.labels(REASON_NAMES[reason].lower()).inc()
+
+    async def _learn(self, row: repository.ChangeRow, results: tuple[KpiResult, ...]) -> None:
+        """A verified outcome becomes a training example of the learned predictor."""
+        observed = {
+            r.kpi: r.relative_change
+            for r in results
+            if r.relative_change is not None and r.verdict is not Verdict.NODATA
+        }
+        if not observed:
+            return
+        async with self._store.transaction() as conn:
+            system = await repository.system(conn, row.system_id)
+            embedding = await repository.latest_embedding(conn, system)
+            if embedding is None:
+                return
+            before = await repository.configuration(conn, system, row.from_version or 0)
+            after = await repository.configuration(conn, system, row.to_version)
+            await repository.insert_example(
+                conn,
+                repository.NewExample(
+                    system=system,
+                    from_version=before.version,
+                    to_version=after.version,
+                    change_id=row.id,
+                    embedding=embedding,
+                    before=before.content,
+                    after=after.content,
+                    observed=observed,
+                    origin="outcome",
+                ),
+            )
+
+    # -- helpers -------------------------------------------------------------------
+
+    async def _reopen(
+        self,
+        change_id: int,
+        system_id: str,
+        allowed: AbstractSet[int],
+        override: Mapping[str, str],
+        verb: str,
+    ) -> None:
+        async with self._store.transaction() as conn:
+            row = await repository.change(conn, change_id, for_system=system_id)
+            state = await repository.lock_change(conn, change_id)
+            if state not in allowed:
+                wanted = " or ".join(sorted(STATE_NAMES[s] for s in allowed))
+                raise _not_in(row, state, wanted)
+            if state == S.CHANGE_STATE_REJECTED:
+                await repository.ensure_idle(conn, await repository.system(conn, system_id))
+            why = f"{verb} by {override['actor']}: {override['reason']}"
+            next_state = S.CHANGE_STATE_KEPT if row.dry_run else S.CHANGE_STATE_APPLYING
+            reason = f"dry run: {why}; nothing applied" if row.dry_run else why
+            await repository.update_change(
+                conn,
+                change_id,
+                repository.StateUpdate(next_state, reason, override=override),
+            )
+        if not row.dry_run:
+            self._start(change_id)
+
+    async def _row(self, change_id: int) -> repository.ChangeRow:
+        async with self._store.connection() as conn:
+            return await repository.change(conn, change_id)
+
+    async def _set(self, row: repository.ChangeRow, update: repository.StateUpdate) -> None:
+        async with self._store.transaction() as conn:
+            await repository.update_change(conn, row.id, update)
+
+    async def _target_and_content(
+        self, row: repository.ChangeRow, version: int
+    ) -> tuple[Target, Content]:
+        async with self._store.connection() as conn:
+            system = await repository.system(conn, row.system_id)
+            stored = await repository.configuration(conn, system, version)
+        return self._appliers.target(system, stored.kind), stored.content
+
+    async def _run_applier(self, call: Any) -> None:
+        timeout = self._settings.apply_timeout.total_seconds()
+        try:
+            await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise ApplyFailed(f"the applier did not finish within {timeout:g} s") from None
+
+    def _notify(
+        self, event: str, row: repository.ChangeRow, why: str, reason: int | None = None
+    ) -> None:
+        message: dict[str, Any] = {
+            "event": event,
+            "change": row.name,
+            "system": f"systems/{row.system_id}",
+            "from_configuration": f"systems/{row.system_id}/configurations/{row.from_version}",
+            "to_configuration": f"systems/{row.system_id}/configurations/{row.to_version}",
+            "requested_by": row.requested_by,
+            "explanation": why,
+            "time": datetime.now(UTC).isoformat(),
+        }
+        if reason is not None:
+            message["reason"] = REASON_NAMES[reason]
+        if row.prediction:
+            prediction = common_pb2.Prediction.FromString(row.prediction)
+            message["prediction"] = json_format.MessageToDict(prediction)
+        self.webhook.send(message)
+
+
+def _timed(samples: MetricSamples | None) -> TimedSamples:
+    if samples is None:
+        return TimedSamples(np.empty(0, np.int64), np.empty(0, np.float64))
+    return TimedSamples(samples.ts_unix_ns, samples.values)
+
+
+def _action(policy: StoredPolicy, verdict: Verdict) -> PolicyAction:
+    if verdict is Verdict.NEGATIVE:
+        return PolicyAction.REJECT
+    if verdict is Verdict.INCONCLUSIVE:
+        return policy.policy.on_inconclusive
+    if verdict is Verdict.NODATA:
+        return policy.policy.on_nodata
+    return PolicyAction.PROCEED
+
+
+def _verdict_word(prediction: common_pb2.Prediction) -> str:
+    return verdict_of(prediction).value
+
+
+def _override(actor: str, reason: str) -> dict[str, str]:
+    return {"actor": actor, "reason": reason, "time": datetime.now(UTC).isoformat()}
+
+
+def _not_in(row: repository.ChangeRow, state: int, wanted: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{row.name} is {STATE_NAMES[state]}, not {wanted}",
+        reason="CHANGE_STATE",
+        metadata={"change": row.name, "state": STATE_NAMES[state]},
+    )

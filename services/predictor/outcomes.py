@@ -1,0 +1,112 @@
+"""Where outcomes go besides the database: Prometheus counters and a webhook.
+
+Counters count changes by outcome and rollbacks by reason, so prevented incidents
+(rollbacks with reason ``PREDICTED_NEGATIVE``) can be graphed. The webhook gets a JSON
+message for every rollback, held change and failure; deliveries are retried with
+backoff from a queue of their own, so a slow or dead receiver never holds up a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+logger = logging.getLogger(__name__)
+
+
+class OutcomeCounters:
+    """``cfgclone_changes_total{outcome}`` and ``cfgclone_rollbacks_total{reason}``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.changes = Counter(
+            "cfgclone_changes",
+            "Changes that reached a final state, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rollbacks = Counter(
+            "cfgclone_rollbacks",
+            "Changes refused or rolled back, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> None:
+        """Serve ``/metrics`` on ``port``."""
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def value(self, counter: Counter, label: str) -> float:
+        """Current value of one labelled series (for status output and tests)."""
+        sample = self.registry.get_sample_value(f"{counter._name}_total", {_label(counter): label})
+        return float(sample or 0.0)
+
+
+def _label(counter: Counter) -> str:
+    return str(counter._labelnames[0])
+
+
+class Webhook:
+    """Delivers JSON messages to a URL in the background, retrying with backoff."""
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        attempts: int = 5,
+        first_delay_s: float = 0.5,
+        timeout_s: float = 5.0,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.url = url
+        self._attempts = attempts
+        self._first_delay_s = first_delay_s
+        self._timeout_s = timeout_s
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_size)
+        self.delivered = 0
+        self.dropped = 0
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Queue ``message``; never blocks. A full queue drops it with a warning."""
+        if self.url is None:
+            return
+        try:
+            self._queue.put_nowait(dict(message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            logger.warning("webhook queue full; dropped a %s message", message.get("event"))
+
+    async def run(self) -> None:
+        """Deliver queued messages until cancelled."""
+        if self.url is None:
+            return
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            while True:
+                message = await self._queue.get()
+                await self._deliver(client, message)
+
+    async def _deliver(self, client: httpx.AsyncClient, message: dict[str, Any]) -> None:
+        assert self.url is not None
+        delay = self._first_delay_s
+        for attempt in range(1, self._attempts + 1):
+            with contextlib.suppress(httpx.HTTPError):
+                response = await client.post(self.url, json=message)
+                if response.status_code < 500:
+                    self.delivered += 1
+                    return
+            if attempt < self._attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        self.dropped += 1
+        logger.warning(
+            "webhook %s did not take a %s message after %s attempts",
+            self.url,
+            message.get("event"),
+            self._attempts,
+        )

@@ -1,0 +1,212 @@
+"""PredictImpact: a change's per-KPI effect, learned from history or measured on a shadow.
+
+Learned: the target's model (its own history, and its neighbours' weighted by
+similarity) predicts each KPI's relative change with an interval. Shadow: a copy of
+the target runs its load under the current and the proposed configuration, and the
+judge compares the two. Both: each KPI takes the decisive answer where only one is
+decisive, and the worse of the two where both are. The policy turns the per-KPI
+results into the verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from cfgclone.common.store import Store
+from cfgclone.predictor import repository
+from cfgclone.predictor.change import DEFAULT_DIRECTIONS, ConfigurationDelta
+from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
+from cfgclone.predictor.history import ModelCache
+from cfgclone.predictor.judge import Judge
+from cfgclone.predictor.settings import PredictorSettings
+from cfgclone.predictor.shadow import (
+    ShadowOutcome,
+    ShadowProvider,
+    ShadowTarget,
+    WorkloadShape,
+    run_shadow_comparison,
+)
+from cfgclone.predictor.verdict import KpiResult, Verdict
+from cfgclone.v1 import common_pb2
+
+logger = logging.getLogger(__name__)
+
+SimilarityLookup = Callable[[str], Awaitable[Mapping[str, float] | None]]
+"""Similarity scores of a system's nearest systems by name; None when unreachable."""
+
+_SEVERITY = {
+    Verdict.NEGATIVE: 4,
+    Verdict.INCONCLUSIVE: 3,
+    Verdict.NODATA: 2,
+    Verdict.NEUTRAL: 1,
+    Verdict.POSITIVE: 0,
+}
+
+
+@dataclass(frozen=True)
+class ProposedConfiguration:
+    """What a prediction is about: a system, its current configuration and the proposal."""
+
+    system: repository.SystemRow
+    current: repository.StoredConfiguration
+    kind: str
+    content: Content
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-KPI results of one way of predicting, with what made them."""
+
+    results: tuple[KpiResult, ...]
+    model_version: str = ""
+    note: str = ""
+
+
+class Predictor:
+    """Makes predictions; holds the models, the judge and the shadow providers."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: PredictorSettings,
+        *,
+        models: ModelCache,
+        shadow_providers: Mapping[str, ShadowProvider],
+        similarity: SimilarityLookup | None = None,
+        judge: Judge | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._models = models
+        self._providers = dict(shadow_providers)
+        self._similarity = similarity
+        self._judge = judge or Judge()
+
+    async def predict(
+        self,
+        proposal: ProposedConfiguration,
+        mode: common_pb2.PredictionMode.ValueType,
+        policy: StoredPolicy,
+    ) -> common_pb2.Prediction:
+        """The verdict of ``policy`` on the predicted effect of ``proposal``."""
+        mode = mode or common_pb2.PREDICTION_MODE_LEARNED
+        delta = ConfigurationDelta.between(proposal.current.content, proposal.content)
+        if not delta:
+            return self._unchanged(mode, policy)
+        parts: list[Evidence] = []
+        if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
+            parts.append(await self._learned(proposal, delta))
+        if mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
+            parts.append(await self._shadow(proposal, policy))
+        results = combine([p.results for p in parts])
+        reading = policy.policy.verdict(results)
+        return prediction_message(
+            results,
+            reading,
+            mode=mode,
+            policy_name=policy.message.name,
+            model_version=next((p.model_version for p in parts if p.model_version), ""),
+            note="; ".join(p.note for p in parts if p.note),
+        )
+
+    def _unchanged(
+        self, mode: common_pb2.PredictionMode.ValueType, policy: StoredPolicy
+    ) -> common_pb2.Prediction:
+        return common_pb2.Prediction(
+            verdict=common_pb2.VERDICT_NEUTRAL,
+            mode=mode,
+            explanation="the proposed configuration equals the current one: nothing changes",
+            policy=policy.message.name,
+        )
+
+    async def _learned(
+        self, proposal: ProposedConfiguration, delta: ConfigurationDelta
+    ) -> Evidence:
+        async with self._store.connection() as conn:
+            embedding = await repository.latest_embedding(conn, proposal.system)
+        if embedding is None:
+            why = (
+                f"{proposal.system.name} has no fingerprint, so no history can be matched "
+                "to it; collect its metrics and build a fingerprint first"
+            )
+            return Evidence(self._inconclusive_all(why))
+        scores, note = None, ""
+        if self._similarity is not None:
+            scores = await self._similarity(proposal.system.name)
+            if scores is None:
+                note = "similarity service unreachable: neighbours weighted by embedding cosine"
+        model = await self._models.model_for(proposal.system.name, embedding, scores)
+        if not model.kpis:
+            why = "no history of changes on this system or any similar one"
+            return Evidence(self._inconclusive_all(why), model.version, note)
+        prediction = model.predict(delta)
+        return Evidence(prediction.kpis, prediction.model_version, note)
+
+    def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:
+        kpi = "app.response_time"
+        return (
+            KpiResult(
+                kpi=kpi,
+                direction=DEFAULT_DIRECTIONS.direction(kpi),
+                verdict=Verdict.INCONCLUSIVE,
+                explanation=f"{kpi}: too little evidence: {why}",
+            ),
+        )
+
+    async def _shadow(self, proposal: ProposedConfiguration, policy: StoredPolicy) -> Evidence:
+        provider = self._providers.get(proposal.kind)
+        if provider is None:
+            known = ", ".join(sorted(self._providers)) or "none"
+            why = f"no shadow provider for configuration kind {proposal.kind!r} (known: {known})"
+            return Evidence(self._inconclusive_all(why))
+        target = ShadowTarget(system=proposal.system.name, load=WorkloadShape())
+        s = self._settings
+        run = await run_shadow_comparison(
+            provider,
+            target,
+            proposal.current.content,
+            proposal.content,
+            rounds=s.shadow_rounds,
+            duration=s.shadow_seconds,
+            timeout=s.shadow_timeout.total_seconds(),
+        )
+        if run.outcome is not ShadowOutcome.COMPLETED:
+            why = f"shadow run {run.outcome.value}: {run.failure_reason or 'no reason given'}"
+            return Evidence(self._inconclusive_all(why), note=why)
+        tolerances = _tolerances(policy, set(run.baseline) | set(run.candidate))
+        results = self._judge.compare_all(run.baseline, run.candidate, tolerances=tolerances)
+        note = f"shadow: {run.provider}, {len(run.rounds)} runs in {run.elapsed_s:.1f} s"
+        return Evidence(results, note=note)
+
+
+def _tolerances(policy: StoredPolicy, kpis: set[str]) -> dict[str, float]:
+    tolerances = {}
+    for kpi in kpis:
+        threshold = policy.policy.threshold_for(kpi)
+        if threshold is not None:
+            tolerances[kpi] = threshold.max_relative_change
+    return tolerances
+
+
+def combine(parts: Sequence[Sequence[KpiResult]]) -> tuple[KpiResult, ...]:
+    """One result per KPI: the decisive one, or the worse of two decisive ones."""
+    chosen: dict[str, KpiResult] = {}
+    for results in parts:
+        for result in results:
+            held = chosen.get(result.kpi)
+            chosen[result.kpi] = result if held is None else _pick(held, result)
+    return tuple(chosen[kpi] for kpi in sorted(chosen))
+
+
+def _decisive(result: KpiResult) -> bool:
+    return result.verdict not in (Verdict.INCONCLUSIVE, Verdict.NODATA)
+
+
+def _pick(first: KpiResult, second: KpiResult) -> KpiResult:
+    if _decisive(first) != _decisive(second):
+        return first if _decisive(first) else second
+    worse = first if _SEVERITY[first.verdict] >= _SEVERITY[second.verdict] else second
+    other = second if worse is first else first
+    return replace(worse, explanation=f"{worse.explanation}; also: {other.explanation}")

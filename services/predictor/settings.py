@@ -1,0 +1,87 @@
+"""Settings of the predictor service, read once at start from ``CFGCLONE_PREDICTOR_*``.
+
+* ``SHADOW_ROUNDS``, ``SHADOW_SECONDS``, ``SHADOW_TIMEOUT_SECONDS``: pairs of baseline and
+  candidate workload runs of a shadow prediction, seconds of each run, and the bound of
+  the whole shadow comparison (default 3, 10, 120: the judge needs 20 samples a side).
+* ``APPLY_TIMEOUT_SECONDS``: bound of one apply or rollback (default 300).
+* ``APPLY_COMMAND``: the team's tool for configuration kinds without a built-in applier,
+  for example ``ansible-playbook site.yml -l {host} -e @{file}``.
+* ``ANSIBLE_PLAYBOOK``: a playbook run by the Ansible applier for kinds without a
+  built-in applier (when ``APPLY_COMMAND`` is unset).
+* ``POSTGRES_DSN_LABEL``: system label holding the libpq connection string that the
+  PostgreSQL applier uses (default ``cfgclone.dev/postgres-dsn``).
+* ``HISTORY_DAYS``: days of samples before a change used as the verification baseline
+  (default 7).
+* ``SIMILAR_SYSTEMS``: most similar systems whose history a prediction may borrow
+  (default 20).
+* ``WEBHOOK_URL``: receives a JSON message for every rollback, held change and failure.
+* ``METRICS_PORT``: port of the Prometheus ``/metrics`` endpoint; unset serves none.
+* ``RETRAIN_INTERVAL_SECONDS``: how often the learned models are refreshed when new
+  training examples have arrived (default 30; 0 turns the loop off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cfgclone.common.settings import SettingsError
+
+
+def _number(options: Mapping[str, str], key: str, default: float) -> float:
+    raw = options.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"CFGCLONE_PREDICTOR_{key} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"CFGCLONE_PREDICTOR_{key} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How the predictor predicts, applies, verifies and reports."""
+
+    shadow_rounds: int = 3
+    shadow_seconds: float = 10.0
+    shadow_timeout: timedelta = timedelta(seconds=120)
+    apply_timeout: timedelta = timedelta(seconds=300)
+    apply_command: str | None = None
+    ansible_playbook: str | None = None
+    postgres_dsn_label: str = "cfgclone.dev/postgres-dsn"
+    history: timedelta = timedelta(days=7)
+    similar_systems: int = 20
+    webhook_url: str | None = None
+    metrics_port: int | None = None
+    retrain_interval: timedelta = timedelta(seconds=30)
+
+    def __post_init__(self) -> None:
+        if self.shadow_rounds < 1:
+            raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_ROUNDS must be at least 1")
+        if self.shadow_seconds <= 0:
+            raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_SECONDS must be positive")
+        if self.similar_systems < 1:
+            raise SettingsError("CFGCLONE_PREDICTOR_SIMILAR_SYSTEMS must be at least 1")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> PredictorSettings:
+        """Settings from the service's ``CFGCLONE_PREDICTOR_*`` options."""
+        metrics_port = options.get("METRICS_PORT")
+        return cls(
+            shadow_rounds=int(_number(options, "SHADOW_ROUNDS", 3)),
+            shadow_seconds=_number(options, "SHADOW_SECONDS", 10.0),
+            shadow_timeout=timedelta(seconds=_number(options, "SHADOW_TIMEOUT_SECONDS", 120)),
+            apply_timeout=timedelta(seconds=_number(options, "APPLY_TIMEOUT_SECONDS", 300)),
+            apply_command=options.get("APPLY_COMMAND") or None,
+            ansible_playbook=options.get("ANSIBLE_PLAYBOOK") or None,
+            postgres_dsn_label=options.get("POSTGRES_DSN_LABEL") or cls.postgres_dsn_label,
+            history=timedelta(days=_number(options, "HISTORY_DAYS", 7)),
+            similar_systems=int(_number(options, "SIMILAR_SYSTEMS", 20)),
+            webhook_url=options.get("WEBHOOK_URL") or None,
+            metrics_port=int(_number(options, "METRICS_PORT", 0)) if metrics_port else None,
+            retrain_interval=timedelta(seconds=_number(options, "RETRAIN_INTERVAL_SECONDS", 30)),
+        )

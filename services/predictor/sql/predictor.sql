@@ -1,0 +1,141 @@
+-- name: system_row
+SELECT id, system_id, hostname, labels, flagged_reason
+FROM systems WHERE system_id = %(system_id)s;
+
+-- name: flag_system
+UPDATE systems SET flagged_reason = %(reason)s, updated_at = now() WHERE id = %(system)s;
+
+-- name: lock_system
+SELECT pg_advisory_xact_lock(hashtext('cfgclone.configurations'), %(system)s);
+
+-- name: insert_configuration
+INSERT INTO configurations
+    (system_id, version, kind, content, param_schema, content_hash, author, source,
+     parent_version, request_id, applied_at)
+SELECT %(system)s, coalesce(max(version), 0) + 1, %(kind)s, %(content)s, %(schema)s,
+       %(hash)s, %(author)s, %(source)s, %(parent)s, %(request_id)s, %(applied_at)s
+FROM configurations WHERE system_id = %(system)s
+RETURNING version;
+
+-- name: configuration_by_request
+SELECT c.version, s.system_id
+FROM configurations c JOIN systems s ON s.id = c.system_id
+WHERE c.request_id = %(request_id)s;
+
+-- name: configuration
+SELECT version, kind, content, param_schema, content_hash, author, source, parent_version,
+       created_at, applied_at
+FROM configurations WHERE system_id = %(system)s AND version = %(version)s;
+
+-- name: current_configuration
+SELECT version, kind, content, param_schema, content_hash, author, source, parent_version,
+       created_at, applied_at
+FROM configurations WHERE system_id = %(system)s AND applied_at IS NOT NULL
+ORDER BY applied_at DESC, version DESC LIMIT 1;
+
+-- name: list_configurations
+SELECT version, kind, content, param_schema, content_hash, author, source, parent_version,
+       created_at, applied_at
+FROM configurations WHERE system_id = %(system)s
+ORDER BY version DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: mark_applied
+UPDATE configurations SET applied_at = %(applied_at)s
+WHERE system_id = %(system)s AND version = %(version)s;
+
+-- name: insert_policy
+INSERT INTO policies (policy_id, revision, body)
+SELECT %(policy_id)s, coalesce(max(revision), 0) + 1, %(body)s
+FROM policies WHERE policy_id = %(policy_id)s
+RETURNING revision, created_at;
+
+-- name: latest_policy
+SELECT revision, body, created_at FROM policies WHERE policy_id = %(policy_id)s
+ORDER BY revision DESC LIMIT 1;
+
+-- name: list_policies
+SELECT DISTINCT ON (policy_id) policy_id, revision, body, created_at FROM policies
+ORDER BY policy_id, revision DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: insert_change
+INSERT INTO changes
+    (system_id, request_id, state, from_version, to_version, dry_run, mode, policy,
+     requested_by, state_reason, kind)
+VALUES (%(system)s, %(request_id)s, %(state)s, %(from_version)s, %(to_version)s, %(dry_run)s,
+        %(mode)s, %(policy)s, %(requested_by)s, %(reason)s, %(kind)s)
+RETURNING id;
+
+-- name: in_flight_change
+SELECT id FROM changes WHERE system_id = %(system)s AND state IN (1, 2, 3, 4, 5);
+
+-- name: change_by_request
+SELECT c.id, s.system_id FROM changes c JOIN systems s ON s.id = c.system_id
+WHERE c.request_id = %(request_id)s;
+
+-- name: change
+SELECT c.id, s.system_id, c.state, c.from_version, c.to_version, c.dry_run, c.mode, c.policy,
+       c.prediction, c.verification, c.requested_by, c.state_reason, c.override,
+       c.created_at, c.updated_at, c.request_id, c.applied_at, c.kind, c.system_id
+FROM changes c JOIN systems s ON s.id = c.system_id
+WHERE c.id = %(id)s;
+
+-- name: change_for_update
+SELECT state FROM changes WHERE id = %(id)s FOR UPDATE;
+
+-- name: update_change
+UPDATE changes SET state = %(state)s, state_reason = %(reason)s,
+    prediction = coalesce(%(prediction)s, prediction),
+    verification = coalesce(%(verification)s, verification),
+    override = coalesce(%(override)s, override),
+    applied_at = coalesce(%(applied_at)s, applied_at),
+    updated_at = now()
+WHERE id = %(id)s;
+
+-- name: list_changes
+SELECT c.id FROM changes c JOIN systems s ON s.id = c.system_id
+WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
+  AND (%(start)s::timestamptz IS NULL OR c.created_at >= %(start)s)
+  AND (%(end)s::timestamptz IS NULL OR c.created_at < %(end)s)
+ORDER BY c.created_at DESC, c.id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: unfinished_changes
+SELECT id FROM changes WHERE state IN (1, 2, 4, 5) ORDER BY id;
+
+-- name: insert_rollback
+INSERT INTO rollbacks
+    (change_id, system_id, reason, explanation, predicted, observed, from_version,
+     to_version, requested_by)
+VALUES (%(change)s, %(system)s, %(reason)s, %(explanation)s, %(predicted)s, %(observed)s,
+        %(from_version)s, %(to_version)s, %(requested_by)s)
+RETURNING id;
+
+-- name: list_rollbacks
+SELECT r.id, s.system_id, r.change_id, r.reason, r.explanation, r.predicted, r.observed,
+       r.from_version, r.to_version, r.requested_by, r.created_at
+FROM rollbacks r JOIN systems s ON s.id = r.system_id
+WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
+  AND (%(start)s::timestamptz IS NULL OR r.created_at >= %(start)s)
+  AND (%(end)s::timestamptz IS NULL OR r.created_at < %(end)s)
+ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: latest_embedding
+SELECT embedding FROM fingerprints WHERE system_id = %(system)s
+ORDER BY updated_at DESC LIMIT 1;
+
+-- name: insert_example
+INSERT INTO training_examples
+    (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin)
+VALUES (%(system)s, %(from_version)s, %(to_version)s, %(change)s, %(embedding)s, %(before)s,
+        %(after)s, %(observed)s, %(origin)s)
+ON CONFLICT (system_id, from_version, to_version) DO NOTHING;
+
+-- name: examples
+SELECT s.system_id, e.embedding, e.before, e.after, e.observed
+FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
+
+-- name: examples_version
+SELECT count(*), coalesce(max(id), 0) FROM training_examples;
+
+-- name: applied_versions
+SELECT version, content, applied_at FROM configurations
+WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
