@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import grpc
@@ -45,19 +45,21 @@ def temporary_database() -> Iterator[str]:
 
 
 @contextmanager
-def collector_process(url: str) -> Iterator[str]:
-    """A collector in its own process on a free port, scraper off; yields its address."""
+def service_process(
+    service: str, url: str, options: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """One cfgclone service in its own process on a free port; yields its address."""
     env = dict(
         os.environ,
         CFGCLONE_DATABASE_URL=url,
         CFGCLONE_PORT="0",
         CFGCLONE_LOG_LEVEL="ERROR",
         CFGCLONE_LOG_FORMAT="text",
-        CFGCLONE_COLLECTOR_SCRAPE="0",
+        **(options or {}),
     )
     env.pop("CFGCLONE_AUTH_TOKENS_FILE", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "cfgclone.collector.main"],
+        [sys.executable, "-m", f"cfgclone.{service}.main"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -67,13 +69,20 @@ def collector_process(url: str) -> Iterator[str]:
         line = process.stdout.readline()
         match = re.search(r"listening on ([\d.]+):(\d+)", line)
         if match is None:
-            raise SystemExit(f"the collector did not start: {line!r}")
+            raise SystemExit(f"the {service} service did not start: {line!r}")
         address = f"{match.group(1)}:{match.group(2)}"
         wait_serving(address)
         yield address
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def collector_process(url: str) -> Iterator[str]:
+    """A collector in its own process on a free port, scraper off; yields its address."""
+    with service_process("collector", url, {"CFGCLONE_COLLECTOR_SCRAPE": "0"}) as address:
+        yield address
 
 
 def wait_serving(address: str, within: float = 30.0) -> None:

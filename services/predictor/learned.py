@@ -145,7 +145,21 @@ class _Fitted:
         return cls(linear, forest)
 
     def predict(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self.linear.predict(x) + self.forest.predict(x), dtype=np.float64)
+        return np.asarray(self.linear.predict(x) + self._forest(x), dtype=np.float64)
+
+    def _forest(self, x: FloatArray) -> FloatArray:
+        """The forest's mean prediction, asking each fitted tree directly.
+
+        ``RandomForestRegressor.predict`` dispatches the trees through joblib, which costs
+        about 6 ms for the single row of a prediction; the trees themselves take 0.3 ms.
+        The result is the same (each tree's ``tree_.predict`` on float32 input is what the
+        forest averages).
+        """
+        rows = np.ascontiguousarray(x, dtype=np.float32)
+        total = np.zeros(rows.shape[0], dtype=np.float64)
+        for tree in self.forest.estimators_:
+            total += tree.tree_.predict(rows)[:, 0]
+        return total / len(self.forest.estimators_)
 
 
 @dataclass(frozen=True, eq=False)

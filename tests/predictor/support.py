@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from google.protobuf import duration_pb2
 
-from cfgclone.common.settings import ServiceSettings
+from cfgclone.common.auth import Credentials
+from cfgclone.common.clients import open_channel
+from cfgclone.common.settings import PeerSettings, ServiceSettings
 from cfgclone.common.store import Store
 from cfgclone.predictor.appliers import SimulatedApplier
 from cfgclone.predictor.guard import Guard
@@ -53,7 +55,12 @@ def settings(database_url: str, **options: str) -> ServiceSettings:
 
 @asynccontextmanager
 async def running_predictor(
-    store: Store, *, shadow: SimulatedShadowProvider | None = None, **options: str
+    store: Store,
+    *,
+    shadow: SimulatedShadowProvider | None = None,
+    credentials: Credentials | None = None,
+    token: str | None = None,
+    **options: str,
 ) -> AsyncIterator[RunningPredictor]:
     applier = SimulatedApplier()
     provider = shadow or SimulatedShadowProvider(seed=7)
@@ -63,7 +70,9 @@ async def running_predictor(
         simulated=applier,
         shadow_providers={"simulated": provider},
     )
-    async with serve_in_process([definition]) as (_, channel):
+    async with serve_in_process([definition], credentials=credentials) as (running, channel):
+        if token is not None:
+            channel = open_channel(f"127.0.0.1:{running.port}", PeerSettings(token=token))
         try:
             yield RunningPredictor(pb_grpc.PredictorServiceStub(channel), guard, applier, provider)
         finally:
