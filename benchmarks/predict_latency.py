@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import numpy as np
-
 from bench_support import service_process, temporary_database
+
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import service as fingerprints
 from cfgclone.fingerprint.settings import FingerprintSettings

@@ -47,7 +47,7 @@ class _Receiver(BaseHTTPRequestHandler):
     received: list[dict[str, object]] = []
     failures_left = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if _Receiver.failures_left > 0:
             _Receiver.failures_left -= 1
