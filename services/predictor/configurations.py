@@ -73,7 +73,7 @@ def new_configuration(
     schema = [json_format.MessageToDict(spec) for spec in message.schema] or [
         dict(spec) for spec in inherited_schema
     ]
-    check_content(content, schema, f"{field}.content")
+    check_content(message.kind, content, schema, field)
     return repository.NewConfiguration(
         kind=message.kind,
         content=content,

@@ -311,3 +311,50 @@ async def test_versions_are_listed_newest_first_and_diffed(store: Store) -> None
     assert [c.version for c in rest.configurations] == [1]
     assert second.content_hash != first.content_hash
     assert len(second.content_hash) == 64
+
+
+async def test_an_out_of_bounds_value_or_an_unknown_type_is_refused_and_nothing_stored(
+    store: Store,
+) -> None:
+    async with running_predictor(store) as predictor:
+        system_id = await register(store, "bounds")
+        await with_configuration(predictor.stub, system_id)
+        with pytest.raises(grpc.aio.AioRpcError) as too_many:
+            await predictor.stub.ProposeChange(
+                pb.ProposeChangeRequest(
+                    change=_proposal(system_id, {**BASE_CONFIGURATION, "workers": 0})
+                )
+            )
+        bad_type = configuration(BASE_CONFIGURATION)
+        bad_type.schema.add(key="workers", type=common_pb2.PARAMETER_TYPE_UNSPECIFIED)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown_type:
+            await predictor.stub.ProposeChange(
+                pb.ProposeChangeRequest(
+                    change=pb.ProposedChange(system=f"systems/{system_id}", configuration=bad_type)
+                )
+            )
+        versions = await predictor.stub.ListConfigurations(
+            pb.ListConfigurationsRequest(parent=f"systems/{system_id}")
+        )
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "workers" in (too_many.value.details() or "")
+    assert unknown_type.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "schema" in (unknown_type.value.details() or "")
+    assert [c.version for c in versions.configurations] == [1]
+
+
+async def test_both_modes_take_the_decisive_answer_where_the_history_has_none(
+    store: Store,
+) -> None:
+    async with running_predictor(store) as predictor:
+        system_id = await register(store, "both")
+        await with_configuration(predictor.stub, system_id)
+        reply = await predictor.stub.PredictImpact(
+            pb.PredictImpactRequest(
+                change=_proposal(system_id, HARMFUL), mode=common_pb2.PREDICTION_MODE_BOTH
+            )
+        )
+    # No fingerprint: the learned half cannot say anything; the shadow run can.
+    assert reply.prediction.mode == common_pb2.PREDICTION_MODE_BOTH
+    assert reply.prediction.verdict == common_pb2.VERDICT_NEGATIVE
+    assert "latency.mean_ms" in {k.kpi for k in reply.prediction.kpis}
