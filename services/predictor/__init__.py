@@ -5,6 +5,8 @@ The domain (no gRPC, no database) is:
 - :mod:`~cfgclone.predictor.change`: configuration deltas and KPI directions;
 - :mod:`~cfgclone.predictor.judge`: baseline against candidate samples, per KPI;
 - :mod:`~cfgclone.predictor.policy`: per-KPI results to one verdict and an action;
+- :mod:`~cfgclone.predictor.verification`: a change's window of live samples judged
+  against the same time on earlier days and the hours before it;
 - :mod:`~cfgclone.predictor.learned`: predictions learned from the history of changes;
 - :mod:`~cfgclone.predictor.configperf`: performance of configurable software learned
   from measured configurations.
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         PolicyVerdict,
     )
     from cfgclone.predictor.verdict import Interval, KpiResult, Verdict, classify_interval
+    from cfgclone.predictor.verification import LiveVerifier, TimedSamples, VerifierSettings
 
 _EXPORTS = {
     "cfgclone.predictor.change": (
@@ -104,6 +107,7 @@ _EXPORTS = {
         "PolicyVerdict",
     ),
     "cfgclone.predictor.verdict": ("Interval", "KpiResult", "Verdict", "classify_interval"),
+    "cfgclone.predictor.verification": ("LiveVerifier", "TimedSamples", "VerifierSettings"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -129,6 +133,7 @@ __all__ = [
     "KpiVerdict",
     "LearnedPrediction",
     "LearnerSettings",
+    "LiveVerifier",
     "MeasuredSystem",
     "ParameterDelta",
     "ParameterValue",
@@ -138,8 +143,10 @@ __all__ = [
     "Policy",
     "PolicyAction",
     "PolicyVerdict",
+    "TimedSamples",
     "UnknownKpiDirection",
     "Verdict",
+    "VerifierSettings",
     "classify_interval",
     "load_measurements",
     "mean_relative_error",
