@@ -35,7 +35,7 @@ from cfgclone.predictor.codec import (
     prediction_message,
     verdict_of,
 )
-from cfgclone.predictor.history import ModelCache, import_examples
+from cfgclone.predictor.history import ModelCache, VersionFingerprinter, import_examples
 from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
 from cfgclone.predictor.policy import PolicyAction
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
@@ -89,6 +89,7 @@ class Guard:
         models: ModelCache,
         counters: OutcomeCounters | None = None,
         webhook: Webhook | None = None,
+        fingerprinter: VersionFingerprinter | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -100,6 +101,7 @@ class Guard:
         self.webhook = webhook or Webhook(settings.webhook_url)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._imports: set[asyncio.Task[int]] = set()
+        self._fingerprinter = fingerprinter
 
     # -- entry points --------------------------------------------------------------
 
@@ -170,7 +172,9 @@ class Guard:
 
     def import_history(self, system_id: str) -> None:
         """Build training examples from a system's imported versions, in the background."""
-        task = asyncio.create_task(import_examples(self._store, system_id))
+        task = asyncio.create_task(
+            import_examples(self._store, system_id, fingerprinter=self._fingerprinter)
+        )
         self._imports.add(task)
         task.add_done_callback(self._imports.discard)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
@@ -24,6 +25,7 @@ from cfgclone.fingerprint.errors import FingerprintError
 from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
+from cfgclone.predictor.codec import Content
 from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistoryModel
 
 logger = logging.getLogger(__name__)
@@ -99,18 +101,32 @@ class ModelCache:
         )
 
 
-async def import_examples(store: Store, system_id: str, min_regime_count: float = 5.0) -> int:
+VersionFingerprinter = Callable[[str, str, datetime, datetime], Awaitable[None]]
+"""Asks the fingerprint service for the fingerprint of (system, configuration) over a
+window; the predictor passes one that calls BuildFingerprint."""
+
+
+async def import_examples(
+    store: Store,
+    system_id: str,
+    min_regime_count: float = 5.0,
+    fingerprinter: VersionFingerprinter | None = None,
+) -> int:
     """Training examples from a system's applied versions and the samples around them.
 
     Each pair of consecutive applied versions is one past change: the fingerprints of
     the stretch before and after it are compared at the load regimes both saw, so a
-    busier afternoon is not blamed on the change. Returns the examples stored.
+    busier afternoon is not blamed on the change. With ``fingerprinter``, each past
+    version's stretch also gets its stored fingerprint (the baseline of that version).
+    Returns the examples stored.
     """
     async with store.connection() as conn:
         system = await repository.system(conn, system_id)
         versions = await repository.applied_versions(conn, system)
     stored = 0
     now = datetime.now(UTC)
+    if fingerprinter is not None:
+        await _fingerprint_closed_versions(store, system, versions, fingerprinter)
     for index in range(1, len(versions)):
         before_version, before, start = versions[index - 1]
         after_version, after, applied = versions[index]
@@ -136,6 +152,24 @@ async def import_examples(store: Store, system_id: str, min_regime_count: float 
             )
         stored += 1
     return stored
+
+
+async def _fingerprint_closed_versions(
+    store: Store,
+    system: repository.SystemRow,
+    versions: Sequence[tuple[int, Content, datetime]],
+    fingerprinter: VersionFingerprinter,
+) -> None:
+    """The baseline fingerprint of each past version whose stretch has ended and has none.
+
+    The version still running is left to the fingerprint service's own refinement.
+    """
+    async with store.connection() as conn:
+        done = await repository.fingerprinted_versions(conn, system)
+    for (version, _, applied), (_, _, ended) in pairwise(versions):
+        if version not in done:
+            name = f"{system.name}/configurations/{version}"
+            await fingerprinter(system.name, name, applied, ended)
 
 
 async def _example(

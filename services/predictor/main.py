@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from cfgclone.predictor.appliers import SimulatedApplier
 from cfgclone.predictor.appliers_registry import Appliers
 from cfgclone.predictor.configurations import load_policy
 from cfgclone.predictor.guard import Guard
-from cfgclone.predictor.history import ModelCache
+from cfgclone.predictor.history import ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
 from cfgclone.predictor.servicer import PredictorServicer
@@ -28,6 +29,8 @@ from cfgclone.predictor.shadow import (
     ShadowProvider,
     SimulatedShadowProvider,
 )
+from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
+from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc
 from cfgclone.v1 import predictor_service_pb2, predictor_service_pb2_grpc
 from cfgclone.v1 import similarity_service_pb2 as similarity_pb
 from cfgclone.v1 import similarity_service_pb2_grpc as similarity_grpc
@@ -59,6 +62,28 @@ def similarity_lookup(settings: ServiceSettings, neighbours: int) -> SimilarityL
         return {s.second: s.score for s in reply.similar_systems}
 
     return lookup
+
+
+def version_fingerprinter(settings: ServiceSettings) -> VersionFingerprinter:
+    """Builds the fingerprint of an imported version through the fingerprint service."""
+
+    async def fingerprint(system: str, configuration: str, start: datetime, end: datetime) -> None:
+        request = fingerprint_pb.BuildFingerprintRequest(system=system, configuration=configuration)
+        request.start_time.FromDatetime(start)
+        request.end_time.FromDatetime(end)
+        async with open_channel(settings.peers.address("fingerprint"), settings.peers) as channel:
+            stub = fingerprint_grpc.FingerprintServiceStub(channel)
+            try:
+                await stub.BuildFingerprint(request, timeout=settings.peers.timeout_seconds)
+            except grpc.aio.AioRpcError as error:
+                logger.warning(
+                    "no fingerprint of imported %s: %s %s",
+                    configuration,
+                    error.code().name,
+                    error.details(),
+                )
+
+    return fingerprint
 
 
 def default_shadow_providers() -> dict[str, ShadowProvider]:
@@ -120,6 +145,7 @@ def build_guard(
         policies=policies,
         models=models,
         counters=counters,
+        fingerprinter=version_fingerprinter(settings),
     )
     return predictor, guard, models, own
 

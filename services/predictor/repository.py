@@ -489,3 +489,9 @@ async def examples_version(conn: Connection) -> tuple[int, int]:
     row = await cursor.fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+async def fingerprinted_versions(conn: Connection, system: SystemRow) -> set[int]:
+    """Configuration versions of ``system`` that have a stored fingerprint."""
+    cursor = await conn.execute(Q["fingerprinted_versions"], {"system": system.key})
+    return {int(row[0]) for row in await cursor.fetchall()}

@@ -42,13 +42,16 @@ class RunningPredictor:
     provider: SimulatedShadowProvider
 
 
-def settings(database_url: str, **options: str) -> ServiceSettings:
+def settings(
+    database_url: str, peers: Mapping[str, str] | None = None, **options: str
+) -> ServiceSettings:
     base = service_settings("predictor", database_url)
     defaults = {"SHADOW_SECONDS": "20", "SHADOW_ROUNDS": "3", "RETRAIN_INTERVAL_SECONDS": "0"}
     return ServiceSettings(
         service="predictor",
         server=base.server,
         database=base.database,
+        peers=PeerSettings(addresses={**base.peers.addresses, **(peers or {})}),
         options={**defaults, **options},
     )
 
@@ -60,13 +63,14 @@ async def running_predictor(
     shadow: SimulatedShadowProvider | None = None,
     credentials: Credentials | None = None,
     token: str | None = None,
+    peers: Mapping[str, str] | None = None,
     **options: str,
 ) -> AsyncIterator[RunningPredictor]:
     applier = SimulatedApplier()
     provider = shadow or SimulatedShadowProvider(seed=7)
     definition, guard = predictor_service(
         store,
-        settings(store.url, **options),
+        settings(store.url, peers, **options),
         simulated=applier,
         shadow_providers={"simulated": provider},
     )

@@ -139,3 +139,7 @@ SELECT count(*), coalesce(max(id), 0) FROM training_examples;
 -- name: applied_versions
 SELECT version, content, applied_at FROM configurations
 WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
+
+-- name: fingerprinted_versions
+SELECT DISTINCT configuration_version FROM fingerprints
+WHERE system_id = %(system)s AND configuration_version IS NOT NULL;
