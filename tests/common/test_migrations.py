@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "scrape_targets",
     "series",
     "systems",
+    "training_examples",
 }
 
 EXPECTED_SAMPLE_COLUMNS = [
