@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import math
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -154,12 +155,24 @@ class SimulatedFleet:
         system: SimulatedSystem | None = None,
         seed: int = 0,
         timeout: float = 10.0,
+        history_spread: float = 0.5,
+        live_spread: float = 0.5,
     ) -> None:
+        """``history_spread`` and ``live_spread`` are the log-normal sigma of the offered
+        load per sample in the backfilled history and in the live feed. History should
+        cover many loads (the fingerprint's regimes); live load moves less within the
+        seconds of a verification window than over hours."""
+        self._spread = {"history": history_spread, "live": live_spread}
         self._collector = collector
         self._predictor = predictor
         self.machines = tuple(machines)
         self._system = system or SimulatedSystem()
-        self._rng = np.random.default_rng(seed)
+        # One generator per machine, so what a machine reports does not depend on the
+        # order in which concurrent writes happen to run.
+        self._rngs = {
+            m.name: np.random.default_rng([seed, zlib.crc32(m.name.encode())])
+            for m in self.machines
+        }
         self._timeout = timeout
         self._fed_until: dict[str, int] = {}
 
@@ -214,7 +227,7 @@ class SimulatedFleet:
         )
         # Samples first: the predictor fingerprints an imported configuration at once.
         if times.size:
-            await self._write(machine, machine.configuration, times)
+            await self._write(machine, machine.configuration, times, self._spread["history"])
         if configure:
             await self._import_configuration(machine, applied)
 
@@ -255,7 +268,7 @@ class SimulatedFleet:
         if not times.size:
             return
         configuration = await self.current_configuration(machine)
-        await self._write(machine, _whole_numbers(configuration), times)
+        await self._write(machine, _whole_numbers(configuration), times, self._spread["live"])
         self._fed_until[machine.name] = int(times[-1])
 
     async def _write(
@@ -263,9 +276,11 @@ class SimulatedFleet:
         machine: SimulatedMachine,
         configuration: Mapping[str, Any],
         times: npt.NDArray[np.int64],
+        spread: float,
     ) -> None:
-        rates = machine.rate_tps * self._rng.lognormal(0.0, 0.5, size=times.size)
-        kpis = machine_kpis(machine, configuration, rates, self._rng, self._system)
+        rng = self._rngs[machine.name]
+        rates = machine.rate_tps * rng.lognormal(0.0, spread, size=times.size)
+        kpis = machine_kpis(machine, configuration, rates, rng, self._system)
         batch = common_pb2.SampleBatch(system=machine.name, batch_id=uuid.uuid4().hex)
         for metric, values in kpis.items():
             batch.series.add(

@@ -661,8 +661,11 @@ class CloneWorkflow:
             return True, "no similarity score: adapting to the target's hardware"
         threshold = self._threshold(score)
         said = f"similarity {score.score:.2f}"
-        if score.explanation:
-            said += f" ({score.explanation})"
+        if score.groups:
+            # The groups rather than the service's explanation: that one reads the pair
+            # against the service's threshold, which a request may replace.
+            groups = ", ".join(f"{g.group} {g.similarity:.2f}" for g in score.groups)
+            said += f" ({groups} alike)"
         if self._options.force_adapt:
             return True, f"{said}; adapting as asked (force_adapt)"
         if score.score >= threshold:

@@ -88,7 +88,7 @@ class SimilaritySettings:
     spread_clip: float = 8.0
     """Standardised values are clipped to +/- this many robust spreads, so one wild
     dimension cannot outvote the rest of its group."""
-    group_anchor: float = 0.1
+    group_anchor: float = 0.25
     """Length, in robust spreads, of a constant coordinate added to every group before it
     is normalised. A group sitting exactly on the fleet median then still has a direction
     (two such systems are identical there, not undefined), and tiny deviations from the

@@ -61,6 +61,14 @@ class EmbeddingSpace:
             if weight > 0
         )
 
+    def anchor_of(self, group: Any) -> float:
+        """The anchor coordinate of ``group``: ``anchor`` robust spreads per dimension.
+
+        Scaled with the group's length, so the noise of many dimensions near the median
+        (each a fraction of a spread) cannot turn two alike systems into strangers.
+        """
+        return float(self.anchor * np.sqrt(group.length))
+
     def prepare(self, raw: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
         """Raw embeddings (m, d) -> C-contiguous float32 rows (m, `dimension`) of unit length.
 
@@ -77,7 +85,7 @@ class EmbeddingSpace:
                     continue
                 block = out[start:stop, column : column + group.length + 1]
                 block[:, :-1] = scaled[:, group.offset : group.stop]
-                block[:, -1] = self.anchor
+                block[:, -1] = self.anchor_of(group)
                 norms = np.sqrt(np.einsum("ij,ij->i", block, block))
                 block *= (np.sqrt(weight) / norms)[:, None]
                 column += group.length + 1
@@ -93,9 +101,9 @@ class EmbeddingSpace:
         """
         one = self.scaler.transform(first[None, :], np.float64)[0]
         many = self.scaler.transform(others, np.float64)
-        anchor_sq = self.anchor * self.anchor
         cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
         for column, group in enumerate(self.layout.groups):
+            anchor_sq = self.anchor_of(group) ** 2
             a = one[group.offset : group.stop]
             b = many[:, group.offset : group.stop]
             dots = b @ a + anchor_sq
