@@ -228,7 +228,7 @@ async def clone(
         timeout=10,
     )
     seen = 0
-    operation = reply.operation
+    operation: common_pb2.Operation = reply.operation
     async for update in stubs.orchestrator.WatchOperation(
         orchestrator_pb.WatchOperationRequest(name=operation.name)
     ):
@@ -255,7 +255,7 @@ async def refuse(stubs: Stubs, target: SimulatedMachine) -> common_pb2.Change:
         ),
         timeout=10,
     )
-    change = reply.change
+    change: common_pb2.Change = reply.change
     while change.state in (
         common_pb2.CHANGE_STATE_PROPOSED,
         common_pb2.CHANGE_STATE_PREDICTING,
@@ -346,7 +346,7 @@ async def run(up: RunningSuite) -> int:
         ok = await tell_stories(Stubs.on(channels), lambda line: print(line, flush=True))
     finally:
         for channel in channels.values():
-            await channel.close()
+            await channel.close(None)
     if not ok:
         print("\nThe demo did not end as expected; the services' logs are in", up.log_dir)
         return 1
