@@ -165,17 +165,24 @@ def predicted_benefit(prediction: common_pb2.Prediction) -> float:
     return benefit
 
 
-def best_prediction(predictions: Sequence[common_pb2.Prediction]) -> int:
-    """Index of the best predicted candidate: the best verdict, then the largest benefit.
+def best_prediction(
+    predictions: Sequence[common_pb2.Prediction], warned: Sequence[bool] = ()
+) -> int:
+    """Index of the best predicted candidate: the best verdict, then one the adaptation
+    engine did not warn about, then the largest benefit.
 
-    Ties go to the earlier candidate, which the adaptation engine prefers.
+    A prediction cannot see everything (a shadow of a simulated system knows nothing of
+    memory pressure), so a warned candidate wins only on a better verdict. Ties go to
+    the earlier candidate, which the adaptation engine prefers.
     """
     if not predictions:
         raise ValueError("no prediction to choose from")
+    flags = list(warned) or [False] * len(predictions)
     ranked = sorted(
         range(len(predictions)),
         key=lambda i: (
             -_VERDICT_RANK.get(predictions[i].verdict, 1),
+            flags[i],
             -predicted_benefit(predictions[i]),
             i,
         ),
@@ -371,6 +378,8 @@ class Candidate:
     content: Mapping[str, Any]
     notes: tuple[str, ...] = ()
     """Each decision in words: ``shared_buffers: 16GB -> 4GB (memory 16 GiB / 64 GiB)``."""
+    warned: bool = False
+    """Whether the engine warned about it (memory beyond its share of a smaller host)."""
 
 
 class AdaptationRefused(Exception):
@@ -427,7 +436,7 @@ class EngineAdapter:
             notes += [f"{script.name}: {change}" for change in scripted.changes]
             content = dict(scripted.content)
         notes += [f"warning: {warning}" for warning in candidate.warnings]
-        return Candidate(content, tuple(notes))
+        return Candidate(content, tuple(notes), warned=bool(candidate.warnings))
 
 
 # --- the workflow ------------------------------------------------------------------------
@@ -750,9 +759,10 @@ class CloneWorkflow:
                 for proposal in proposals
             )
         )
-        best = best_prediction(predictions)
+        best = best_prediction(predictions, [c.warned for c in candidates])
         ranked = ", ".join(
             f"#{i + 1} {verdict_name(p.verdict)} ({predicted_benefit(p):+.1%})"
+            + (" with a warning" if candidates[i].warned else "")
             for i, p in enumerate(predictions)
         )
         await self.progress.event(

@@ -96,6 +96,9 @@ def test_the_best_predicted_candidate_wins_by_verdict_then_by_benefit() -> None:
     assert best_prediction([neutral_faster, positive]) == 1
     # A tie goes to the engine's preferred (first) candidate.
     assert best_prediction([neutral_faster, neutral_faster]) == 0
+    # A candidate the engine warned about wins only on a better verdict.
+    assert best_prediction([neutral_slower, neutral_faster], [False, True]) == 0
+    assert best_prediction([neutral_faster, positive], [False, True]) == 1
 
 
 # --- the workflow over stand-in services ---------------------------------------------
