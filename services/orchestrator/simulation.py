@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -38,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import numpy as np
 import numpy.typing as npt
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
+from cfgclone.orchestrator.adaptation.codec import content_from_struct
 from cfgclone.predictor.shadow.model import (
     KPI_CPU,
     KPI_LATENCY_MEAN,
@@ -253,7 +253,7 @@ class SimulatedFleet:
             predictor_pb.GetConfigurationRequest(name=f"{machine.name}/configurations/-"),
             timeout=self._timeout,
         )
-        return dict(json_format.MessageToDict(reply.configuration.content))
+        return content_from_struct(reply.configuration.content)
 
     async def feed(self, sample_interval: timedelta = timedelta(milliseconds=200)) -> None:
         """Write each machine's samples since its last feed (one every ``sample_interval``),
@@ -268,7 +268,7 @@ class SimulatedFleet:
         if not times.size:
             return
         configuration = await self.current_configuration(machine)
-        await self._write(machine, _whole_numbers(configuration), times, self._spread["live"])
+        await self._write(machine, configuration, times, self._spread["live"])
         self._fed_until[machine.name] = int(times[-1])
 
     async def _write(
@@ -320,13 +320,3 @@ class SimulatedFleet:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _whole_numbers(content: Mapping[str, Any]) -> dict[str, Any]:
-    """Struct numbers come back as floats; ``4.0`` workers is 4."""
-    return {
-        key: int(value)
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer()
-        else value
-        for key, value in content.items()
-    }

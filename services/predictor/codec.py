@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from google.protobuf import duration_pb2, json_format, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.orchestrator.adaptation import codec as adaptation_codec
 from cfgclone.predictor.change import KpiDirection
 from cfgclone.predictor.policy import KpiThreshold, Policy, PolicyAction, PolicyVerdict
 from cfgclone.predictor.verdict import KpiResult, Verdict
@@ -39,17 +40,14 @@ ACTIONS: Mapping[PolicyAction, common_pb2.PolicyAction.ValueType] = {
 
 
 def content_from_struct(struct: struct_pb2.Struct, field: str) -> Content:
-    """Parameter values of a Struct; INVALID_ARGUMENT for nested values or nulls.
-
-    JSON has one number type: integral numbers come back as ``int`` so that
-    ``max_connections: 100`` is not written as ``100.0``.
-    """
+    """Parameter values of a Struct (whole numbers as ``int``); INVALID_ARGUMENT for nested
+    values, nulls and numbers that are not finite."""
     content: Content = {}
-    for key, value in json_format.MessageToDict(struct).items():
-        if isinstance(value, bool | str):
+    for key, value in adaptation_codec.content_from_struct(struct).items():
+        if isinstance(value, str | int | float) and (
+            not isinstance(value, float) or math.isfinite(value)
+        ):
             content[key] = value
-        elif isinstance(value, int | float) and math.isfinite(value):
-            content[key] = int(value) if float(value).is_integer() else float(value)
         else:
             raise InvalidArgument.for_field(
                 f"{field}.{key}", "must be a string, number or boolean (not a list, map or null)"
@@ -57,10 +55,7 @@ def content_from_struct(struct: struct_pb2.Struct, field: str) -> Content:
     return content
 
 
-def content_to_struct(content: Mapping[str, ConfigValue]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(dict(content))
-    return struct
+content_to_struct = adaptation_codec.content_to_struct
 
 
 def content_hash(content: Mapping[str, ConfigValue]) -> str:
