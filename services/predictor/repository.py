@@ -247,6 +247,14 @@ class NewChange:
     kind: str
 
 
+class DuplicateRequest(Exception):
+    """A proposal's request id was stored by a concurrent resend; answer with that one."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
 async def ensure_idle(conn: Connection, system: SystemRow) -> None:
     """FAILED_PRECONDITION naming the change when ``system`` has one in flight."""
     cursor = await conn.execute(Q["in_flight_change"], {"system": system.key})
@@ -276,7 +284,10 @@ async def insert_change(conn: Connection, new: NewChange) -> int:
                     "kind": new.kind,
                 },
             )
-    except psycopg.errors.UniqueViolation:
+    except psycopg.errors.UniqueViolation as error:
+        if error.diag.constraint_name == "changes_request_id_key":
+            # A resend raced the first proposal with the same request id.
+            raise DuplicateRequest(new.request_id or "") from None
         # The partial unique index is the lock: another proposal won the race.
         cursor = await conn.execute(Q["in_flight_change"], {"system": new.system.key})
         busy = await cursor.fetchone()

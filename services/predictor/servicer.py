@@ -153,11 +153,8 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         self, request: pb.ProposeChangeRequest, context: Any
     ) -> pb.ProposeChangeResponse:
         identity = require_role(Role.OPERATOR, "ProposeChange")
-        if request.request_id:
-            async with self._store.connection() as conn:
-                seen = await repository.change_by_request(conn, request.request_id)
-            if seen is not None:
-                return pb.ProposeChangeResponse(change=await audit.change(self._store, *seen))
+        if request.request_id and (first := await self._first_answer(request.request_id)):
+            return first
         proposal = await self._proposal(
             request.change,
             request.policy,
@@ -166,9 +163,22 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             request_id=request.request_id or None,
             requested_by=identity.name,
         )
-        change_id = await self._guard.propose(proposal)
+        try:
+            change_id = await self._guard.propose(proposal)
+        except repository.DuplicateRequest as duplicate:
+            first = await self._first_answer(duplicate.request_id)
+            assert first is not None
+            return first
         change = await audit.change(self._store, proposal.system.system_id, change_id)
         return pb.ProposeChangeResponse(change=change)
+
+    async def _first_answer(self, request_id: str) -> pb.ProposeChangeResponse | None:
+        """The change stored for ``request_id``, when a proposal with it was taken."""
+        async with self._store.connection() as conn:
+            seen = await repository.change_by_request(conn, request_id)
+        if seen is None:
+            return None
+        return pb.ProposeChangeResponse(change=await audit.change(self._store, *seen))
 
     async def _proposal(
         self,

@@ -117,7 +117,8 @@ class PredictorServiceServicer:
     """
 
     def CreateConfiguration(self, request, context):
-        """Creates a new configuration version of a system (or imports a past one).
+        """Records a configuration version a system runs (applied now), or imports a past
+        one with its `apply_time`. Changing a system goes through ProposeChange.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,7 +36,9 @@ class PredictorServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PredictorServiceAsyncStub: ...
     CreateConfiguration: _grpc.UnaryUnaryMultiCallable[_predictor_service_pb2.CreateConfigurationRequest, _predictor_service_pb2.CreateConfigurationResponse]
-    """Creates a new configuration version of a system (or imports a past one)."""
+    """Records a configuration version a system runs (applied now), or imports a past
+    one with its `apply_time`. Changing a system goes through ProposeChange.
+    """
     GetConfiguration: _grpc.UnaryUnaryMultiCallable[_predictor_service_pb2.GetConfigurationRequest, _predictor_service_pb2.GetConfigurationResponse]
     """Gets one configuration version."""
     ListConfigurations: _grpc.UnaryUnaryMultiCallable[_predictor_service_pb2.ListConfigurationsRequest, _predictor_service_pb2.ListConfigurationsResponse]
@@ -72,7 +74,9 @@ class PredictorServiceAsyncStub(PredictorServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateConfiguration: _aio.UnaryUnaryMultiCallable[_predictor_service_pb2.CreateConfigurationRequest, _predictor_service_pb2.CreateConfigurationResponse]  # type: ignore[assignment]
-    """Creates a new configuration version of a system (or imports a past one)."""
+    """Records a configuration version a system runs (applied now), or imports a past
+    one with its `apply_time`. Changing a system goes through ProposeChange.
+    """
     GetConfiguration: _aio.UnaryUnaryMultiCallable[_predictor_service_pb2.GetConfigurationRequest, _predictor_service_pb2.GetConfigurationResponse]  # type: ignore[assignment]
     """Gets one configuration version."""
     ListConfigurations: _aio.UnaryUnaryMultiCallable[_predictor_service_pb2.ListConfigurationsRequest, _predictor_service_pb2.ListConfigurationsResponse]  # type: ignore[assignment]
@@ -111,7 +115,9 @@ class PredictorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _predictor_service_pb2.CreateConfigurationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_predictor_service_pb2.CreateConfigurationResponse, _abc.Awaitable[_predictor_service_pb2.CreateConfigurationResponse]]:
-        """Creates a new configuration version of a system (or imports a past one)."""
+        """Records a configuration version a system runs (applied now), or imports a past
+        one with its `apply_time`. Changing a system goes through ProposeChange.
+        """
 
     @_abc_1.abstractmethod
     def GetConfiguration(
