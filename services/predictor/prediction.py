@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from cfgclone import vocabulary
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import DEFAULT_DIRECTIONS, ConfigurationDelta
@@ -145,7 +146,7 @@ class Predictor:
         return Evidence(prediction.kpis, prediction.model_version, note)
 
     def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:
-        kpi = "app.response_time"
+        kpi = vocabulary.HTTP_REQUEST_DURATION.name
         return (
             KpiResult(
                 kpi=kpi,
