@@ -12,6 +12,7 @@ EXPECTED_TABLES = {
     "changes",
     "configurations",
     "fingerprints",
+    "fingerprint_progress",
     "ingested_batches",
     "metrics",
     "operations",
