@@ -10,7 +10,8 @@ out within ``unreachable_after`` (1 s) although it had room for more (fewer than
 ``max_size`` in use by this process) and its last attempt to connect failed, it
 cannot connect: the database is down, and the caller gets UNAVAILABLE at once
 rather than at its own deadline. Otherwise every connection is in use, or a new
-one is still being opened, and the caller waits on, up to ``busy_timeout``.
+one is still being opened, and the caller waits on, up to ``busy_timeout``. While
+the database stays unreachable later callers are told within 0.1 s.
 """
 
 from __future__ import annotations
@@ -123,8 +124,11 @@ class Store:
     async def _checkout(self) -> Connection:
         """A connection from the pool: UNAVAILABLE within ``unreachable_after`` when the
         pool cannot connect, a longer wait when it is only busy."""
+        # Once an attempt has failed, each caller gives the pool only a moment: its
+        # request still makes the pool try to connect again, which ends the outage.
+        wait = min(0.1, self._unreachable_after) if self.unreachable else self._unreachable_after
         try:
-            return await self._pool.getconn(timeout=self._unreachable_after)
+            return await self._pool.getconn(timeout=wait)
         except psycopg_pool.PoolTimeout as exc:
             if self._in_use < self._max_size and self.unreachable:
                 raise Unavailable(
