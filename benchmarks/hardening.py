@@ -383,20 +383,37 @@ async def reads_32_callers(
     }
 
 
-async def streams_on_one_connection(address: str, streams: int, idle_seconds: float) -> Any:
-    """Idle streams all on one connection: past the server's per-connection bound they are
-    refused (REFUSED_STREAM, seen as UNAVAILABLE), the others closed when idle."""
+async def silent_streams(
+    address: str,
+    process: subprocess.Popen[str],
+    streams: int,
+    per_connection: int,
+    wait_seconds: float,
+) -> dict[str, Any]:
+    """Open ``streams`` sample streams that never send, ``per_connection`` on each
+    connection of their own; how each ended within ``wait_seconds``."""
     silent = asyncio.Event()
 
     async def nothing() -> AsyncIterator[pb.StreamSamplesRequest]:
         await silent.wait()
         yield pb.StreamSamplesRequest()
 
-    channel = grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [
+        grpc.aio.insecure_channel(address, options=own_connection)
+        for _ in range((streams + per_connection - 1) // per_connection)
+    ]
     try:
-        stub = pb_grpc.CollectorServiceStub(channel)
-        calls = [asyncio.ensure_future(stub.StreamSamples(nothing())) for _ in range(streams)]
-        done, pending = await asyncio.wait(calls, timeout=idle_seconds + 20)
+        calls = [
+            asyncio.ensure_future(
+                pb_grpc.CollectorServiceStub(channels[i // per_connection]).StreamSamples(nothing())
+            )
+            for i in range(streams)
+        ]
+        started = time.monotonic()
+        done, pending = await asyncio.wait(calls, timeout=wait_seconds)
+        elapsed = time.monotonic() - started
+        rss_open = rss_mb(process)
         silent.set()
         for call in pending:
             call.cancel()
@@ -404,9 +421,15 @@ async def streams_on_one_connection(address: str, streams: int, idle_seconds: fl
         for future in done:
             error = future.exception()
             codes[error.code().name if isinstance(error, grpc.aio.AioRpcError) else "OK"] += 1
-        return {"codes": dict(codes), "still_open": len(pending)}
+        return {
+            "codes": dict(codes),
+            "still_open": len(pending),
+            "seconds": round(elapsed, 1),
+            "rss_mb_with_streams": rss_open,
+        }
     finally:
-        await channel.close()
+        for channel in channels:
+            await channel.close()
 
 
 async def idle_streams(url: str, idle_seconds: float, streams: int) -> dict[str, Any]:
@@ -414,36 +437,10 @@ async def idle_streams(url: str, idle_seconds: float, streams: int) -> dict[str,
     process, address = start_service("collector", url, options)
     try:
         rss_before = rss_mb(process)
-        silent = asyncio.Event()
-
-        async def nothing() -> AsyncIterator[pb.StreamSamplesRequest]:
-            await silent.wait()
-            yield pb.StreamSamplesRequest()
-
-        # 50 streams on each connection of its own, under the 100 the server allows on
-        # one (CFGCLONE_MAX_STREAMS_PER_CONNECTION).
-        own_connection = [("grpc.use_local_subchannel_pool", 1)]
-        channels = [
-            grpc.aio.insecure_channel(address, options=own_connection)
-            for _ in range((streams + 49) // 50)
-        ]
-        calls = [
-            pb_grpc.CollectorServiceStub(channels[i // 50]).StreamSamples(nothing())
-            for i in range(streams)
-        ]
-        waiting = [asyncio.ensure_future(call) for call in calls]
-        started = time.monotonic()
-        done, pending = await asyncio.wait(waiting, timeout=idle_seconds + 20)
-        closed_within = time.monotonic() - started
-        rss_open = rss_mb(process)
-        silent.set()
-        for call in calls:
-            call.cancel()
-        codes: collections.Counter[str] = collections.Counter()
-        for future in done:
-            error = future.exception()
-            codes[error.code().name if isinstance(error, grpc.aio.AioRpcError) else "OK"] += 1
-        over_cap = await streams_on_one_connection(address, 150, idle_seconds)
+        # 50 streams on each connection, under the 100 the server allows on one
+        # (CFGCLONE_MAX_STREAMS_PER_CONNECTION); then 150 on one connection.
+        spread = await silent_streams(address, process, streams, 50, idle_seconds + 20)
+        crowded = await silent_streams(address, process, 150, 150, idle_seconds + 20)
         # The server still serves: one batch after the idle streams went.
         client = CollectorClient(address, call_timeout=10.0)
         try:
@@ -452,21 +449,19 @@ async def idle_streams(url: str, idle_seconds: float, streams: int) -> dict[str,
             response = await client.write(after)
         finally:
             await client.close()
-        for channel in channels:
-            await channel.close()
         return {
             "streams": streams,
             "idle_seconds": idle_seconds,
-            "closed_by_server": codes["DEADLINE_EXCEEDED"],
-            "still_open": len(pending),
-            "seconds_until_all_closed": round(closed_within, 1),
-            "codes": dict(codes),
+            "closed_by_server": spread["codes"].get("DEADLINE_EXCEEDED", 0),
+            "still_open": spread["still_open"],
+            "seconds_until_all_closed": spread["seconds"],
+            "codes": spread["codes"],
             "lost": 100 - response.stored_samples,
             "duplicated": int(response.duplicate),
-            "internal": codes["INTERNAL"],
-            "one_connection_150_streams": over_cap,
+            "internal": spread["codes"].get("INTERNAL", 0) + crowded["codes"].get("INTERNAL", 0),
+            "one_connection_150_streams": {k: crowded[k] for k in ("codes", "still_open")},
             "rss_mb_before": rss_before,
-            "rss_mb_with_streams": rss_open,
+            "rss_mb_with_streams": spread["rss_mb_with_streams"],
             "rss_mb_after": rss_mb(process),
         }
     finally:
