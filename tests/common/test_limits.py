@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,6 +117,46 @@ async def test_streams_that_never_send_are_closed(store: Store) -> None:
     codes = [o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 40
     assert all("no message on the stream" in (o.details() or "") for o in outcomes)  # type: ignore[union-attr]
+
+
+class CountingStreams(CollectorServicer):
+    """The real collector, counting the StreamSamples calls open at once."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.open = 0
+        self.most_open = 0
+
+    async def StreamSamples(self, request_iterator: Any, context: Any) -> Any:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            return await super().StreamSamples(request_iterator, context)
+        finally:
+            self.open -= 1
+
+
+async def test_one_connection_holds_at_most_so_many_streams(store: Store) -> None:
+    servicer = CountingStreams(store)
+    async with collector(
+        store, servicer, stream_idle_seconds=0.5, max_streams_per_connection=4
+    ) as (_, stub):
+        silent = asyncio.Event()
+
+        async def nothing() -> AsyncIterator[pb.StreamSamplesRequest]:
+            await silent.wait()
+            yield pb.StreamSamplesRequest()
+
+        outcomes = await asyncio.gather(
+            *(stub.StreamSamples(nothing()) for _ in range(20)), return_exceptions=True
+        )
+        silent.set()
+
+    codes = collections.Counter(o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError))
+    # Every stream ended: closed when idle, or refused past the bound (REFUSED_STREAM).
+    assert sum(codes.values()) == 20
+    assert set(codes) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}
+    assert 1 <= servicer.most_open <= 4
 
 
 def test_the_limits_are_settings() -> None:
