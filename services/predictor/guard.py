@@ -225,7 +225,7 @@ class Guard:
             proposed = await repository.configuration(conn, system, row.to_version)
         proposal = ProposedConfiguration(system, current, proposed.kind, proposed.content)
         mode = S.PredictionMode.ValueType(row.mode)
-        prediction = await self._predictor.predict(proposal, mode, policy)
+        prediction = await self._predictor.predict(proposal, mode, policy, wait_for_shadow=True)
         body = prediction.SerializeToString()
         action = _action(policy, verdict_of(prediction))
         if row.dry_run and action is not PolicyAction.PROCEED:

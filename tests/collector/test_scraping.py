@@ -174,7 +174,8 @@ def node_exporter() -> Iterator[str]:
 async def scraping_collector(store: Store) -> AsyncIterator[Collector]:
     """A collector with its scraper on, noticing new targets within a fraction of a second."""
     async with start_collector(
-        store, options={"SCRAPE": "1", "SCRAPE_REFRESH_SECONDS": "0.2"}
+        store,
+        options={"SCRAPE": "1", "SCRAPE_REFRESH_SECONDS": "0.2", "SCRAPE_ALLOW_LOOPBACK": "1"},
     ) as collector:
         yield collector
 

@@ -10,6 +10,7 @@ from cfgclone.common.store import Store, latest_migration, migrations
 
 EXPECTED_TABLES = {
     "changes",
+    "collector_secrets",
     "configurations",
     "fingerprints",
     "fingerprint_progress",
