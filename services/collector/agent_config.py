@@ -254,7 +254,7 @@ def parse_agent_config(text: str, base: Path | None = None) -> AgentConfig:
         return candidate if candidate.is_absolute() else base / candidate
 
     system = root.required_text("system")
-    if SYSTEM_ID_PATTERN.match(system) is None:
+    if SYSTEM_ID_PATTERN.fullmatch(system) is None:
         raise ConfigError(
             f"system must be 1-63 lower-case letters, digits and '-', starting with a letter "
             f"(got {system!r})"

@@ -11,6 +11,7 @@ from cfgclone.common.store import Store, latest_migration, migrations
 EXPECTED_TABLES = {
     "changes",
     "configurations",
+    "deployment_keys",
     "fingerprints",
     "ingested_batches",
     "metrics",
