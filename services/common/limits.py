@@ -9,8 +9,6 @@ request can make a service hold or store an unbounded amount.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 MAX_TEXT_CHARS = 1024
 """Any string field not listed below: names, hostnames, units, selectors, request ids."""
 
@@ -47,23 +45,14 @@ MAX_PAGE_TOKEN_CHARS = 512
 FREE_TEXT_FIELDS = frozenset({"reason"})
 """Names of string fields that hold free text (longer, with tabs and line breaks)."""
 
-EARLIEST_TIME = datetime(1, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-"""Timestamps must lie in protobuf's valid range, 0001-01-01 to 9999-12-31 UTC."""
-
 MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
+"""Timestamps lie in protobuf's valid range, 0001-01-01 to 9999-12-31 UTC."""
 MAX_DURATION_SECONDS = 315_576_000_000
 """A Duration is within +-10,000 years (protobuf's range); fields narrow it further."""
 
-MAX_SCRAPE_INTERVAL_SECONDS = 24 * 3600
-"""A scrape target's ``interval``."""
-
 MAX_POLICY_WINDOW_SECONDS = 7 * 24 * 3600
 """A policy's ``verification_delay`` and ``verification_window``."""
-
-MAX_DOWNSAMPLE_BUCKET_SECONDS = 366 * 24 * 3600
-"""``QueryDownsampled.bucket``."""
 
 MAX_RESOURCE_ID = 2**63 - 1
 """Numeric resource ids (configuration versions, changes) fit PostgreSQL's bigint."""

@@ -11,6 +11,7 @@ from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument
 from cfgclone.common.requests import (
     child_id_from_name,
+    numeric_id,
     page_request,
     require,
     system_id_from_name,
@@ -34,9 +35,7 @@ def _configuration_version(name: str, system_id: str) -> int | None:
         raise InvalidArgument.for_field(
             "configuration", f"belongs to systems/{owner}, not systems/{system_id}"
         )
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidArgument.for_field("configuration", f"version must be 1 or more: {name!r}")
-    return int(version)
+    return numeric_id(version, "configuration", "version")
 
 
 class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
