@@ -9,6 +9,7 @@ from typing import Any
 
 from cfgclone.collector.http_fetch import check_http_url
 from cfgclone.common.errors import AlreadyExists, InvalidArgument, NotFound
+from cfgclone.common.limits import MAX_SMALL_ID
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, child_id_from_name, numeric_id, system_id_from_name
 from cfgclone.common.store import Store
@@ -153,7 +154,7 @@ async def list_scrape_targets(
 async def delete_scrape_target(store: Store, name: str) -> None:
     """Remove a target; NOT_FOUND when there is none by that name."""
     system_id, raw_id = child_id_from_name(name, COLLECTION)
-    target_id = numeric_id(raw_id, "name", "the target id")
+    target_id = numeric_id(raw_id, "name", "the target id", MAX_SMALL_ID)
     async with store.connection() as conn:
         cursor = await conn.execute(
             _QUERIES["delete_target"], {"id": target_id, "system_id": system_id}

@@ -55,4 +55,7 @@ MAX_POLICY_WINDOW_SECONDS = 7 * 24 * 3600
 """A policy's ``verification_delay`` and ``verification_window``."""
 
 MAX_RESOURCE_ID = 2**63 - 1
-"""Numeric resource ids (configuration versions, changes) fit PostgreSQL's bigint."""
+"""Numeric ids of changes and fingerprints fit PostgreSQL's bigint."""
+
+MAX_SMALL_ID = 2**31 - 1
+"""Configuration versions and scrape target ids fit PostgreSQL's integer."""

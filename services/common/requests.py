@@ -42,14 +42,14 @@ def child_id_from_name(name: str, collection: str, field: str = "name") -> tuple
     return system_id_from_name("/".join(parts[:2]), field), parts[3]
 
 
-def numeric_id(ident: str, field: str, what: str = "id") -> int:
-    """A numeric resource id (1 or more, within bigint); INVALID_ARGUMENT otherwise."""
+def numeric_id(ident: str, field: str, what: str = "id", maximum: int = MAX_RESOURCE_ID) -> int:
+    """A numeric resource id, 1 to ``maximum``; INVALID_ARGUMENT otherwise."""
     if not (ident.isascii() and ident.isdigit()) or len(ident) > 19 or int(ident) < 1:
         raise InvalidArgument.for_field(
             field, f"{what} must be a whole number of at least 1 (got {quote(ident)})"
         )
     number = int(ident)
-    if number > MAX_RESOURCE_ID:
+    if number > maximum:
         raise InvalidArgument.for_field(field, f"{what} {quote(ident)} is out of range")
     return number
 

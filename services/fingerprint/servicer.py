@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.limits import MAX_SMALL_ID
 from cfgclone.common.requests import (
     child_id_from_name,
     numeric_id,
@@ -35,7 +36,7 @@ def _configuration_version(name: str, system_id: str) -> int | None:
         raise InvalidArgument.for_field(
             "configuration", f"belongs to systems/{owner}, not systems/{system_id}"
         )
-    return numeric_id(version, "configuration", "version")
+    return numeric_id(version, "configuration", "version", MAX_SMALL_ID)
 
 
 class FingerprintServicer(pb_grpc.FingerprintServiceServicer):

@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.limits import MAX_SMALL_ID
 from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import Page, numeric_id
 from cfgclone.common.store import Store
@@ -128,7 +129,7 @@ def _parent_version(parent: str, system_id: str) -> int | None:
     provenance in ``source`` and not linked."""
     prefix = f"systems/{system_id}/configurations/"
     if parent.startswith(prefix):
-        return numeric_id(parent[len(prefix) :], "configuration.parent", "version")
+        return numeric_id(parent[len(prefix) :], "configuration.parent", "version", MAX_SMALL_ID)
     return None
 
 
@@ -137,7 +138,7 @@ async def get(store: Store, system_id: str, version: str) -> repository.StoredCo
         system = await repository.system(conn, system_id)
         if version == "-":
             return await repository.current_configuration(conn, system)
-        number = numeric_id(version, "name", "version (or `-`)")
+        number = numeric_id(version, "name", "version (or `-`)", MAX_SMALL_ID)
         return await repository.configuration(conn, system, number)
 
 
