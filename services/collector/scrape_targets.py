@@ -10,6 +10,7 @@ from typing import Any
 from cfgclone.collector.http_fetch import check_http_url
 from cfgclone.common.errors import AlreadyExists, InvalidArgument, NotFound
 from cfgclone.common.limits import MAX_SMALL_ID
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, child_id_from_name, numeric_id, system_id_from_name
 from cfgclone.common.store import Store
@@ -84,7 +85,7 @@ def _checked_prefixes(target: pb.ScrapeTarget) -> list[str]:
         if len(prefix) > 200 or _PREFIX.fullmatch(prefix) is None:
             raise InvalidArgument.for_field(
                 f"scrape_target.metric_prefixes[{index}]",
-                f"{prefix!r} is not the start of a Prometheus metric name",
+                f"{quote(prefix)} is not the start of a Prometheus metric name",
             )
     return prefixes
 

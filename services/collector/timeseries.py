@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from cfgclone.collector.copy_format import pg_micros_to_unix_ns
 from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
 from cfgclone.common.page_tokens import TokenKind, open_token, query_digest, seal_token
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, system_id_from_name
@@ -117,7 +118,7 @@ async def _metric(conn: Connection, metric: str) -> tuple[int, MetricInfo]:
     row = await cursor.fetchone()
     if row is None:
         raise NotFound(
-            f"no samples of metric {name!r} were ever stored",
+            f"no samples of metric {quote(name)} were ever stored",
             reason="METRIC_NOT_FOUND",
             metadata={"metric": name},
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 MAX_TEXT_CHARS = 1024
 """Any string field not listed below: names, hostnames, units, selectors, request ids."""
 
-MAX_LABEL_KEY_CHARS = 128
+MAX_LABEL_KEY_CHARS = 63
 """A key of ``System.labels``."""
 
 MAX_LABEL_VALUE_CHARS = 1024

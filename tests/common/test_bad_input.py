@@ -302,3 +302,61 @@ async def test_a_genuine_page_token_with_one_byte_changed_is_refused(suite: Suit
         collector_pb.ListSystemsRequest(page_size=1, page_token=token)
     )
     assert second.systems[0].name != first.systems[0].name
+
+
+FIRST_SECOND = -62_135_596_800
+LAST_SECOND = 253_402_300_799
+
+
+async def test_times_at_the_edges_of_protobufs_range_never_answer_internal(suite: Suite) -> None:
+    """The first and last valid instants are accepted by the checks; what follows must not
+    overflow into INTERNAL."""
+    system_id = unique("edge")
+    await _register(suite, system_id)
+    system = f"systems/{system_id}"
+    batch = common_pb2.SampleBatch(system=system, batch_id=f"{system_id}-1")
+    series = batch.series.add(metric="system.cpu.utilization", unit="1")
+    series.ts_unix_ns.extend([1_700_000_000_000_000_000, 1_700_000_001_000_000_000])
+    series.values.extend([0.1, 0.2])
+    await suite.collector.WriteSamples(collector_pb.WriteSamplesRequest(batch=batch))
+    calls = []
+    for start, end in ((FIRST_SECOND, LAST_SECOND), (FIRST_SECOND, FIRST_SECOND + 1)):
+        query = collector_pb.QuerySamplesRequest(system=system, metric="system.cpu.utilization")
+        query.start_time.seconds, query.end_time.seconds = start, end
+        calls.append(suite.collector.QuerySamples(query))
+        downsampled = collector_pb.QueryDownsampledRequest(
+            system=system, metric="system.cpu.utilization"
+        )
+        downsampled.start_time.seconds, downsampled.end_time.seconds = start, end
+        downsampled.bucket.seconds = 315_576_000_000
+        calls.append(suite.collector.QueryDownsampled(downsampled))
+        build = fingerprint_pb.BuildFingerprintRequest(system=system)
+        build.start_time.seconds, build.end_time.seconds = start, end
+        calls.append(suite.fingerprint.BuildFingerprint(build))
+        changes = predictor_pb.ListChangesRequest(parent="systems/-")
+        changes.start_time.seconds, changes.end_time.seconds = start, end
+        calls.append(suite.predictor.ListChanges(changes))
+    for edge in (FIRST_SECOND, LAST_SECOND):
+        build = fingerprint_pb.BuildFingerprintRequest(system=system)
+        build.end_time.seconds = edge
+        calls.append(suite.fingerprint.BuildFingerprint(build))
+        refine = fingerprint_pb.RefineFingerprintRequest(name=f"{system}/fingerprints/-")
+        refine.end_time.seconds = edge
+        calls.append(suite.fingerprint.RefineFingerprint(refine))
+        configuration = common_pb2.Configuration(kind="postgresql")
+        configuration.content.update({"work_mem": "4MB"})
+        configuration.apply_time.seconds = edge
+        calls.append(
+            suite.predictor.CreateConfiguration(
+                predictor_pb.CreateConfigurationRequest(parent=system, configuration=configuration)
+            )
+        )
+    codes = []
+    for call in calls:
+        try:
+            await call
+            codes.append(grpc.StatusCode.OK)
+        except grpc.aio.AioRpcError as error:
+            codes.append(error.code())
+    assert grpc.StatusCode.INTERNAL not in codes
+    assert grpc.StatusCode.UNKNOWN not in codes

@@ -7,7 +7,7 @@ PostgreSQL. Hypothesis builds the requests (see ``fuzz_messages``). The test
 fails on any INTERNAL or UNKNOWN answer, and on any refused request after
 which a table's rows differ from before it.
 
-``CFGCLONE_FUZZ_EXAMPLES`` sets the requests per RPC (default 40; about 1,600
+``CFGCLONE_FUZZ_EXAMPLES`` sets the requests per RPC (default 60; about 2,200
 requests in all, a couple of minutes on a small machine).
 """
 
@@ -43,7 +43,7 @@ from tests.orchestrator.workflow_suite import Suite, running_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-EXAMPLES_PER_RPC = int(os.environ.get("CFGCLONE_FUZZ_EXAMPLES", "40"))
+EXAMPLES_PER_RPC = int(os.environ.get("CFGCLONE_FUZZ_EXAMPLES", "60"))
 CALL_TIMEOUT_SECONDS = 10.0
 FORBIDDEN = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
