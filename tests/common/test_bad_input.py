@@ -360,3 +360,16 @@ async def test_times_at_the_edges_of_protobufs_range_never_answer_internal(suite
             codes.append(error.code())
     assert grpc.StatusCode.INTERNAL not in codes
     assert grpc.StatusCode.UNKNOWN not in codes
+
+
+async def test_bytes_that_are_not_a_message_are_invalid_argument_not_unknown(
+    suite: Suite,
+) -> None:
+    channel = suite.channels["collector"]
+    unary = channel.unary_unary("/cfgclone.v1.CollectorService/GetSystem")
+    stream = channel.stream_unary("/cfgclone.v1.CollectorService/StreamSamples")
+    for call in (unary(b"\x0a\x05ab"), stream(iter([b"\xff\xff\xff"]))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid protobuf message" in (caught.value.details() or "")

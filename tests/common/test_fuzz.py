@@ -206,7 +206,12 @@ async def _settled(conn: psycopg.AsyncConnection, query: sql.Composed) -> None:
         previous = current
 
 
-def _short(request: Message) -> str:
+def _mangled(requests: list[Message]) -> list[bytes]:
+    """Every sixth request cut in half and ended with an invalid wire type: not a message."""
+    return [r.SerializeToString()[: r.ByteSize() // 2] + b"\x0f\xff" for r in requests[::6]]
+
+
+def _short(request: Message | bytes) -> str:
     text = str(request).replace("\n", " ")
     return text if len(text) <= 300 else text[:300] + "..."
 
@@ -214,8 +219,9 @@ def _short(request: Message) -> str:
 async def _call(
     channel: grpc.aio.Channel, service: ServiceDescriptor, method: MethodDescriptor, request: Any
 ) -> grpc.StatusCode:
+    """Send ``request`` (a message, or raw bytes sent as they are) and return the status."""
     path = f"/{service.full_name}/{method.name}"
-    serialize = type(request).SerializeToString
+    serialize = bytes if isinstance(request, bytes) else type(request).SerializeToString
     response_class = _response_class(method)
     try:
         if method.client_streaming:
@@ -314,7 +320,8 @@ async def test_generated_requests_to_every_rpc_never_answer_internal_or_store_wh
         for service_name, method in RPCS:
             service = SERVICES[service_name]
             channel = suite.channels[service_name]
-            for request in generate(method, EXAMPLES_PER_RPC):
+            generated = generate(method, EXAMPLES_PER_RPC)
+            for request in [*generated, *_mangled(generated)]:
                 before = await _snapshot(conn, query)
                 code = await _call(channel, service, method, request)
                 outcome.calls += 1
