@@ -57,6 +57,9 @@ def check_message(message: Message, prefix: str = "") -> None:
     if descriptor.full_name == "google.protobuf.Duration":
         _check_duration(message, prefix.rstrip("."))
         return
+    if descriptor.full_name == "cfgclone.v1.SampleBatch" and _columns_only(descriptor):
+        _check_sample_batch(message, prefix)
+        return
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
         if _is_map(field):
@@ -65,6 +68,41 @@ def check_message(message: Message, prefix: str = "") -> None:
             _check_repeated(field, value, path)
         else:
             _check_single(field, value, path)
+
+
+_SERIES_FIELDS = frozenset({"metric", "unit", "kind", "ts_unix_ns", "values"})
+
+
+def _columns_only(batch: Any) -> bool:
+    """Whether a series still has only the fields the fast path below knows."""
+    series = _message_type(batch.fields_by_name["series"])
+    return {f.name for f in series.fields} == _SERIES_FIELDS
+
+
+def _check_sample_batch(batch: Any, prefix: str) -> None:
+    """The same rules for a sample batch, each over all its series at once.
+
+    A batch may hold thousands of series; the names, units and kinds are
+    checked in a few C-level passes and searched one by one only to name the
+    series at fault.
+    """
+    for name in ("system", "batch_id"):
+        _check_text(getattr(batch, name), f"{prefix}{name}", limits.MAX_TEXT_CHARS)
+    series = batch.series
+    path = f"{prefix}series"
+    _check_length(len(series), limits.MAX_SERIES_PER_BATCH, path)
+    rows = [(s.metric, s.unit, s.kind) for s in series]
+    for column, name in enumerate(("metric", "unit")):
+        texts = [row[column] for row in rows]
+        too_long = max(map(len, texts), default=0) > limits.MAX_TEXT_CHARS
+        if too_long or _CONTROL.search("".join(texts)) is not None:
+            for index, text in enumerate(texts):
+                _check_text(text, f"{path}[{index}].{name}", limits.MAX_TEXT_CHARS)
+    kind = _message_type(batch.DESCRIPTOR.fields_by_name["series"]).fields_by_name["kind"]
+    assert kind.enum_type is not None
+    if not {row[2] for row in rows}.issubset(kind.enum_type.values_by_number):
+        for index, row in enumerate(rows):
+            _check_enum(kind, row[2], f"{path}[{index}].kind")
 
 
 def _is_map(field: FieldDescriptor) -> bool:
