@@ -9,6 +9,8 @@ request can make a service hold or store an unbounded amount.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 MAX_TEXT_CHARS = 1024
 """Any string field not listed below: names, hostnames, units, selectors, request ids."""
 
@@ -48,6 +50,10 @@ FREE_TEXT_FIELDS = frozenset({"reason"})
 MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
 """Timestamps lie in protobuf's valid range, 0001-01-01 to 9999-12-31 UTC."""
+EARLIEST_SAMPLE_TIME = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST_SAMPLE_TIME = datetime(2262, 4, 11, tzinfo=UTC)
+"""Windows over samples (fingerprints) lie where int64 nanoseconds since 1970 reach."""
+
 MAX_DURATION_SECONDS = 315_576_000_000
 """A Duration is within +-10,000 years (protobuf's range); fields narrow it further."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 
 from cfgclone.common.errors import InvalidArgument
-from cfgclone.common.limits import MAX_RESOURCE_ID
+from cfgclone.common.limits import EARLIEST_SAMPLE_TIME, LATEST_SAMPLE_TIME, MAX_RESOURCE_ID
 from cfgclone.common.message_checks import quote
 from cfgclone.common.page_tokens import TokenKind, open_token, query_digest, seal_token
 
@@ -40,6 +41,21 @@ def child_id_from_name(name: str, collection: str, field: str = "name") -> tuple
             field, f"must be systems/{{system_id}}/{collection}/{{id}} (got {quote(name)})"
         )
     return system_id_from_name("/".join(parts[:2]), field), parts[3]
+
+
+def sample_time(moment: datetime, field: str) -> datetime:
+    """``moment``, when samples can exist then; INVALID_ARGUMENT otherwise.
+
+    Samples carry int64 nanoseconds since the Unix epoch, so a window over
+    samples lies within 1678 to 2262; later arithmetic on it cannot overflow.
+    """
+    if not EARLIEST_SAMPLE_TIME <= moment <= LATEST_SAMPLE_TIME:
+        raise InvalidArgument.for_field(
+            field,
+            f"must be between {EARLIEST_SAMPLE_TIME.date()} and {LATEST_SAMPLE_TIME.date()}, "
+            f"the range of sample times (got {moment.isoformat()})",
+        )
+    return moment
 
 
 def numeric_id(ident: str, field: str, what: str = "id", maximum: int = MAX_RESOURCE_ID) -> int:
