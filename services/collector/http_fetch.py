@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cfgclone.common.message_checks import quote
+
 __all__ = ["FetchError", "HttpResult", "check_http_url", "http_get"]
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -41,9 +43,9 @@ def check_http_url(url: str) -> str | None:
     """What is wrong with ``url`` as an http(s) URL to fetch, or None when it is fine."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        return f"must be an http:// or https:// URL (got {url!r})"
+        return f"must be an http:// or https:// URL (got {quote(url)})"
     if not parts.hostname:
-        return f"has no host (got {url!r})"
+        return f"has no host (got {quote(url)})"
     return None
 
 

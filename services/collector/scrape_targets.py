@@ -10,8 +10,10 @@ from typing import Any
 from cfgclone.collector.http_fetch import check_http_url
 from cfgclone.collector.scrape_addresses import AddressPolicy, ForbiddenAddress
 from cfgclone.common.errors import AlreadyExists, InvalidArgument, NotFound
+from cfgclone.common.limits import MAX_SMALL_ID
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
-from cfgclone.common.requests import Page, child_id_from_name, system_id_from_name
+from cfgclone.common.requests import Page, child_id_from_name, numeric_id, system_id_from_name
 from cfgclone.common.store import Store
 from cfgclone.v1 import collector_service_pb2 as pb
 
@@ -85,7 +87,7 @@ def _checked_prefixes(target: pb.ScrapeTarget) -> list[str]:
         if len(prefix) > 200 or _PREFIX.fullmatch(prefix) is None:
             raise InvalidArgument.for_field(
                 f"scrape_target.metric_prefixes[{index}]",
-                f"{prefix!r} is not the start of a Prometheus metric name",
+                f"{quote(prefix)} is not the start of a Prometheus metric name",
             )
     return prefixes
 
@@ -167,11 +169,10 @@ async def list_scrape_targets(
 async def delete_scrape_target(store: Store, name: str) -> None:
     """Remove a target; NOT_FOUND when there is none by that name."""
     system_id, raw_id = child_id_from_name(name, COLLECTION)
-    if not raw_id.isdigit():
-        raise InvalidArgument.for_field("name", f"the target id must be a number (got {raw_id!r})")
+    target_id = numeric_id(raw_id, "name", "the target id", MAX_SMALL_ID)
     async with store.connection() as conn:
         cursor = await conn.execute(
-            _QUERIES["delete_target"], {"id": int(raw_id), "system_id": system_id}
+            _QUERIES["delete_target"], {"id": target_id, "system_id": system_id}
         )
         row = await cursor.fetchone()
     if row is None:

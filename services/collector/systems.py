@@ -8,14 +8,14 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from cfgclone.common.errors import InvalidArgument, NotFound, PermissionDenied
+from cfgclone.common.limits import MAX_LABELS
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, system_id_from_name
 from cfgclone.common.store import Store
 from cfgclone.v1 import common_pb2
 
 _QUERIES = load_queries("cfgclone.collector", "systems.sql")
-
-MAX_LABELS = 64
 
 STEERING_LABEL_PREFIX = "cfgclone.dev/"
 """Labels under this prefix steer the appliers (the PostgreSQL applier's connection
@@ -51,7 +51,7 @@ def _check_metadata(system: common_pb2.System) -> None:
     for key in system.labels:
         if not key or len(key) > 63:
             raise InvalidArgument.for_field(
-                "system.labels", f"label keys are 1-63 characters (got {key!r})"
+                "system.labels", f"label keys are 1-63 characters (got {quote(key)})"
             )
 
 

@@ -30,6 +30,8 @@ Environment variables (flag in brackets):
   presents for mutual TLS.
 * ``CFGCLONE_AUTH_TOKENS_FILE``: file of ``token identity role`` lines; unset
   disables authentication (every caller is the ``anonymous`` operator).
+* ``CFGCLONE_PAGE_TOKEN_KEY``: secret (16 bytes or more) that signs page tokens,
+  the same on every replica; unset uses a key generated once and kept in the database.
 * ``CFGCLONE_TOKEN``: bearer token a client (another service, the CLI, an agent) sends.
 * ``CFGCLONE_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``): OTLP/gRPC
   endpoint for traces; unset exports nothing.
@@ -177,10 +179,15 @@ class AuthSettings:
 
     tokens_file: Path | None = None
     """File of ``token identity role`` lines; None disables authentication."""
+    page_token_key: str | None = field(default=None, repr=False)
+    """Secret that signs page tokens, the same on every replica; None uses the key the
+    migrations generated and stored in the database (table ``deployment_keys``)."""
 
     def __post_init__(self) -> None:
         if self.tokens_file is not None and not self.tokens_file.is_file():
             raise SettingsError(f"CFGCLONE_AUTH_TOKENS_FILE not found: {self.tokens_file}")
+        if self.page_token_key is not None and len(self.page_token_key.encode()) < 16:
+            raise SettingsError("CFGCLONE_PAGE_TOKEN_KEY must have at least 16 bytes")
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,10 @@ def load_settings(
             ),
         ),
         database=database_from_env(env),
-        auth=AuthSettings(tokens_file=_path(env.get("CFGCLONE_AUTH_TOKENS_FILE"))),
+        auth=AuthSettings(
+            tokens_file=_path(env.get("CFGCLONE_AUTH_TOKENS_FILE")),
+            page_token_key=env.get("CFGCLONE_PAGE_TOKEN_KEY") or None,
+        ),
         telemetry=TelemetrySettings(
             otlp_endpoint=env.get("CFGCLONE_OTLP_ENDPOINT")
             or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -211,6 +211,18 @@ class Store:
             versions = [row[0] for row in await cursor.fetchall()]
         return max(versions, default=0)
 
+    async def deployment_key(self, name: str) -> bytes:
+        """A secret the migrations generated once for the whole deployment (see 0060)."""
+        async with self.connection() as conn:
+            cursor = await conn.execute(_QUERIES["deployment_key"], {"name": name})
+            row = await cursor.fetchone()
+        if row is None:
+            raise Unavailable(
+                f"deployment key {name!r} is missing; run the migrations",
+                reason="DATABASE_UNAVAILABLE",
+            )
+        return bytes(row[0])
+
     async def has_timescaledb(self) -> bool:
         """Whether the TimescaleDB extension is installed in the database."""
         async with self.connection() as conn:

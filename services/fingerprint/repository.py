@@ -171,7 +171,7 @@ async def get(conn: Connection, system_id: str, fingerprint_id: str) -> StoredFi
     name = f"systems/{system_id}/fingerprints/{fingerprint_id}"
     if fingerprint_id == "-":
         cursor = await conn.execute(_QUERIES["newest_fingerprint"], {"system_id": system_id})
-    elif fingerprint_id.isdigit():
+    elif fingerprint_id.isascii() and fingerprint_id.isdigit() and len(fingerprint_id) <= 18:
         cursor = await conn.execute(
             _QUERIES["get_fingerprint"], {"system_id": system_id, "id": int(fingerprint_id)}
         )

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from cfgclone.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import Page
-from cfgclone.common.samples import MetricSamples, read_samples
+from cfgclone.common.samples import MetricSamples, metric_known, read_samples
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import repository
 from cfgclone.fingerprint.build import (
@@ -107,20 +108,41 @@ async def _system_scale(
     return scale_of(newest) if newest is not None else None
 
 
+def _refuse_empty_window(request: BuildRequest, start: datetime, end: datetime) -> None:
+    """The error for a window that ends before it starts, blaming a field the caller gave."""
+    if request.start is not None:
+        raise InvalidArgument.for_field(
+            "start_time", f"must be before the end of the window ({end.isoformat()})"
+        )
+    if request.end is not None:
+        raise InvalidArgument.for_field(
+            "end_time", f"must be after the start of the window ({start.isoformat()})"
+        )
+    raise FailedPrecondition(
+        f"systems/{request.system_id}: the window would start at {start.isoformat()} (when its "
+        f"configuration was applied), after it ends at {end.isoformat()}; give start_time",
+        reason="INSUFFICIENT_DATA",
+    )
+
+
 async def build(
     store: Store, settings: FingerprintSettings, request: BuildRequest
 ) -> common_pb2.Fingerprint:
     """Build and store the fingerprint of a system's configuration over a window."""
     async with store.connection() as conn:
         system = await repository.system(conn, request.system_id)
+        if request.load_metric and not await metric_known(conn, request.load_metric):
+            raise InvalidArgument.for_field(
+                "load_metric",
+                f"no samples of {quote(request.load_metric)} were ever stored; name a metric "
+                "the collector has (ListMetrics)",
+            )
         config = await repository.configuration(conn, system, request.configuration_version)
         end = _aligned(request.end or datetime.now(UTC), settings.align_ns)
         start = request.start or (config.applied_at if config and config.applied_at else None)
         start = _aligned(start or end - settings.default_window, settings.align_ns)
         if start >= end:
-            raise InvalidArgument.for_field(
-                "start_time", f"must be before the end of the window ({end.isoformat()})"
-            )
+            _refuse_empty_window(request, start, end)
         samples = await read_samples(conn, system.system_id, start, end)
     subject = f"{system.name} from {start.isoformat()} to {end.isoformat()}"
     if not samples:
@@ -253,10 +275,10 @@ async def compare_stored(
 
 def _progress(error: FailedPrecondition | InvalidArgument) -> str:
     """What a failed first build lacked, in the words ``fingerprint show`` prints."""
-    if isinstance(error, InvalidArgument):
-        return "no samples yet under the configuration applied moments ago"
     cause = error.__cause__
-    return cause.progress if isinstance(cause, InsufficientData) else error.message
+    if isinstance(cause, InsufficientData):
+        return cause.progress
+    return "no samples yet under the configuration it runs now"
 
 
 async def build_missing(store: Store, settings: FingerprintSettings) -> int:

@@ -12,6 +12,7 @@ EXPECTED_TABLES = {
     "changes",
     "collector_secrets",
     "configurations",
+    "deployment_keys",
     "fingerprints",
     "fingerprint_progress",
     "ingested_batches",
