@@ -184,7 +184,10 @@ async def _example(
         later = await read_samples(conn, system.system_id, applied, end)
     try:
         first = build_fingerprint(_series(earlier), min_regime_count=min_regime_count)
-        second = build_fingerprint(_series(later), min_regime_count=min_regime_count)
+        # Before and after on one scale, so they compare regime by regime.
+        second = build_fingerprint(
+            _series(later), min_regime_count=min_regime_count, scale=first.scale
+        )
     except FingerprintError as error:
         logger.info("no example for %s at %s: %s", system.name, applied, error)
         return None

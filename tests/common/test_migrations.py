@@ -15,6 +15,7 @@ EXPECTED_TABLES = {
     "deployment_keys",
     "fingerprints",
     "fingerprint_progress",
+    "load_scales",
     "ingested_batches",
     "metrics",
     "operations",
