@@ -94,6 +94,7 @@ async def serve_in_process(
         credentials=credentials,
         tracer_provider=tracer_provider,  # type: ignore[arg-type]
         serving=serving,
+        metrics_port=0,
     )
     own_channel = channel is None
     channel = channel or grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

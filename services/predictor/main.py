@@ -125,6 +125,7 @@ def build_guard(
 ) -> tuple[Predictor, Guard, ModelCache, PredictorSettings]:
     """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
     own = PredictorSettings.from_options(settings.options)
+    counters = counters or OutcomeCounters()
     models = ModelCache(store)
     predictor = Predictor(
         store,
@@ -132,6 +133,7 @@ def build_guard(
         models=models,
         shadow_providers=shadow_providers or default_shadow_providers(),
         similarity=similarity_lookup(settings, own.similar_systems),
+        counters=counters,
     )
 
     async def policies(name: str) -> Any:
@@ -161,8 +163,6 @@ def predictor_service(
     predictor, guard, models, own = build_guard(
         store, settings, simulated=simulated, shadow_providers=shadow_providers
     )
-    if own.metrics_port is not None:
-        guard.counters.serve(own.metrics_port)
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
         background.append(retrain_loop(models, own))
@@ -171,6 +171,7 @@ def predictor_service(
         PredictorServicer(store, predictor, guard),
         predictor_service_pb2_grpc.add_PredictorServiceServicer_to_server,
         tuple(background),
+        metrics=guard.counters.registry,
     )
     return definition, guard
 
