@@ -22,6 +22,7 @@ from cfgclone.predictor.guard import Guard
 from cfgclone.predictor.history import ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
+from cfgclone.predictor.report.pages import report_page
 from cfgclone.predictor.servicer import PredictorServicer
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
@@ -166,12 +167,14 @@ def predictor_service(
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
         background.append(retrain_loop(models, own))
+    servicer = PredictorServicer(store, predictor, guard)
     definition = ServiceDefinition(
         SERVICE_NAME,
-        PredictorServicer(store, predictor, guard),
+        servicer,
         predictor_service_pb2_grpc.add_PredictorServiceServicer_to_server,
         tuple(background),
         metrics=guard.counters.registry,
+        pages=(report_page(servicer, settings.peers),),
     )
     return definition, guard
 

@@ -1,0 +1,188 @@
+"""The HTML report of a kept, a rolled back and a refused change of the demo, in Chromium.
+
+The demo's stories run in process (as in ``test_demo.py``), then a fourth change is made
+to roll back: debug logging on db-03, which the learned model cannot judge, so the change
+is held; an operator approves it, and live verification finds it 30% slower. Each change's
+report is written as ``cfgclone report`` writes it and fetched from the predictor, and the
+file is opened in headless Chromium (Debian's ``chromium`` and ``chromium-driver``): no
+console errors, every plot has data, and a screenshot of each is saved in
+``artifacts/reports/`` (``CFGCLONE_TEST_ARTIFACTS`` to put them elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from cfgclone.common.settings import PeerSettings
+from cfgclone.common.store import Store
+from cfgclone.orchestrator import demo
+from cfgclone.orchestrator.report_command import change_report
+from cfgclone.orchestrator.simulation import SimulatedFleet
+from cfgclone.v1 import common_pb2
+from cfgclone.v1 import predictor_service_pb2 as predictor_pb
+from tests.orchestrator.workflow_suite import Suite, running_services
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(os.environ.get("CFGCLONE_TEST_ARTIFACTS") or "artifacts") / "reports"
+FINAL = {
+    common_pb2.CHANGE_STATE_KEPT,
+    common_pb2.CHANGE_STATE_REJECTED,
+    common_pb2.CHANGE_STATE_ROLLED_BACK,
+    common_pb2.CHANGE_STATE_FAILED,
+}
+
+# Each plot's number of points, over all its traces.
+PLOT_POINTS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => [
+  plot.id,
+  (plot.data || []).reduce((n, t) => n + ((t.x || t.y || []).length), 0),
+]);
+"""
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("chromium is missing: apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def _settled(suite: Suite, name: str, seconds: float = 120.0) -> common_pb2.Change:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        reply = await suite.predictor.GetChange(predictor_pb.GetChangeRequest(name=name))
+        change: common_pb2.Change = reply.change
+        if change.state in FINAL or change.state == common_pb2.CHANGE_STATE_HELD:
+            return change
+        assert asyncio.get_running_loop().time() < deadline, change.state_reason
+        await asyncio.sleep(0.5)
+
+
+async def roll_back_debug_logging(suite: Suite, stubs: demo.Stubs) -> common_pb2.Change:
+    """Debug logging on db-03, approved past an undecided prediction, rolled back live."""
+    target = next(m for m in demo.FLEET if m.name == "systems/db-03")
+    current = await suite.predictor.GetConfiguration(
+        predictor_pb.GetConfigurationRequest(name=f"{target.name}/configurations/-")
+    )
+    content = json_format.MessageToDict(current.configuration.content)
+    proposed = common_pb2.Configuration(kind=current.configuration.kind)
+    proposed.content.update({**content, "debug_logging": True})
+    fleet = SimulatedFleet(stubs.collector, stubs.predictor, demo.FLEET, seed=5, live_spread=0.1)
+    async with fleet.feeding():
+        await asyncio.sleep(3)  # a baseline just before the change
+        reply = await suite.predictor.ProposeChange(
+            predictor_pb.ProposeChangeRequest(
+                change=predictor_pb.ProposedChange(system=target.name, configuration=proposed),
+                mode=common_pb2.PREDICTION_MODE_LEARNED,
+                policy=demo.POLICY,
+            )
+        )
+        change = await _settled(suite, reply.change.name)
+        assert change.state == common_pb2.CHANGE_STATE_HELD, change.state_reason
+        await suite.predictor.ApproveChange(
+            predictor_pb.ApproveChangeRequest(name=change.name, reason="try it live")
+        )
+        return await _settled(suite, change.name)
+
+
+def _served(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return str(response.read().decode())
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.timeout(420)
+async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_open_with_data(
+    own_store: Store, browser: Any
+) -> None:
+    lines: list[str] = []
+    pages: dict[str, str] = {}
+    async with running_services(own_store) as suite:
+        stubs = demo.Stubs(
+            suite.collector,
+            suite.fingerprint,
+            suite.similarity,
+            suite.predictor,
+            suite.orchestrator,
+        )
+        assert await demo.tell_stories(stubs, lines.append), "\n".join(lines)
+        lookalike = await suite.predictor.ListChanges(
+            predictor_pb.ListChangesRequest(parent=demo.LOOKALIKE.name)
+        )
+        refused, kept = lookalike.changes
+        rolled_back = await roll_back_debug_logging(suite, stubs)
+        assert rolled_back.state == common_pb2.CHANGE_STATE_ROLLED_BACK, rolled_back.state_reason
+        peers = PeerSettings(addresses=dict(suite.addresses), timeout_seconds=30)
+        changes = {"kept": kept, "rolled-back": rolled_back, "refused": refused}
+        for story, change in changes.items():
+            pages[story] = await change_report(change.name, peers)
+        base = f"{suite.http['predictor']}/reports"
+        served = await asyncio.to_thread(_served, f"{base}/{kept.name}")
+        missing = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/999999")
+        malformed = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/x")
+    assert kept.state == common_pb2.CHANGE_STATE_KEPT
+    assert refused.state == common_pb2.CHANGE_STATE_REJECTED
+    assert served == pages["kept"], "the predictor serves the page the command writes"
+    assert (missing, malformed) == (404, 400)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    plots: dict[str, list[tuple[str, int]]] = {}
+    for story, page in pages.items():
+        # Self-contained: plotly.js inlined, nothing loaded from elsewhere.
+        assert re.search(r"<(script|link|img)[^>]+(src|href)=", page) is None, story
+        path = (ARTIFACTS / f"{story}.html").resolve()
+        path.write_text(page, encoding="utf-8")
+        browser.get(path.as_uri())
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], (story, errors)
+        plots[story] = [tuple(p) for p in browser.execute_script(PLOT_POINTS)]
+        height = browser.execute_script("return document.body.scrollHeight")
+        browser.set_window_size(1400, min(int(height) + 100, 16000))
+        assert browser.save_screenshot(str(ARTIFACTS / f"{story}.png"))
+        assert (ARTIFACTS / f"{story}.png").stat().st_size > 10_000
+
+    for story, found in plots.items():
+        assert found, f"{story}: no plots"
+        empty = [ident for ident, points in found if points == 0]
+        assert empty == [], f"{story}: plots without data: {empty}"
+    ids = {story: {ident for ident, _ in found} for story, found in plots.items()}
+    for story in ("kept", "rolled-back"):
+        assert {"prediction", "verification", "live-0", "curve-0"} <= ids[story], ids[story]
+    assert "prediction" in ids["refused"]
+    assert "verification" not in ids["refused"]
+    assert "live-0" in ids["refused"], "the refused change's page shows the samples before it"
+    assert "ROLLED_BACK" in pages["rolled-back"]
+    assert "try it live" in pages["rolled-back"], "the operator's decision is on the page"
+    assert "REJECTED" in pages["refused"]
