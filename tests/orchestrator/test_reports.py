@@ -1,12 +1,14 @@
-"""The HTML report of a kept, a rolled back and a refused change of the demo, in Chromium.
+"""The HTML reports of a kept, a rolled back and a refused change of the demo, and of the
+fleet, in Chromium.
 
 The demo's stories run in process (as in ``test_demo.py``), then a fourth change is made
 to roll back: debug logging on db-03, which the learned model cannot judge, so the change
 is held; an operator approves it, and live verification finds it 30% slower. Each change's
-report is written as ``cfgclone report`` writes it and fetched from the predictor, and the
-file is opened in headless Chromium (Debian's ``chromium`` and ``chromium-driver``): no
-console errors, every plot has data, and a screenshot of each is saved in
-``artifacts/reports/`` (``CFGCLONE_TEST_ARTIFACTS`` to put them elsewhere).
+report is written as ``cfgclone report`` writes it (the command itself runs for one of them
+and for the fleet) and fetched from the predictor. Each file is opened in headless
+Chromium (Debian's ``chromium`` and ``chromium-driver``): no console errors, every plot has
+data, and a screenshot of each is saved in ``artifacts/reports/``
+(``CFGCLONE_TEST_ARTIFACTS`` to put them elsewhere).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import asyncio
 import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -123,9 +127,26 @@ def _status(url: str) -> int:
         return error.code
 
 
-@pytest.mark.timeout(420)
-async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_open_with_data(
-    own_store: Store, browser: Any
+def _cfgclone_report(subject: str, output: Path, addresses: dict[str, str]) -> str:
+    """Run ``cfgclone report`` as a user would; the page it wrote."""
+    env = {**os.environ}
+    env.update({f"CFGCLONE_{name.upper()}_ADDRESS": a for name, a in addresses.items()})
+    env.pop("CFGCLONE_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "cfgclone.orchestrator.cli", "report", subject, "-o", str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return output.read_text(encoding="utf-8")
+
+
+@pytest.mark.timeout(480)
+async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_and_the_fleet_open_with_data(
+    own_store: Store, browser: Any, tmp_path: Path
 ) -> None:
     lines: list[str] = []
     pages: dict[str, str] = {}
@@ -148,6 +169,12 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_open_with_da
         changes = {"kept": kept, "rolled-back": rolled_back, "refused": refused}
         for story, change in changes.items():
             pages[story] = await change_report(change.name, peers)
+        written = await asyncio.to_thread(
+            _cfgclone_report, refused.name, tmp_path / "refused.html", suite.addresses
+        )
+        pages["fleet"] = await asyncio.to_thread(
+            _cfgclone_report, "fleet", tmp_path / "fleet.html", suite.addresses
+        )
         base = f"{suite.http['predictor']}/reports"
         served = await asyncio.to_thread(_served, f"{base}/{kept.name}")
         missing = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/999999")
@@ -155,6 +182,7 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_open_with_da
     assert kept.state == common_pb2.CHANGE_STATE_KEPT
     assert refused.state == common_pb2.CHANGE_STATE_REJECTED
     assert served == pages["kept"], "the predictor serves the page the command writes"
+    assert written == pages["refused"]
     assert (missing, malformed) == (404, 400)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -186,3 +214,8 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_open_with_da
     assert "ROLLED_BACK" in pages["rolled-back"]
     assert "try it live" in pages["rolled-back"], "the operator's decision is on the page"
     assert "REJECTED" in pages["refused"]
+    fleet = dict(plots["fleet"])
+    assert fleet["map"] == len(demo.FLEET), "every demo machine is on the map"
+    assert fleet["changes"] >= 4
+    for machine in demo.FLEET:
+        assert machine.name in pages["fleet"]

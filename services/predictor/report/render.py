@@ -7,12 +7,9 @@ page says why in its notes.
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from cfgclone.predictor.report.model import (
@@ -22,62 +19,17 @@ from cfgclone.predictor.report.model import (
     LoadResponse,
     Series,
 )
+from cfgclone.predictor.report.page import escape as _e
+from cfgclone.predictor.report.page import figure_html as _figure_html
+from cfgclone.predictor.report.page import marked, notes, page, table, when
 
 BEFORE = "#1f77b4"
 AFTER = "#d62728"
 THRESHOLD = "#7f7f7f"
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .5rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; }
-.verdict-NEGATIVE { color: #b00020; font-weight: bold; }
-.verdict-POSITIVE { color: #1b5e20; font-weight: bold; }
-.state { font-size: 1.1rem; font-weight: bold; }
-.notes li { color: #555; }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value))
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else "-"
-
 
 def _percent(value: float) -> str:
     return f"{value:+.1%}"
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], raw: int = -1) -> str:
-    """An HTML table; cells are escaped except column ``raw``, which is already HTML."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td>{cell if i == raw else _e(cell)}</td>" for i, cell in enumerate(row))
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _verdict(verdict: str) -> str:
-    return f'<span class="verdict-{_e(verdict)}">{_e(verdict)}</span>'
-
-
-def _figure_html(figure: go.Figure, ident: str) -> str:
-    figure.update_layout(margin={"l": 60, "r": 20, "t": 50, "b": 40}, template="plotly_white")
-    return str(
-        figure.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=ident,
-            config={"displaylogo": False, "responsive": True},
-        )
-    )
 
 
 def interval_figure(judgement: Judgement, title: str) -> go.Figure:
@@ -224,14 +176,14 @@ def _judgement_section(judgement: Judgement | None, title: str, ident: str) -> l
         return []
     parts = [
         f"<h2>{_e(title)}</h2>",
-        f"<p>Verdict {_verdict(judgement.verdict)}"
+        f"<p>Verdict {marked('verdict', judgement.verdict)}"
         + (f", mode {_e(judgement.mode)}" if judgement.mode != "UNSPECIFIED" else "")
         + f", policy {_e(judgement.policy or 'policies/default')}. {_e(judgement.explanation)}</p>",
     ]
     if judgement.kpis:
         parts.append(_figure_html(interval_figure(judgement, title), ident))
         parts.append(
-            _table(
+            table(
                 [
                     "KPI",
                     "verdict",
@@ -246,7 +198,7 @@ def _judgement_section(judgement: Judgement | None, title: str, ident: str) -> l
                 (
                     (
                         k.kpi,
-                        _verdict(k.verdict),
+                        marked("verdict", k.verdict),
                         _percent(k.relative_change),
                         f"[{_percent(k.interval_low)}, {_percent(k.interval_high)}]",
                         f"{k.confidence:.0%}" if k.confidence else "-",
@@ -274,22 +226,22 @@ def render(report: ChangeReport) -> str:
         f'<p class="state">{_e(report.state)}'
         + (" (dry run)" if report.dry_run else "")
         + f": {_e(report.state_reason)}</p>",
-        _table(
+        table(
             ["requested by", "decided by", "proposed", "applied", "last update", "from", "to"],
             [
                 (
                     report.requested_by or "-",
                     report.decided_by,
-                    _when(report.created),
-                    _when(report.applied),
-                    _when(report.updated),
+                    when(report.created),
+                    when(report.applied),
+                    when(report.updated),
                     report.from_configuration or "-",
                     report.to_configuration,
                 )
             ],
         ),
         "<h2>What changes</h2>",
-        _table(
+        table(
             ["parameter", "before", "after"],
             ((d.key, d.before, d.after) for d in report.differences),
         )
@@ -304,7 +256,7 @@ def render(report: ChangeReport) -> str:
         parts.append("<h2>Live samples: baseline and after</h2>")
         if report.window is not None:
             parts.append(
-                f"<p>Verification window {_when(report.window[0])} to {_when(report.window[1])} "
+                f"<p>Verification window {when(report.window[0])} to {when(report.window[1])} "
                 "(shaded).</p>"
             )
         for i, kpi in enumerate(sorted(set(before) | set(after))):
@@ -317,17 +269,5 @@ def render(report: ChangeReport) -> str:
         for i, kpi in enumerate(sorted(set(curves_before) | set(curves_after))):
             figure = curves_figure(kpi, curves_before.get(kpi), curves_after.get(kpi))
             parts.append(_figure_html(figure, f"curve-{i}"))
-    if report.notes:
-        parts.append('<h2>Not shown</h2><ul class="notes">')
-        parts += [f"<li>{_e(note)}</li>" for note in report.notes]
-        parts.append("</ul>")
-    return _page(f"cfgclone: {report.name}", parts)
-
-
-def _page(title: str, parts: Sequence[str]) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style>"
-        f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
-        f"<body>{''.join(parts)}</body></html>\n"
-    )
+    parts += notes(report.notes)
+    return page(f"cfgclone: {report.name}", parts)
