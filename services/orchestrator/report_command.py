@@ -22,10 +22,6 @@ from typing import Any
 
 from cfgclone.common.clients import open_channel
 from cfgclone.common.settings import PeerSettings, peers_from_env
-from cfgclone.predictor.report.fleet import FleetSources, gather_fleet
-from cfgclone.predictor.report.fleet_render import render_fleet
-from cfgclone.predictor.report.gather import Sources, gather
-from cfgclone.predictor.report.render import render
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc
 from cfgclone.v1 import predictor_service_pb2_grpc as predictor_grpc
@@ -37,6 +33,10 @@ FLEET = "fleet"
 
 async def change_report(name: str, peers: PeerSettings) -> str:
     """The HTML page of change ``name``, read from the services at ``peers``."""
+    # Imported here: plotly (and numpy) stay out of the CLI's start, and of the agent.
+    from cfgclone.predictor.report.gather import Sources, gather
+    from cfgclone.predictor.report.render import render
+
     async with (
         open_channel(peers.address("predictor"), peers) as predictor,
         open_channel(peers.address("collector"), peers) as collector,
@@ -53,6 +53,9 @@ async def change_report(name: str, peers: PeerSettings) -> str:
 
 async def fleet_report(peers: PeerSettings) -> str:
     """The HTML page of the fleet, read from the services at ``peers``."""
+    from cfgclone.predictor.report.fleet import FleetSources, gather_fleet
+    from cfgclone.predictor.report.fleet_render import render_fleet
+
     async with (
         open_channel(peers.address("collector"), peers) as collector,
         open_channel(peers.address("fingerprint"), peers) as fingerprint,

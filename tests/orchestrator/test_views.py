@@ -1,19 +1,20 @@
-"""The HTML reports of a kept, a rolled back and a refused change of the demo, and of the
-fleet, in Chromium.
+"""The demo seen: the HTML reports of a kept, a rolled back and a refused change and of
+the fleet, in Chromium; and the SQL of every Grafana dashboard on the demo's database.
 
-The demo's stories run in process (as in ``test_demo.py``), then a fourth change is made
-to roll back: debug logging on db-03, which the learned model cannot judge, so the change
-is held; an operator approves it, and live verification finds it 30% slower. Each change's
-report is written as ``cfgclone report`` writes it (the command itself runs for one of them
-and for the fleet) and fetched from the predictor. Each file is opened in headless
-Chromium (Debian's ``chromium`` and ``chromium-driver``): no console errors, every plot has
-data, and a screenshot of each is saved in ``artifacts/reports/``
+The demo's stories run in process once for the module (as in ``test_demo.py``), then a
+fourth change is made to roll back: debug logging on db-03, which the learned model cannot
+judge, so the change is held; an operator approves it, and live verification finds it 30%
+slower. Each change's report is written as ``cfgclone report`` writes it (the command
+itself runs for one of them and for the fleet) and fetched from the predictor. Each file is
+opened in headless Chromium (Debian's ``chromium`` and ``chromium-driver``): no console
+errors, every plot has data, and a screenshot of each is saved in ``artifacts/reports/``
 (``CFGCLONE_TEST_ARTIFACTS`` to put them elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -21,10 +22,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from google.protobuf import json_format
 
@@ -35,6 +38,7 @@ from cfgclone.orchestrator.report_command import change_report
 from cfgclone.orchestrator.simulation import SimulatedFleet
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb
+from tests.conftest import temporary_database
 from tests.orchestrator.workflow_suite import Suite, running_services
 
 CHROMIUM = "/usr/bin/chromium"
@@ -144,41 +148,65 @@ def _cfgclone_report(subject: str, output: Path, addresses: dict[str, str]) -> s
     return output.read_text(encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class Told:
+    """The demo once told, its services still running, and its three kinds of change."""
+
+    suite: Suite
+    database_url: str
+    kept: common_pb2.Change
+    refused: common_pb2.Change
+    rolled_back: common_pb2.Change
+
+
+@pytest.fixture(scope="module")
+async def told() -> AsyncIterator[Told]:
+    with temporary_database() as url:
+        store = Store(url, min_size=1, max_size=8, name="demo-views")
+        await store.open(wait=True)
+        await store.migrate()
+        try:
+            async with running_services(store) as suite:
+                stubs = demo.Stubs(
+                    suite.collector,
+                    suite.fingerprint,
+                    suite.similarity,
+                    suite.predictor,
+                    suite.orchestrator,
+                )
+                lines: list[str] = []
+                assert await demo.tell_stories(stubs, lines.append), "\n".join(lines)
+                lookalike = await suite.predictor.ListChanges(
+                    predictor_pb.ListChangesRequest(parent=demo.LOOKALIKE.name)
+                )
+                refused, kept = lookalike.changes
+                rolled_back = await roll_back_debug_logging(suite, stubs)
+                yield Told(suite, url, kept, refused, rolled_back)
+        finally:
+            await store.close()
+
+
 @pytest.mark.timeout(480)
 async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_and_the_fleet_open_with_data(
-    own_store: Store, browser: Any, tmp_path: Path
+    told: Told, browser: Any, tmp_path: Path
 ) -> None:
-    lines: list[str] = []
+    suite, kept, refused, rolled_back = told.suite, told.kept, told.refused, told.rolled_back
     pages: dict[str, str] = {}
-    async with running_services(own_store) as suite:
-        stubs = demo.Stubs(
-            suite.collector,
-            suite.fingerprint,
-            suite.similarity,
-            suite.predictor,
-            suite.orchestrator,
-        )
-        assert await demo.tell_stories(stubs, lines.append), "\n".join(lines)
-        lookalike = await suite.predictor.ListChanges(
-            predictor_pb.ListChangesRequest(parent=demo.LOOKALIKE.name)
-        )
-        refused, kept = lookalike.changes
-        rolled_back = await roll_back_debug_logging(suite, stubs)
-        assert rolled_back.state == common_pb2.CHANGE_STATE_ROLLED_BACK, rolled_back.state_reason
-        peers = PeerSettings(addresses=dict(suite.addresses), timeout_seconds=30)
-        changes = {"kept": kept, "rolled-back": rolled_back, "refused": refused}
-        for story, change in changes.items():
-            pages[story] = await change_report(change.name, peers)
-        written = await asyncio.to_thread(
-            _cfgclone_report, refused.name, tmp_path / "refused.html", suite.addresses
-        )
-        pages["fleet"] = await asyncio.to_thread(
-            _cfgclone_report, "fleet", tmp_path / "fleet.html", suite.addresses
-        )
-        base = f"{suite.http['predictor']}/reports"
-        served = await asyncio.to_thread(_served, f"{base}/{kept.name}")
-        missing = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/999999")
-        malformed = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/x")
+    assert rolled_back.state == common_pb2.CHANGE_STATE_ROLLED_BACK, rolled_back.state_reason
+    peers = PeerSettings(addresses=dict(suite.addresses), timeout_seconds=30)
+    changes = {"kept": kept, "rolled-back": rolled_back, "refused": refused}
+    for story, change in changes.items():
+        pages[story] = await change_report(change.name, peers)
+    written = await asyncio.to_thread(
+        _cfgclone_report, refused.name, tmp_path / "refused.html", suite.addresses
+    )
+    pages["fleet"] = await asyncio.to_thread(
+        _cfgclone_report, "fleet", tmp_path / "fleet.html", suite.addresses
+    )
+    base = f"{suite.http['predictor']}/reports"
+    served = await asyncio.to_thread(_served, f"{base}/{kept.name}")
+    missing = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/999999")
+    malformed = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/x")
     assert kept.state == common_pb2.CHANGE_STATE_KEPT
     assert refused.state == common_pb2.CHANGE_STATE_REJECTED
     assert served == pages["kept"], "the predictor serves the page the command writes"
@@ -219,3 +247,70 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_and_the_flee
     assert fleet["changes"] >= 4
     for machine in demo.FLEET:
         assert machine.name in pages["fleet"]
+
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+DATABASE_UID = "cfgclone-db"
+
+
+def database_queries(board: dict[str, Any]) -> dict[str, str]:
+    """Every SQL query of a dashboard on the suite's database: panels, variables, annotations."""
+    found = {}
+    for item in board["panels"]:
+        for target in item["targets"]:
+            if target["datasource"]["uid"] == DATABASE_UID:
+                found[f"panel {item['title']!r} {target['refId']}"] = target["rawSql"]
+    for variable in board["templating"]["list"]:
+        if variable["datasource"]["uid"] == DATABASE_UID:
+            found[f"variable {variable['name']}"] = variable["query"]
+    for annotation in board["annotations"]["list"]:
+        if annotation["datasource"]["uid"] == DATABASE_UID:
+            found[f"annotation {annotation['name']!r}"] = annotation["target"]["rawSql"]
+    return found
+
+
+def expand(query: str, variables: dict[str, str]) -> str:
+    """What Grafana sends: its macros and the dashboard's variables substituted."""
+    query = re.sub(
+        r"\$__timeFilter\(([^)]+)\)",
+        r"\1 BETWEEN now() - interval '7 days' AND now() + interval '1 hour'",
+        query,
+    )
+    query = query.replace("$__interval_ms", "60000")
+    for name, value in sorted(variables.items(), key=lambda kv: -len(kv[0])):
+        query = query.replace(f"${name}", value)
+    assert "$" not in query, f"unexpanded: {query}"
+    return query
+
+
+@pytest.mark.timeout(120)
+async def test_every_dashboard_query_runs_on_the_database_the_demo_filled(told: Told) -> None:
+    boards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))]
+    assert len(boards) == 4
+    # The variables take values from the data: a system that has seen changes, as one
+    # looks at, and every KPI of it (a multi-value variable is quoted and joined by Grafana).
+    with psycopg.connect(told.database_url) as conn:
+        [system] = conn.execute(
+            "SELECT s.system_id FROM systems s JOIN changes c ON c.system_id = s.id "
+            "GROUP BY s.system_id ORDER BY count(*) DESC, s.system_id LIMIT 1"
+        ).fetchone() or [None]
+        kpis = conn.execute(
+            "SELECT m.name FROM series r JOIN metrics m ON m.id = r.metric_id "
+            "JOIN systems s ON s.id = r.system_id WHERE s.system_id = %s",
+            [system],
+        ).fetchall()
+        assert kpis
+        variables = {
+            "system": str(system),
+            "kpi": ", ".join("'" + name.replace("'", "''") + "'" for (name,) in kpis),
+        }
+        empty = []
+        ran = 0
+        for board in boards:
+            for where, query in database_queries(board).items():
+                rows = conn.execute(expand(query, variables)).fetchall()  # type: ignore[arg-type]
+                ran += 1
+                if not rows:
+                    empty.append(f"{board['uid']}: {where}")
+    assert ran >= 15
+    assert empty == [], "queries without rows on the demo's data"
