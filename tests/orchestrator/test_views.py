@@ -37,6 +37,7 @@ from cfgclone.orchestrator import demo
 from cfgclone.orchestrator.report_command import change_report
 from cfgclone.orchestrator.simulation import SimulatedFleet
 from cfgclone.v1 import common_pb2
+from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb
 from tests.conftest import temporary_database
 from tests.orchestrator.workflow_suite import Suite, running_services
@@ -118,6 +119,21 @@ async def roll_back_debug_logging(suite: Suite, stubs: demo.Stubs) -> common_pb2
         return await _settled(suite, change.name)
 
 
+async def fingerprint_new_configuration(suite: Suite, change: common_pb2.Change) -> None:
+    """What the fingerprint service does for a version that has run a while: its
+    fingerprint from the samples between its apply and the change's end."""
+    reply = await suite.predictor.GetConfiguration(
+        predictor_pb.GetConfigurationRequest(name=change.to_configuration)
+    )
+    request = fingerprint_pb.BuildFingerprintRequest(
+        system=change.name.split("/changes/")[0], configuration=change.to_configuration
+    )
+    request.start_time.CopyFrom(reply.configuration.apply_time)
+    if change.state == common_pb2.CHANGE_STATE_ROLLED_BACK:
+        request.end_time.CopyFrom(change.update_time)
+    await suite.fingerprint.BuildFingerprint(request)
+
+
 def _served(url: str) -> str:
     with urllib.request.urlopen(url, timeout=60) as response:
         return str(response.read().decode())
@@ -181,6 +197,8 @@ async def told() -> AsyncIterator[Told]:
                 )
                 refused, kept = lookalike.changes
                 rolled_back = await roll_back_debug_logging(suite, stubs)
+                for change in (kept, rolled_back):
+                    await fingerprint_new_configuration(suite, change)
                 yield Told(suite, url, kept, refused, rolled_back)
         finally:
             await store.close()
@@ -236,6 +254,9 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_and_the_flee
     ids = {story: {ident for ident, _ in found} for story, found in plots.items()}
     for story in ("kept", "rolled-back"):
         assert {"prediction", "verification", "live-0", "curve-0"} <= ids[story], ids[story]
+    # The load-response curves show the old and the new configuration.
+    for story in ("kept", "rolled-back"):
+        assert "after: mean" in pages[story], story
     assert "prediction" in ids["refused"]
     assert "verification" not in ids["refused"]
     assert "live-0" in ids["refused"], "the refused change's page shows the samples before it"
