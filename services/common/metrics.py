@@ -192,8 +192,12 @@ class MetricsHttpServer:
     def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0 picks a free port), serve, and return the bound port."""
         self._server = make_server(host, port, self._app, _Server, _QuietHandler)
+        # A short poll, so that stopping (which waits for the loop to notice) is quick.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="metrics-http",
+            daemon=True,
         )
         self._thread.start()
         return int(self._server.server_port)

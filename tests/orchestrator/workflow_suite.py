@@ -147,14 +147,14 @@ async def running_services(
             else:
                 services = await BUILDERS[name](settings, store)
             running, _ = await stack.enter_async_context(
-                serve_in_process(services, tracer_provider=tracer_provider)
+                serve_in_process(services, tracer_provider=tracer_provider, metrics_port=0)
             )
             addresses[name] = f"127.0.0.1:{running.port}"
             http[name] = f"http://127.0.0.1:{running.metrics_port}"
         settings = settings_for("orchestrator", store, addresses, options.get("orchestrator", {}))
         services = await orchestrator_services(settings, store, tracer_provider=tracer_provider)
         running, _ = await stack.enter_async_context(
-            serve_in_process(services, tracer_provider=tracer_provider)
+            serve_in_process(services, tracer_provider=tracer_provider, metrics_port=0)
         )
         addresses["orchestrator"] = f"127.0.0.1:{running.port}"
         http["orchestrator"] = f"http://127.0.0.1:{running.metrics_port}"

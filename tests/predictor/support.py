@@ -76,7 +76,10 @@ async def running_predictor(
         simulated=applier,
         shadow_providers={"simulated": provider},
     )
-    async with serve_in_process([definition], credentials=credentials) as (running, channel):
+    async with serve_in_process([definition], credentials=credentials, metrics_port=0) as (
+        running,
+        channel,
+    ):
         if token is not None:
             channel = open_channel(f"127.0.0.1:{running.port}", PeerSettings(token=token))
         try:
