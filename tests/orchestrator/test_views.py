@@ -223,12 +223,14 @@ async def test_reports_of_a_kept_a_rolled_back_and_a_refused_change_and_the_flee
     )
     base = f"{suite.http['predictor']}/reports"
     served = await asyncio.to_thread(_served, f"{base}/{kept.name}")
+    served_fleet = await asyncio.to_thread(_served, f"{base}/fleet")
     missing = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/999999")
     malformed = await asyncio.to_thread(_status, f"{base}/systems/db-01/changes/x")
     assert kept.state == common_pb2.CHANGE_STATE_KEPT
     assert refused.state == common_pb2.CHANGE_STATE_REJECTED
     assert served == pages["kept"], "the predictor serves the page the command writes"
     assert written == pages["refused"]
+    assert served_fleet == pages["fleet"]
     assert (missing, malformed) == (404, 400)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
