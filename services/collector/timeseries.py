@@ -111,11 +111,11 @@ async def _system_key(conn: Connection, system: str, field: str) -> int:
     return int(row[0])
 
 
-async def _metric(conn: Connection, metric: str) -> tuple[int, MetricInfo]:
+async def _metric(conn: Connection, system_key: int, metric: str) -> tuple[int, MetricInfo]:
     name = metric.removeprefix("metrics/")
     if not name:
         raise InvalidArgument.for_field("metric", "is required")
-    cursor = await conn.execute(_QUERIES["metric_by_name"], {"name": name})
+    cursor = await conn.execute(_QUERIES["metric_by_name"], {"name": name, "system": system_key})
     row = await cursor.fetchone()
     if row is None:
         raise NotFound(
@@ -200,7 +200,7 @@ async def query_samples(
     previous = _decode_key(page_token, query) if page_token else None
     async with store.connection() as conn:
         system_key = await _system_key(conn, system, "system")
-        metric_key, info = await _metric(conn, metric)
+        metric_key, info = await _metric(conn, system_key, metric)
         if previous is None:
             from_ts, from_value, skip = span.start, float("-inf"), 0
         else:
@@ -243,7 +243,7 @@ async def query_downsampled(
         )
     async with store.connection() as conn:
         system_key = await _system_key(conn, system, "system")
-        metric_key, _ = await _metric(conn, metric)
+        metric_key, _ = await _metric(conn, system_key, metric)
         cursor = await conn.execute(
             _QUERIES["downsampled"],
             {

@@ -29,6 +29,7 @@ from cfgclone.common.auth import AuthInterceptor, Credentials
 from cfgclone.common.embedded import start_embedded_database
 from cfgclone.common.errors import CfgcloneError, to_status
 from cfgclone.common.handlers import Continuation, ServerInterceptor, wrap_method_handler
+from cfgclone.common.limits import RequestLimitsInterceptor
 from cfgclone.common.logs import configure_logging
 from cfgclone.common.metrics import MetricsHttpServer, MetricsInterceptor, PageHandler, RpcMetrics
 from cfgclone.common.settings import ServerSettings, ServiceSettings, load_settings
@@ -41,7 +42,7 @@ LIVENESS = "liveness"
 """Health service name that reports SERVING for as long as the process runs."""
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest request or response; sample batches are the big ones."""
+"""Largest response; requests are bounded by ``ServerSettings.max_message_bytes``."""
 
 
 @dataclass(frozen=True)
@@ -197,11 +198,13 @@ async def start_server(
             MetricsInterceptor(RpcMetrics(registry)),
             server_interceptor(tracer_provider),
             AuthInterceptor(credentials),
+            RequestLimitsInterceptor(settings.max_inflight_bytes, settings.stream_idle_seconds),
             ErrorMappingInterceptor(),
         ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
         ],
     )
     health_servicer = health_aio.HealthServicer()

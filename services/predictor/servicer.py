@@ -136,6 +136,9 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         self, request: pb.PredictImpactRequest, context: Any
     ) -> pb.PredictImpactResponse:
         require_role(Role.READER, "PredictImpact")
+        if request.mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
+            # A shadow run starts a copy of the target and its load: an operator's call.
+            require_role(Role.OPERATOR, "PredictImpact with a shadow run")
         proposal = await self._proposal(request.change, request.policy)
         prediction = await self._predictor.predict(
             ProposedConfiguration(

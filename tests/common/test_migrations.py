@@ -11,8 +11,10 @@ from cfgclone.common.store import Store, latest_migration, migrations
 EXPECTED_TABLES = {
     "change_states",
     "changes",
+    "collector_secrets",
     "configurations",
     "fingerprints",
+    "fingerprint_progress",
     "ingested_batches",
     "metrics",
     "operations",
