@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from cfgclone.collector.agent_config import AgentConfig, ConfigError, load_agent_config
 from cfgclone.collector.agent_runner import run_agent
 from cfgclone.common.logs import configure_logging
+from cfgclone.common.settings import SettingsError, TelemetrySettings
+from cfgclone.common.usage import OneLineParser, usage_error
 
 __all__ = ["build_parser", "main"]
 
@@ -25,7 +26,7 @@ DEFAULT_CONFIG = Path("/etc/cfgclone/agent.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cfgclone agent",
         description="Sample this machine and stream the samples to the cfgclone collector. "
         "The configuration file format is described in cfgclone.collector.agent_config.",
@@ -64,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_agent_config(args.config)
-    except ConfigError as error:
-        print(f"cfgclone agent: {error}", file=sys.stderr)
-        return 2
+        TelemetrySettings(log_level=args.log_level, log_format=args.log_format)
+    except (ConfigError, SettingsError) as error:
+        return usage_error("cfgclone agent", str(error))
     configure_logging("agent", args.log_level.upper(), args.log_format)
     asyncio.run(_run_until_signalled(config))
     return 0

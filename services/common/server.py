@@ -37,6 +37,7 @@ from cfgclone.common.settings import (
 )
 from cfgclone.common.store import Store
 from cfgclone.common.telemetry import configure_tracing, server_interceptor
+from cfgclone.common.usage import usage_error
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,6 @@ LIVENESS = "liveness"
 
 EXIT_START_FAILED = 1
 """Exit status of a service that cannot start: its port is taken, its database cannot run."""
-
-EXIT_USAGE = 2
-"""Exit status of a service given a bad setting or flag."""
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest request or response; sample batches are the big ones."""
@@ -321,15 +319,13 @@ def main_for(service: str, build: BuildServices, argv: Sequence[str] | None = No
     try:
         settings = load_settings(service, sys.argv[1:] if argv is None else argv)
     except SettingsError as error:
-        print(f"cfgclone-{service}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"cfgclone-{service}", str(error))
     configure_logging(service, settings.telemetry.log_level, settings.telemetry.log_format)
     provider = configure_tracing(service, settings.telemetry.otlp_endpoint)
     try:
         asyncio.run(serve(settings, build))
     except SettingsError as error:  # a service's own settings, read when it is built
-        print(f"cfgclone-{service}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"cfgclone-{service}", str(error))
     except (PortInUseError, EmbeddedDatabaseError) as error:
         print(f"cfgclone-{service}: {error}", file=sys.stderr)
         return EXIT_START_FAILED

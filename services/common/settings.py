@@ -44,6 +44,8 @@ from pathlib import Path
 
 import platformdirs
 
+from cfgclone.common.usage import OneLineParser
+
 SERVICE_NAMES = ("collector", "fingerprint", "similarity", "predictor", "orchestrator")
 
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -318,7 +320,7 @@ def _server_tls(env: Mapping[str, str]) -> ServerTls | None:
 
 def argument_parser(service: str) -> argparse.ArgumentParser:
     """Flags shared by every service's command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"cfgclone-{service}",
         description=f"cfgclone {service} service. Settings come from CFGCLONE_* variables; "
         "flags override them.",

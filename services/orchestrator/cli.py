@@ -37,7 +37,13 @@ from google.protobuf import json_format
 from google.rpc import code_pb2
 
 from cfgclone.common.clients import open_channel
-from cfgclone.common.settings import SERVICE_NAMES, database_from_env, peers_from_env
+from cfgclone.common.settings import (
+    SERVICE_NAMES,
+    SettingsError,
+    database_from_env,
+    peers_from_env,
+)
+from cfgclone.common.usage import OneLineParser, usage_error
 from cfgclone.orchestrator import suite
 from cfgclone.v1 import (
     collector_service_pb2,
@@ -815,7 +821,7 @@ def _exit_codes_epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cfgclone",
         description="Clone configurations between machines, guarded by predicted impact.",
         epilog=_exit_codes_epilog(),
@@ -861,6 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+    except SettingsError as error:
+        return usage_error("cfgclone", str(error))
     except grpc.aio.AioRpcError as error:
         print(f"cfgclone: {error.code().name}: {error.details()}", file=sys.stderr)
         return EXIT_UNAVAILABLE if error.code() == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED
