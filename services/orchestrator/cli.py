@@ -2,7 +2,8 @@
 
 Commands print tables for people; with ``--json`` they print one JSON document on
 standard output (protobuf messages in their JSON form) and progress, if any, on
-standard error. Services are found at ``CFGCLONE_<SERVICE>_ADDRESS``.
+standard error. Services are found at ``--<service>``, ``CFGCLONE_<SERVICE>_ADDRESS``,
+or where a running ``cfgclone up`` put them (see :mod:`cfgclone.orchestrator.context`).
 
 Exit codes scripts can rely on (see :data:`EXIT_CODES`):
 
@@ -24,13 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -38,13 +41,13 @@ from google.rpc import code_pb2
 
 from cfgclone.common.clients import open_channel
 from cfgclone.common.settings import (
+    DEFAULT_PORTS,
     SERVICE_NAMES,
     SettingsError,
     database_from_env,
-    peers_from_env,
 )
 from cfgclone.common.usage import OneLineParser, usage_error
-from cfgclone.orchestrator import suite
+from cfgclone.orchestrator import context, suite
 from cfgclone.v1 import (
     collector_service_pb2,
     collector_service_pb2_grpc,
@@ -58,6 +61,8 @@ from cfgclone.v1 import (
     similarity_service_pb2,
     similarity_service_pb2_grpc,
 )
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -100,13 +105,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     database = database_from_env(os.environ)
     with suite.termination_as_interrupt():
         try:
-            with suite.running_suite(database, args.base_port, args.host, args.timeout) as up:
+            with (
+                suite.running_suite(database, args.base_port, args.host, args.timeout) as up,
+                _context_written(up),
+            ):
                 print(f"database: {up.database}")
                 _print_table(
                     ("service", "address", "pid", "health"),
                     [(s.name, s.address, s.process.pid, "SERVING") for s in up.services],
                 )
                 print(f"logs: {up.log_dir}")
+                print(f"context: {context.context_path()} (other cfgclone commands read it)")
                 print("cfgclone is up; press Ctrl-C to stop", flush=True)
                 while all(s.process.poll() is None for s in up.services):
                     time.sleep(0.5)
@@ -118,6 +127,46 @@ def cmd_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("stopped", flush=True)
             return EXIT_OK
+
+
+@contextlib.contextmanager
+def _context_written(up: suite.RunningSuite) -> Iterator[None]:
+    """The context file names the suite's services while it runs."""
+    addresses = {s.name: s.address for s in up.services}
+    context.write_context(context.Context(addresses, os.getpid(), up.database))
+    try:
+        yield
+    finally:
+        context.remove_context(os.getpid())
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    """Where the commands find the services, and which setting says so."""
+    resolved = _resolved()
+    path = context.context_path()
+    found = context.read_context(path)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "exists": found is not None,
+                    "services": {
+                        n: {"address": resolved.peers.address(n), "from": resolved.sources[n]}
+                        for n in SERVICE_NAMES
+                    },
+                }
+            )
+        )
+        return EXIT_OK
+    print(f"context file: {path}" + ("" if found else " (none: no cfgclone up running)"))
+    if found is not None:
+        print(f"written by cfgclone up, pid {found.pid}; database: {found.database}")
+    _print_table(
+        ("service", "address", "from"),
+        [(n, resolved.peers.address(n), resolved.sources[n]) for n in SERVICE_NAMES],
+    )
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -144,7 +193,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Health of every service at its configured address."""
-    peers = peers_from_env(os.environ)
+    resolved = _resolved()
+    peers = resolved.peers
 
     async def check() -> list[bool]:
         return list(
@@ -158,9 +208,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({n: ok for n, ok in zip(SERVICE_NAMES, states, strict=True)}))
     else:
         _print_table(
-            ("service", "address", "health"),
+            ("service", "address", "health", "from"),
             [
-                (n, peers.address(n), "SERVING" if ok else "UNREACHABLE")
+                (n, peers.address(n), "SERVING" if ok else "UNREACHABLE", resolved.sources[n])
                 for n, ok in zip(SERVICE_NAMES, states, strict=True)
             ],
         )
@@ -169,26 +219,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_systems(args: argparse.Namespace) -> int:
     """List registered systems."""
-    peers = peers_from_env(os.environ)
 
-    async def fetch() -> list[Any]:
-        async with open_channel(peers.address("collector"), peers) as channel:
-            stub = collector_service_pb2_grpc.CollectorServiceStub(channel)
-            systems: list[Any] = []
-            token = ""
-            while True:
-                reply = await stub.ListSystems(
-                    collector_service_pb2.ListSystemsRequest(
-                        page_size=500, page_token=token, label_selector=args.selector
-                    ),
-                    timeout=peers.timeout_seconds,
-                )
-                systems.extend(reply.systems)
-                token = reply.next_page_token
-                if not token:
-                    return systems
+    async def fetch(services: _Services) -> list[Any]:
+        systems: list[Any] = []
+        token = ""
+        while True:
+            reply = await services.collector.ListSystems(
+                collector_service_pb2.ListSystemsRequest(
+                    page_size=500, page_token=token, label_selector=args.selector
+                ),
+                timeout=services.timeout,
+            )
+            systems.extend(reply.systems)
+            token = reply.next_page_token
+            if not token:
+                return systems
 
-    systems = asyncio.run(fetch())
+    systems = _call(fetch)
     if args.json:
         print(json.dumps([json_format.MessageToDict(s) for s in systems]))
         return EXIT_OK
@@ -252,21 +299,47 @@ def _progress(json_output: bool) -> Any:
     return sys.stderr if json_output else sys.stdout
 
 
+_FLAGS: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar("flags")
+"""The ``--<service>`` address flags of the command being run."""
+
+
+def _resolved() -> context.Resolved:
+    return context.resolve(_FLAGS.get({}))
+
+
 class _Services:
     """Stubs of the services at their configured addresses, on channels closed together."""
 
     def __init__(self) -> None:
-        self.peers = peers_from_env(os.environ)
+        self.resolved = _resolved()
+        self.peers = self.resolved.peers
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.last = ""
+        """The service called last: the one an UNAVAILABLE came from."""
 
     def _channel(self, name: str) -> grpc.aio.Channel:
+        self.last = name
         if name not in self._channels:
             self._channels[name] = open_channel(self.peers.address(name), self.peers)
         return self._channels[name]
 
+    def unreachable(self, error: grpc.aio.AioRpcError) -> context.ServiceUnreachable | None:
+        """The service that could not be reached, if that is what ``error`` means."""
+        channel = self._channels.get(self.last)
+        if error.code() != grpc.StatusCode.UNAVAILABLE or channel is None:
+            return None
+        state = channel.get_state()
+        if state not in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.IDLE):
+            return None  # connected: the service itself answered UNAVAILABLE
+        return context.ServiceUnreachable(self.last, self.resolved)
+
     @property
     def timeout(self) -> float:
         return self.peers.timeout_seconds
+
+    @property
+    def collector(self) -> Any:
+        return collector_service_pb2_grpc.CollectorServiceStub(self._channel("collector"))
 
     @property
     def fingerprint(self) -> Any:
@@ -289,15 +362,26 @@ class _Services:
             await channel.close(None)
 
 
-def _run(command: Callable[[_Services], Awaitable[int]]) -> int:
-    async def with_services() -> int:
+def _call(command: Callable[[_Services], Awaitable[T]]) -> T:
+    """Run ``command`` on the services; an unreachable one is named with its setting."""
+
+    async def with_services() -> T:
         services = _Services()
         try:
             return await command(services)
+        except grpc.aio.AioRpcError as error:
+            unreachable = services.unreachable(error)
+            if unreachable is not None:
+                raise unreachable from None
+            raise
         finally:
             await services.close()
 
     return asyncio.run(with_services())
+
+
+def _run(command: Callable[[_Services], Awaitable[int]]) -> int:
+    return _call(command)
 
 
 # --- fingerprints, similarity, cohorts ----------------------------------------------------
@@ -827,6 +911,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    for name in SERVICE_NAMES:
+        parser.add_argument(
+            f"--{name}",
+            dest=f"{name}_address",
+            metavar="HOST:PORT",
+            help=f"the {name} (default: {context.address_variable(name)}, else where "
+            f"cfgclone up runs it, else 127.0.0.1:{DEFAULT_PORTS[name]})",
+        )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help=cmd_up.__doc__)
@@ -850,6 +942,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__)
     migrate.set_defaults(func=cmd_migrate)
 
+    where = commands.add_parser("context", help=cmd_context.__doc__)
+    where.add_argument("--json", action="store_true", help="machine-readable output")
+    where.set_defaults(func=cmd_context)
+
     status = commands.add_parser("status", help=cmd_status.__doc__)
     status.add_argument("--timeout", type=float, default=3.0)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -865,10 +961,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _FLAGS.set({name: getattr(args, f"{name}_address", None) for name in SERVICE_NAMES})
     try:
         code: int = args.func(args)
     except SettingsError as error:
         return usage_error("cfgclone", str(error))
+    except context.ServiceUnreachable as error:
+        print(f"cfgclone: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except grpc.aio.AioRpcError as error:
         print(f"cfgclone: {error.code().name}: {error.details()}", file=sys.stderr)
         return EXIT_UNAVAILABLE if error.code() == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -186,7 +187,7 @@ def running_suite(
     services = start_services(shared, host, logs)
     try:
         asyncio.run(_all_serving(services, logs, wait_seconds))
-        where = f"embedded PostgreSQL in {settings.data_dir}" if embedded else url
+        where = f"embedded PostgreSQL in {settings.data_dir}" if embedded else without_password(url)
         yield RunningSuite(services, where, logs)
     finally:
         stop_services(services)
@@ -265,6 +266,15 @@ def resolve_database(settings: DatabaseSettings) -> tuple[str, bool]:
     from cfgclone.common.embedded import start_embedded_database
 
     return start_embedded_database(settings.data_dir), True
+
+
+def without_password(url: str) -> str:
+    """The database URL as shown to people: its password masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def log_folder(settings: DatabaseSettings) -> Path:
