@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -274,8 +275,41 @@ def _system(value: str) -> str:
     return value if value.startswith("systems/") else f"systems/{value}"
 
 
+def _change(value: str) -> str:
+    """``systems/db-02/changes/9`` for ``db-02/changes/9`` (as printed) or the full name."""
+    return _system(value)
+
+
+def _cohort(value: str) -> str:
+    """``cohorts/0`` for ``0`` (as printed) or ``cohorts/0``; empty stays empty."""
+    return value if not value or value.startswith("cohorts/") else f"cohorts/{value}"
+
+
+def _policy(value: str) -> str:
+    """``policies/fast`` for ``fast`` or ``policies/fast``; empty is the default policy."""
+    return value if not value or value.startswith("policies/") else f"policies/{value}"
+
+
 def _short(name: str) -> str:
+    """A name as printed: without ``systems/``; every command takes it back."""
     return name.removeprefix("systems/")
+
+
+_COMMANDS_FOR_METHODS = {
+    "BuildFingerprint": "cfgclone fingerprint build",
+    "ListCohorts": "cfgclone cohorts",
+    "RegisterSystem": "cfgclone agent (which registers its system)",
+    "CreatePolicy": "PredictorService.CreatePolicy (see README, grpcurl)",
+}
+
+
+def _in_cli_terms(details: str) -> str:
+    """A service's error, with the gRPC methods it suggests replaced by commands."""
+    return re.sub(
+        r"\b(" + "|".join(_COMMANDS_FOR_METHODS) + r")\b",
+        lambda found: _COMMANDS_FOR_METHODS[found.group(1)],
+        details,
+    )
 
 
 def _state(state: common_pb2.ChangeState.ValueType) -> str:
@@ -516,11 +550,11 @@ def _clone_request(args: argparse.Namespace) -> orchestrator_service_pb2.CloneCo
         source=_system(args.source),
         targets=[_system(t) for t in args.targets],
         target_selector=args.selector,
-        target_cohort=args.cohort,
+        target_cohort=_cohort(args.cohort),
         options=orchestrator_service_pb2.CloneOptions(
             dry_run=args.dry_run,
             mode=_MODES[args.mode],
-            policy=args.policy,
+            policy=_policy(args.policy),
             wave_size=args.wave_size,
             max_fail_fraction=args.max_fail,
             similarity_threshold=args.threshold,
@@ -585,7 +619,7 @@ def _print_clone_result(operation: Any) -> None:
                 f"{t.similarity:.3f}" if t.similarity else "-",
                 "yes" if t.adapted else "no",
                 _state(t.state),
-                t.change.rsplit("/", 1)[-1] if t.change else "-",
+                _short(t.change) if t.change else "-",
                 t.explanation,
             )
             for t in result.targets
@@ -698,7 +732,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     system=system, configuration=configuration
                 ),
                 mode=_MODES[args.mode],
-                policy=args.policy,
+                policy=_policy(args.policy),
                 dry_run=args.dry_run,
                 request_id=args.request_id or uuid.uuid4().hex,
             ),
@@ -771,7 +805,7 @@ def cmd_rollbacks(args: argparse.Namespace) -> int:
             [
                 (
                     _short(r.name),
-                    r.change.rsplit("/", 1)[-1],
+                    _short(r.change),
                     common_pb2.RollbackReason.Name(r.reason).removeprefix("ROLLBACK_REASON_"),
                     r.create_time.ToJsonString(),
                     r.explanation,
@@ -790,7 +824,7 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
             change = (
                 await services.predictor.ApproveChange(
                     predictor_service_pb2.ApproveChangeRequest(
-                        name=args.change, reason=args.reason
+                        name=_change(args.change), reason=args.reason
                     ),
                     timeout=services.timeout,
                 )
@@ -798,7 +832,9 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
         else:
             change = (
                 await services.predictor.AbortChange(
-                    predictor_service_pb2.AbortChangeRequest(name=args.change, reason=args.reason),
+                    predictor_service_pb2.AbortChangeRequest(
+                        name=_change(args.change), reason=args.reason
+                    ),
                     timeout=services.timeout,
                 )
             ).change
@@ -830,7 +866,7 @@ def _add_guard_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode", choices=sorted(_MODES), default="learned", help="how to predict the impact"
     )
-    parser.add_argument("--policy", default="", help="policies/{id}; default policies/default")
+    parser.add_argument("--policy", default="", help="a policy id; default: default")
     parser.add_argument("--request-id", default="", help="idempotency key; a repeat is a no-op")
     _add_json(parser)
 
@@ -858,7 +894,9 @@ def _add_clone_commands(commands: Any) -> None:
     clone.add_argument("source", help="the system whose current configuration is cloned")
     clone.add_argument("targets", nargs="*", metavar="TARGET", help="target systems")
     clone.add_argument("--selector", default="", help="targets by labels, e.g. role=db")
-    clone.add_argument("--cohort", default="", help="targets by cohort: cohorts/{id}")
+    clone.add_argument(
+        "--cohort", default="", help="targets by cohort, as cfgclone cohorts prints it"
+    )
     clone.add_argument("--wave-size", type=int, default=0, help="targets per wave; 0: all")
     clone.add_argument(
         "--max-fail", type=float, default=0.0, help="share of a wave that may fail (0-1)"
@@ -893,7 +931,9 @@ def _add_clone_commands(commands: Any) -> None:
 
     for name, func in (("approve", cmd_approve), ("abort", cmd_abort)):
         decision = commands.add_parser(name, help=func.__doc__)
-        decision.add_argument("change", help="systems/{id}/changes/{change}")
+        decision.add_argument(
+            "change", help="a change as cfgclone changes prints it: {system}/changes/{id}"
+        )
         decision.add_argument("--reason", default="", help="recorded with the decision")
         _add_json(decision)
         decision.set_defaults(func=func)
@@ -970,7 +1010,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cfgclone: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except grpc.aio.AioRpcError as error:
-        print(f"cfgclone: {error.code().name}: {error.details()}", file=sys.stderr)
+        details = _in_cli_terms(error.details() or "")
+        print(f"cfgclone: {error.code().name}: {details}", file=sys.stderr)
         return EXIT_UNAVAILABLE if error.code() == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED
     return code
 
