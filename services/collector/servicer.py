@@ -64,6 +64,14 @@ class CollectorServicer(pb_grpc.CollectorServiceServicer):
         system = await systems.register_system(self._store, request.system)
         return pb.RegisterSystemResponse(system=system)
 
+    async def UpdateSystem(
+        self, request: pb.UpdateSystemRequest, context: Any
+    ) -> pb.UpdateSystemResponse:
+        require(request.system.name, "system.name")
+        require_own_system(system_id_from_name(request.system.name, "system.name"), "update")
+        system = await systems.update_system(self._store, request.system, request.update_mask)
+        return pb.UpdateSystemResponse(system=system)
+
     async def GetSystem(self, request: pb.GetSystemRequest, context: Any) -> pb.GetSystemResponse:
         require_role(Role.READER, "GetSystem")
         require(request.name, "name")
