@@ -49,6 +49,7 @@ from cfgclone.common.settings import (
 )
 from cfgclone.common.usage import OneLineParser, usage_error
 from cfgclone.orchestrator import context, suite
+from cfgclone.orchestrator.overrides import unknown_parameters
 from cfgclone.v1 import (
     collector_service_pb2,
     collector_service_pb2_grpc,
@@ -707,6 +708,29 @@ def _print_change(change: Any) -> None:
         print(f"  why: {change.state_reason}")
 
 
+def _check_overrides(current: common_pb2.Configuration, args: argparse.Namespace) -> bool:
+    """Whether the ``--set`` keys may go on: known, or new on purpose, or kind unchecked."""
+    from cfgclone.orchestrator.adaptation import schema_for, schema_from_proto
+
+    schema = schema_for(current.kind, schema_from_proto(current.kind, current.schema).parameters)
+    unknown = unknown_parameters(schema, current.content.keys(), [k for k, _ in args.overrides])
+    if not unknown:
+        return True
+    if not schema.parameters or args.allow_new:
+        for parameter in unknown:
+            why = "is new" if schema.parameters else f"has no schema; {parameter.key} is unchecked"
+            what = parameter.key if schema.parameters else current.kind
+            print(f"cfgclone apply: warning: {what} {why}", file=sys.stderr)
+        return True
+    for parameter in unknown:
+        print(
+            f"cfgclone apply: --set {parameter.key}: {parameter.describe(current.kind)} "
+            "(--allow-new sets it anyway)",
+            file=sys.stderr,
+        )
+    return False
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """Propose a system's current configuration with overrides: predict, apply, verify."""
 
@@ -725,6 +749,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             source=common_pb2.CONFIGURATION_SOURCE_MANUAL,
             parent=current.name,
         )
+        if not _check_overrides(current, args):
+            return EXIT_USAGE
         configuration.content.update(dict(args.overrides))
         reply = await services.predictor.ProposeChange(
             predictor_service_pb2.ProposeChangeRequest(
@@ -918,6 +944,11 @@ def _add_clone_commands(commands: Any) -> None:
         required=True,
         metavar="KEY=VALUE",
         help="a parameter to change (values are JSON when they parse, else text)",
+    )
+    apply.add_argument(
+        "--allow-new",
+        action="store_true",
+        help="set parameters that neither the kind's schema nor the configuration has",
     )
     _add_guard_options(apply)
     apply.set_defaults(func=cmd_apply)

@@ -25,7 +25,7 @@ CFGCLONE = str(Path(sys.executable).parent / "cfgclone")
 HELD = 6
 
 
-async def _cfgclone(suite: Suite, *argv: str) -> tuple[int, str, str]:
+async def run_cfgclone(suite: Suite, *argv: str) -> tuple[int, str, str]:
     flags = [f"--{name}={address}" for name, address in suite.addresses.items()]
     process = await asyncio.create_subprocess_exec(
         CFGCLONE,
@@ -57,33 +57,35 @@ async def test_printed_names_go_back_into_the_next_command(store: Store) -> None
         await asyncio.sleep(0.5)  # the similarity index syncs every 0.2 s in these tests
         policy = await create_rollout_policy(suite, unique("names"))
 
-        code, out, err = await _cfgclone(suite, "systems", "--selector", "role=names")
+        code, out, err = await run_cfgclone(suite, "systems", "--selector", "role=names")
         assert code == 0, err
         systems = _first_column(out)
         assert sorted(systems) == sorted(m.system_id for m in machines)
         for system in systems:
-            code, _, err = await _cfgclone(suite, "fingerprint", "show", system)
+            code, _, err = await run_cfgclone(suite, "fingerprint", "show", system)
             assert code == 0, err
 
         # Errors point at commands, not at the gRPC methods behind them.
-        code, _, err = await _cfgclone(suite, "fingerprint", "show", unbuilt.system_id)
+        code, _, err = await run_cfgclone(suite, "fingerprint", "show", unbuilt.system_id)
         assert code == 1
         assert "cfgclone fingerprint build" in err
         assert "BuildFingerprint" not in err
 
-        code, out, err = await _cfgclone(suite, "similar", systems[0], "--selector", "role=names")
+        code, out, err = await run_cfgclone(
+            suite, "similar", systems[0], "--selector", "role=names"
+        )
         assert code == 0, err
         look_alike = _first_column(out)[0]
-        code, _, err = await _cfgclone(suite, "fingerprint", "show", look_alike)
+        code, _, err = await run_cfgclone(suite, "fingerprint", "show", look_alike)
         assert code == 0, err
 
-        code, out, err = await _cfgclone(suite, "cohorts")
+        code, out, err = await run_cfgclone(suite, "cohorts")
         assert code == 0, err
         [cohort] = [
             line.split()[0] for line in out.splitlines()[1:] if machines[0].system_id in line
         ]
         assert not cohort.startswith("cohorts/")
-        code, out, err = await _cfgclone(
+        code, out, err = await run_cfgclone(
             suite,
             "clone",
             systems[0],
@@ -97,15 +99,15 @@ async def test_printed_names_go_back_into_the_next_command(store: Store) -> None
         assert "SUCCEEDED" in out
 
         # With no history, the default policy holds a change for a person.
-        code, out, err = await _cfgclone(suite, "apply", systems[1], "--set", "cache_mb=384")
+        code, out, err = await run_cfgclone(suite, "apply", systems[1], "--set", "cache_mb=384")
         assert code == HELD, out + err
-        code, out, err = await _cfgclone(suite, "changes", systems[1])
+        code, out, err = await run_cfgclone(suite, "changes", systems[1])
         assert code == 0, err
         [change] = [line.split()[0] for line in out.splitlines()[1:] if " HELD " in line]
         assert change.startswith(f"{systems[1]}/changes/")
-        code, out, err = await _cfgclone(suite, "abort", change, "--reason", "names copy")
+        code, out, err = await run_cfgclone(suite, "abort", change, "--reason", "names copy")
         assert code == 0, err
         assert "names copy" in out
-        code, out, err = await _cfgclone(suite, "rollbacks", systems[1])
+        code, out, err = await run_cfgclone(suite, "rollbacks", systems[1])
         assert code == 0, err
         assert change in out.split()
