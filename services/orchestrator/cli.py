@@ -34,6 +34,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC
 from typing import Any, TypeVar
 
 import grpc
@@ -50,6 +51,7 @@ from cfgclone.common.settings import (
 from cfgclone.common.usage import OneLineParser, usage_error
 from cfgclone.orchestrator import context, suite
 from cfgclone.orchestrator.overrides import unknown_parameters
+from cfgclone.orchestrator.progress import Progress
 from cfgclone.v1 import (
     collector_service_pb2,
     collector_service_pb2_grpc,
@@ -577,11 +579,21 @@ async def _watch(services: _Services, name: str, out: Any) -> Any:
     call = services.orchestrator.WatchOperation(
         orchestrator_service_pb2.WatchOperationRequest(name=name)
     )
-    async for reply in call:
-        last = reply.operation
-        for event in last.events[shown:]:
-            _print_event(event, out)
-        shown = len(last.events)
+    progress = Progress(out, "clone")
+    try:
+        async for reply in call:
+            last = reply.operation
+            new_events = last.events[shown:]
+            if new_events:
+                progress.close()  # events print between bars, not through them
+                for event in new_events:
+                    _print_event(event, out)
+                progress = Progress(out, "clone")
+            shown = len(last.events)
+            step = last.events[-1].step if last.events else ""
+            progress.update(last.progress_percent, step)
+    finally:
+        progress.close()
     return last
 
 
@@ -680,19 +692,64 @@ _FINAL_OR_HELD = frozenset(
 )
 
 
-async def _follow_change(services: _Services, change: Any, out: Any) -> Any:
-    seen = None
-    while True:
-        if change.state != seen:
-            seen = change.state
-            print(f"  [{_state(change.state).lower()}] {change.state_reason}", file=out, flush=True)
-        if change.state in _FINAL_OR_HELD:
-            return change
-        await asyncio.sleep(0.5)
-        reply = await services.predictor.GetChange(
-            predictor_service_pb2.GetChangeRequest(name=change.name), timeout=services.timeout
+async def _verification_seconds(services: _Services, change: Any) -> float:
+    """Delay plus window of the policy that verifies ``change``: how long VERIFYING lasts."""
+    revision = change.prediction.policy  # policies/{id}/revisions/{n}
+    name = "/".join(revision.split("/")[:2]) if revision else "policies/default"
+    policy = (
+        await services.predictor.GetPolicy(
+            predictor_service_pb2.GetPolicyRequest(name=name), timeout=services.timeout
         )
-        change = reply.change
+    ).policy
+    return float(
+        policy.verification_delay.ToTimedelta().total_seconds()
+        + policy.verification_window.ToTimedelta().total_seconds()
+    )
+
+
+async def _follow_change(
+    services: _Services, change: Any, out: Any, *, through_held: bool = False
+) -> Any:
+    """Print each state of ``change`` and the verification's progress until it ends.
+
+    It stops at HELD too unless ``through_held``: then it waits for the operator.
+    """
+    seen = None
+    progress: Progress | None = None
+    verifying_for = 0.0
+    try:
+        while True:
+            if change.state != seen:
+                seen = change.state
+                if progress is not None:
+                    progress.close()
+                    progress = None
+                print(
+                    f"  [{_state(change.state).lower()}] {change.state_reason}",
+                    file=out,
+                    flush=True,
+                )
+                if change.state == common_pb2.CHANGE_STATE_VERIFYING:
+                    verifying_for = await _verification_seconds(services, change)
+                    progress = Progress(out, "verifying")
+            if progress is not None and verifying_for > 0:
+                elapsed = time.time() - change.update_time.ToDatetime(tzinfo=UTC).timestamp()
+                total = f"{verifying_for:.0f} s"
+                progress.update(
+                    100.0 * elapsed / verifying_for, f"{min(elapsed, verifying_for):.0f} of {total}"
+                )
+            if change.state in _FINAL_OR_HELD and not (
+                through_held and change.state == common_pb2.CHANGE_STATE_HELD
+            ):
+                return change
+            await asyncio.sleep(0.5)
+            reply = await services.predictor.GetChange(
+                predictor_service_pb2.GetChangeRequest(name=change.name), timeout=services.timeout
+            )
+            change = reply.change
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _print_change(change: Any) -> None:
@@ -766,7 +823,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         )
         out = _progress(args.json)
         print(f"{reply.change.name}: proposed {reply.change.to_configuration}", file=out)
-        change = await _follow_change(services, reply.change, out)
+        change = await _follow_change(services, reply.change, out, through_held=args.watch)
         if args.json:
             _print_json(change)
         else:
@@ -864,11 +921,13 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
                     timeout=services.timeout,
                 )
             ).change
+        if getattr(args, "watch", False):
+            change = await _follow_change(services, change, _progress(args.json))
         if args.json:
             _print_json(change)
         else:
             _print_change(change)
-        return EXIT_OK
+        return exit_code_for([change.state]) if getattr(args, "watch", False) else EXIT_OK
 
     return _run(decide)
 
@@ -946,6 +1005,11 @@ def _add_clone_commands(commands: Any) -> None:
         help="a parameter to change (values are JSON when they parse, else text)",
     )
     apply.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow a held change too, until an operator decides and it ends",
+    )
+    apply.add_argument(
         "--allow-new",
         action="store_true",
         help="set parameters that neither the kind's schema nor the configuration has",
@@ -966,6 +1030,12 @@ def _add_clone_commands(commands: Any) -> None:
             "change", help="a change as cfgclone changes prints it: {system}/changes/{id}"
         )
         decision.add_argument("--reason", default="", help="recorded with the decision")
+        if name == "approve":
+            decision.add_argument(
+                "--watch",
+                action="store_true",
+                help="follow the change until it ends; exit with its outcome",
+            )
         _add_json(decision)
         decision.set_defaults(func=func)
 
