@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``cfgclone`` command line.
 
 Commands print tables for people; with ``--json`` they print one JSON document on
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC
 from typing import Any, TypeVar
 
+import argcomplete
 import grpc
 from google.protobuf import json_format
 from google.rpc import code_pb2
@@ -49,7 +51,7 @@ from cfgclone.common.settings import (
     database_from_env,
 )
 from cfgclone.common.usage import OneLineParser, usage_error
-from cfgclone.orchestrator import context, suite
+from cfgclone.orchestrator import context, display, suite
 from cfgclone.orchestrator.overrides import unknown_parameters
 from cfgclone.orchestrator.progress import Progress
 from cfgclone.v1 import (
@@ -96,12 +98,8 @@ _SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_REJECTED, EXIT_HELD)
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [list(map(str, headers)), *([str(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    for line in display.table_lines(headers, rows):
+        print(line)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -244,12 +242,12 @@ def cmd_systems(args: argparse.Namespace) -> int:
         print(json.dumps([json_format.MessageToDict(s) for s in systems]))
         return EXIT_OK
     _print_table(
-        ("system", "cores", "memory GiB", "arch", "os", "labels"),
+        ("system", "cores", "memory (GiB)", "arch", "os", "labels"),
         [
             (
                 s.name.removeprefix("systems/"),
                 s.cpu_cores,
-                f"{s.memory_bytes / 2**30:.1f}",
+                display.fixed(s.memory_bytes / 2**30, 1),
                 s.architecture,
                 s.os,
                 ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
@@ -445,25 +443,42 @@ def cmd_fingerprint_show(args: argparse.Namespace) -> int:
         quality = fingerprint.quality
         print(f"{fingerprint.name}  ({fingerprint.configuration or 'no configuration'})")
         print(
-            f"window {fingerprint.window_start.ToJsonString()} - "
-            f"{fingerprint.window_end.ToJsonString()}, {quality.samples} samples, "
-            f"load {fingerprint.load_metric} {quality.load_min:.3g}-{quality.load_max:.3g}"
+            f"window {display.when(fingerprint.window_start)} - "
+            f"{display.when(fingerprint.window_end)}, {display.plural(quality.samples, 'sample')}, "
+            f"load {fingerprint.load_metric} {display.general(quality.load_min, 3)}-"
+            f"{display.general(quality.load_max, 3)} {display.unit_of(fingerprint.load_metric)}"
         )
         rows = []
         for profile in fingerprint.kpis:
             typical = _typical_regime(profile)
-            knee = f"{profile.curve.knee_load:.3g}" if profile.curve.HasField("knee_load") else "-"
+            knee = (
+                display.general(profile.curve.knee_load, 3)
+                if profile.curve.HasField("knee_load")
+                else "-"
+            )
             rows.append(
                 (
                     profile.kpi,
+                    display.unit_of(profile.kpi),
                     len(profile.regimes),
-                    f"{typical.mean:.4g}" if typical else "-",
-                    f"{typical.p95:.4g}" if typical else "-",
-                    f"{profile.curve.slope:+.3g}",
+                    display.general(typical.mean) if typical else "-",
+                    display.general(typical.p95) if typical else "-",
+                    display.general(profile.curve.slope, 3, sign=True),
                     knee,
                 )
             )
-        _print_table(("kpi", "regimes", "mean", "p95", "slope", "knee load"), rows)
+        _print_table(
+            (
+                "kpi",
+                "unit",
+                "regimes",
+                "mean (unit)",
+                "p95 (unit)",
+                "slope (unit per load)",
+                "knee (load)",
+            ),
+            rows,
+        )
         for note in quality.notes:
             print(f"note: {note}")
         return EXIT_OK
@@ -493,7 +508,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
             rows.append(
                 (
                     _short(score.second),
-                    f"{score.score:.3f}",
+                    display.fixed(score.score),
                     decision.removeprefix("CLONE_DECISION_").lower(),
                     groups,
                 )
@@ -528,7 +543,7 @@ def cmd_cohorts(args: argparse.Namespace) -> int:
                 (
                     c.name.removeprefix("cohorts/"),
                     len(c.members),
-                    f"{c.spread:.3f}",
+                    display.fixed(c.spread),
                     " ".join(_short(m) for m in c.members),
                 )
                 for c in found
@@ -629,7 +644,7 @@ def _print_clone_result(operation: Any) -> None:
         [
             (
                 _short(t.system),
-                f"{t.similarity:.3f}" if t.similarity else "-",
+                display.fixed(t.similarity) if t.similarity else "-",
                 "yes" if t.adapted else "no",
                 _state(t.state),
                 _short(t.change) if t.change else "-",
@@ -851,7 +866,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
             _print_json_list(reply.changes)
             return EXIT_OK
         _print_table(
-            ("change", "state", "from", "to", "predicted", "when", "why"),
+            ("change", "state", "from", "to", "predicted", "when (UTC)", "why"),
             [
                 (
                     _short(c.name),
@@ -859,7 +874,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
                     c.from_configuration.rsplit("/", 1)[-1] or "-",
                     c.to_configuration.rsplit("/", 1)[-1],
                     _verdict(c.prediction.verdict) if c.prediction.verdict else "-",
-                    c.create_time.ToJsonString(),
+                    display.when(c.create_time),
                     c.state_reason,
                 )
                 for c in reply.changes
@@ -884,13 +899,13 @@ def cmd_rollbacks(args: argparse.Namespace) -> int:
             _print_json_list(reply.rollbacks)
             return EXIT_OK
         _print_table(
-            ("rollback", "change", "reason", "when", "explanation"),
+            ("rollback", "change", "reason", "when (UTC)", "explanation"),
             [
                 (
                     _short(r.name),
                     _short(r.change),
                     common_pb2.RollbackReason.Name(r.reason).removeprefix("ROLLBACK_REASON_"),
-                    r.create_time.ToJsonString(),
+                    display.when(r.create_time),
                     r.explanation,
                 )
                 for r in reply.rollbacks
@@ -1042,16 +1057,67 @@ def _add_clone_commands(commands: Any) -> None:
 
 def _exit_codes_epilog() -> str:
     lines = [f"  {code}  {meaning}" for code, meaning in sorted(EXIT_CODES.items())]
-    return "exit codes:\n" + "\n".join(lines)
+    return "exit codes:\n" + "\n".join(lines) + "\n\n" + _SETTINGS_HELP
+
+
+_SETTINGS_HELP = """settings (environment variables; flags win):
+  CFGCLONE_<SERVICE>_ADDRESS    host:port of a service (else cfgclone up's context file,
+                                else 127.0.0.1:50051-50055); see cfgclone context
+  CFGCLONE_TOKEN                bearer token sent on every call
+  CFGCLONE_TLS_CA               CA bundle that verifies the services (TLS)
+  CFGCLONE_TLS_CLIENT_CERT/KEY  client certificate and key (mutual TLS)
+  CFGCLONE_CALL_TIMEOUT_SECONDS deadline of each call (default 10)
+  CFGCLONE_DATABASE_URL         PostgreSQL of up, demo and migrate (default: embedded)
+  CFGCLONE_DATA_DIR             embedded database and logs (default: /var/lib/cfgclone
+                                as root, else ~/.local/share/cfgclone)
+  CFGCLONE_LOG_DIR              where up writes the services' logs (default DATA_DIR/logs)
+
+shell completion (bash, zsh): eval "$(register-python-argcomplete cfgclone)"
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and shows each option's default when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "%(default)" not in text
+            and default is not None
+            and default is not False
+            and default not in ("", argparse.SUPPRESS)
+            and not isinstance(default, list)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(OneLineParser):
+    """The CLI's parser; its sub-command parsers show defaults too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cfgclone")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
+    parser = _Parser(
         prog="cfgclone",
         description="Clone configurations between machines, guarded by predicted impact.",
         epilog=_exit_codes_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"cfgclone {_version()}")
     for name in SERVICE_NAMES:
         parser.add_argument(
             f"--{name}",
@@ -1068,7 +1134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=suite.default_base_port(),
-        help="port of the collector; the others follow (default 50051-50055)",
+        help="port of the collector; the other four follow it",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for SERVING")
     up.set_defaults(func=cmd_up)
@@ -1101,7 +1167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     _FLAGS.set({name: getattr(args, f"{name}_address", None) for name in SERVICE_NAMES})
     try:
         code: int = args.func(args)

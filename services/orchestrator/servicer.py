@@ -22,6 +22,7 @@ from cfgclone.common.requests import (
     require,
     system_id_from_name,
 )
+from cfgclone.orchestrator.display import plural
 from cfgclone.orchestrator.operations import (
     OperationRunner,
     OperationStore,
@@ -131,7 +132,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         )
         accepted = operation.events.add(
             step="accepted",
-            message=f"clone {request.source} to {len(resolved.targets)} targets: "
+            message=f"clone {request.source} to {plural(len(resolved.targets), 'target')}: "
             f"{', '.join(resolved.targets)}",
         )
         accepted.time.GetCurrentTime()
