@@ -104,7 +104,7 @@ def why_it_stopped(service: ServiceProcess) -> str:
     if not lines:
         return "nothing logged"
     last = lines[-1].strip()
-    with contextlib.suppress(ValueError, AttributeError):
+    with contextlib.suppress(ValueError, TypeError, KeyError):
         return str(json.loads(last)["message"])
     return last
 
