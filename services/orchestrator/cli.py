@@ -582,11 +582,6 @@ def _clone_request(args: argparse.Namespace) -> orchestrator_service_pb2.CloneCo
     )
 
 
-def _print_event(event: Any, out: Any) -> None:
-    where = f" {_short(event.system)}" if event.system else ""
-    print(f"  [{event.step}]{where}: {event.message}", file=out, flush=True)
-
-
 async def _watch(services: _Services, name: str, out: Any) -> Any:
     """Print each new event of the operation until it is done; return it done."""
     shown = 0
@@ -595,21 +590,74 @@ async def _watch(services: _Services, name: str, out: Any) -> Any:
         orchestrator_service_pb2.WatchOperationRequest(name=name)
     )
     progress = Progress(out, "clone")
+    verifying = _Verifications(services, out)
+    ticker = asyncio.create_task(verifying.follow())
     try:
         async for reply in call:
             last = reply.operation
-            new_events = last.events[shown:]
-            if new_events:
-                progress.close()  # events print between bars, not through them
-                for event in new_events:
-                    _print_event(event, out)
-                progress = Progress(out, "clone")
+            for event in last.events[shown:]:
+                where = f" {_short(event.system)}" if event.system else ""
+                progress.write(f"  [{event.step}]{where}: {event.message}")
+                if event.step == "verify" and event.system:
+                    await verifying.add(event.system)
             shown = len(last.events)
             step = last.events[-1].step if last.events else ""
             progress.update(last.progress_percent, step)
     finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        verifying.close()
         progress.close()
     return last
+
+
+class _Verifications:
+    """The live verification windows of a clone's targets, each with its progress."""
+
+    def __init__(self, services: _Services, out: Any) -> None:
+        self._services = services
+        self._out = out
+        self._windows: dict[str, tuple[Any, float, Progress]] = {}
+
+    async def add(self, system: str) -> None:
+        """Follow the change of ``system`` that is being verified, if one is."""
+        reply = await self._services.predictor.ListChanges(
+            predictor_service_pb2.ListChangesRequest(parent=system, page_size=5),
+            timeout=self._services.timeout,
+        )
+        for change in reply.changes:
+            if change.state == common_pb2.CHANGE_STATE_VERIFYING:
+                seconds = await _verification_seconds(self._services, change)
+                if change.name not in self._windows and seconds > 0:
+                    label = f"verifying {_short(change.name)}"
+                    self._windows[change.name] = (change, seconds, Progress(self._out, label))
+                    self._show(change.name)
+
+    def _show(self, name: str) -> None:
+        change, seconds, progress = self._windows[name]
+        _show_window(progress, change, seconds)
+
+    async def follow(self) -> None:
+        """Update each window every second until its change leaves VERIFYING."""
+        while True:
+            await asyncio.sleep(1.0)
+            for name in list(self._windows):
+                change = (
+                    await self._services.predictor.GetChange(
+                        predictor_service_pb2.GetChangeRequest(name=name),
+                        timeout=self._services.timeout,
+                    )
+                ).change
+                if change.state != common_pb2.CHANGE_STATE_VERIFYING:
+                    self._windows.pop(name)[2].close()
+                else:
+                    self._show(name)
+
+    def close(self) -> None:
+        for _, _, progress in self._windows.values():
+            progress.close()
+        self._windows.clear()
 
 
 def operation_exit_code(operation: Any) -> int:
@@ -722,6 +770,12 @@ async def _verification_seconds(services: _Services, change: Any) -> float:
     )
 
 
+def _show_window(progress: Progress, change: Any, seconds: float) -> None:
+    """How far a change in VERIFYING (since its update time) is through its ``seconds``."""
+    elapsed = time.time() - change.update_time.ToDatetime(tzinfo=UTC).timestamp()
+    progress.update(100.0 * elapsed / seconds, f"{min(elapsed, seconds):.0f} of {seconds:.0f} s")
+
+
 async def _follow_change(
     services: _Services, change: Any, out: Any, *, through_held: bool = False
 ) -> Any:
@@ -748,11 +802,7 @@ async def _follow_change(
                     verifying_for = await _verification_seconds(services, change)
                     progress = Progress(out, "verifying")
             if progress is not None and verifying_for > 0:
-                elapsed = time.time() - change.update_time.ToDatetime(tzinfo=UTC).timestamp()
-                total = f"{verifying_for:.0f} s"
-                progress.update(
-                    100.0 * elapsed / verifying_for, f"{min(elapsed, verifying_for):.0f} of {total}"
-                )
+                _show_window(progress, change, verifying_for)
             if change.state in _FINAL_OR_HELD and not (
                 through_held and change.state == common_pb2.CHANGE_STATE_HELD
             ):

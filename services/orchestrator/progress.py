@@ -50,6 +50,13 @@ class Progress:
             suffix = f" ({note})" if note else ""
             print(f"  {self._label}: {percent:.0f}%{suffix}", file=self._out, flush=True)
 
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bar (or as is without a terminal)."""
+        if self._bar is not None:
+            self._bar.write(line, file=self._out)
+        else:
+            print(line, file=self._out, flush=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -1,5 +1,6 @@
-"""Progress on long work: lines while a change is verified (a bar on a terminal), nothing
-but the JSON document on standard output with ``--json``; ``--watch`` on approve."""
+"""Progress on long work: lines while a change is verified, by apply or by a clone (a bar
+on a terminal), nothing but the JSON document on standard output with ``--json``;
+``--watch`` on approve."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.orchestrator.workflow_suite import create_rollout_policy, running_ser
 
 PROGRESS = re.compile(r"^  verifying: (\d+)% \((\d+) of (\d+) s\)$", re.MULTILINE)
 EXIT_BY_STATE = {"KEPT": 0, "ROLLED_BACK": 5}
+TUNED = {"workers": 4, "cache_mb": 512, "debug_logging": False, "request_timeout_s": 30}
 
 
 async def test_apply_shows_the_verification_window_passing(store: Store) -> None:
@@ -78,3 +80,24 @@ async def test_approve_watch_follows_a_held_change_to_its_end(store: Store) -> N
         assert final.group(1) in EXIT_BY_STATE, out
         assert code == EXIT_BY_STATE[final.group(1)]
         assert PROGRESS.search(out)
+
+
+async def test_clone_shows_each_targets_verification_window(store: Store) -> None:
+    source = SimulatedMachine(unique("csrc"), configuration=TUNED)
+    target = SimulatedMachine(unique("cdst"))
+    async with running_services(store) as suite:
+        fleet = suite.fleet([source, target])
+        await fleet.register()
+        policy = await create_rollout_policy(suite, unique("clone"), verification_seconds=6)
+        async with fleet.feeding():
+            code, out, err = await run_cfgclone(
+                suite, "clone", source.system_id, target.system_id, "--policy", policy
+            )
+        assert code in EXIT_BY_STATE.values(), out + err
+        window = re.compile(
+            rf"^  verifying {target.system_id}/changes/\d+: (\d+)% \(\d+ of 7 s\)$", re.MULTILINE
+        )
+        percents = [int(p) for p in window.findall(out)]
+        assert len(percents) >= 3, out
+        assert percents == sorted(percents)
+        assert "[verify]" in out.split(f"verifying {target.system_id}")[0]  # after its event
