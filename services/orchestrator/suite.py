@@ -117,7 +117,10 @@ async def wait_until_serving(service: ServiceProcess, wait_seconds: float) -> No
         stub = health_pb2_grpc.HealthStub(channel)
         while loop.time() < deadline:
             if service.process.poll() is not None:
-                raise SuiteStartError(f"{service.name} did not start: {why_it_stopped(service)}")
+                why = why_it_stopped(service)
+                raise SuiteStartError(
+                    f"{service.name} did not start: {why}", port_taken="cannot listen on" in why
+                )
             if not service.listening():
                 await asyncio.sleep(0.2)
                 continue
@@ -174,6 +177,11 @@ class RunningSuite:
 class SuiteStartError(RuntimeError):
     """A service did not report SERVING in time."""
 
+    def __init__(self, message: str, *, port_taken: bool = False) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
+        """The service could not bind its port: another process holds it."""
+
 
 @contextlib.contextmanager
 def running_suite(
@@ -201,7 +209,8 @@ async def _all_serving(services: list[ServiceProcess], logs: Path, wait: float) 
                 group.create_task(wait_until_serving(service, wait))
     except* SuiteStartError as failed:
         error = failed.exceptions[0]
-        raise SuiteStartError(f"{error}; logs in {logs}") from None
+        port_taken = isinstance(error, SuiteStartError) and error.port_taken
+        raise SuiteStartError(f"{error}; logs in {logs}", port_taken=port_taken) from None
 
 
 def ephemeral_ports() -> range:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cfgclone.orchestrator.suite import free_base_port
+from cfgclone.common.settings import DatabaseSettings
+from cfgclone.orchestrator.suite import SuiteStartError, free_base_port, running_suite
 
 BIN = Path(sys.executable).parent
 CFGCLONE = str(BIN / "cfgclone")
@@ -177,3 +179,23 @@ def test_the_demo_ports_are_below_the_ephemeral_range() -> None:
     for _ in range(20):
         base = free_base_port()
         assert base + 4 < low
+
+
+@pytest.mark.slow
+def test_a_taken_port_is_reported_as_such_so_the_demo_can_pick_others(
+    fresh_database: str,
+) -> None:
+    base = free_base_port()
+    with socket.socket() as holder:  # another program holds the similarity's port
+        holder.bind(("127.0.0.1", base + 2))
+        holder.listen()
+        with (
+            pytest.raises(SuiteStartError) as failed,
+            running_suite(DatabaseSettings(url=fresh_database), base, "127.0.0.1", 600),
+        ):
+            pass
+    assert failed.value.port_taken
+    assert (
+        f"similarity did not start: cfgclone-similarity: cannot listen on 127.0.0.1:{base + 2}"
+        in (str(failed.value))
+    )
