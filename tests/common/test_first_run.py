@@ -100,8 +100,9 @@ def test_a_second_user_gets_an_embedded_database_of_their_own(
     assert (Path("/tmp") / f"cfgclone-{second_user.pw_uid}" / ".lockfile").exists()
 
 
-def _up(base: int, database_url: str, timeout: float) -> subprocess.Popen[str]:
-    env = dict(os.environ, CFGCLONE_DATABASE_URL=database_url)
+def _up(base: int, database_url: str, timeout: float, config_home: Path) -> subprocess.Popen[str]:
+    # The suite's context file goes to config_home, not to the user's.
+    env = dict(os.environ, CFGCLONE_DATABASE_URL=database_url, XDG_CONFIG_HOME=str(config_home))
     return subprocess.Popen(
         [CFGCLONE, "up", "--base-port", str(base), "--timeout", str(timeout)],
         env=env,
@@ -135,11 +136,11 @@ def test_a_second_up_on_the_same_ports_fails_at_once_naming_the_port(
     fresh_database: str, tmp_path: Path
 ) -> None:
     base = free_base_port()
-    first = _up(base, fresh_database, 120)
+    first = _up(base, fresh_database, 120, tmp_path)
     try:
         _wait_up(first)
         # The second waits up to 600 s for SERVING; the subprocess timeout shows it does not.
-        second = _up(base, fresh_database, 600)
+        second = _up(base, fresh_database, 600, tmp_path / "second")
         try:
             _, err = second.communicate(timeout=90)
         finally:
@@ -155,9 +156,12 @@ def test_a_second_up_on_the_same_ports_fails_at_once_naming_the_port(
 
 
 @pytest.mark.slow
-def test_a_service_that_cannot_start_is_reported_with_its_reason(fresh_database: str) -> None:
+def test_a_service_that_cannot_start_is_reported_with_its_reason(
+    fresh_database: str, tmp_path: Path
+) -> None:
     env = dict(
         os.environ,
+        XDG_CONFIG_HOME=str(tmp_path),
         CFGCLONE_DATABASE_URL=fresh_database,
         CFGCLONE_FINGERPRINT_ALIGN_SECONDS="-1",  # a bad setting only the fingerprint reads
     )

@@ -64,6 +64,7 @@ def data_dir() -> Iterator[Path]:
 def _start_up(data_dir: Path, base_port: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "CFGCLONE_DATABASE_URL"}
     env["CFGCLONE_DATA_DIR"] = str(data_dir)
+    env["XDG_CONFIG_HOME"] = str(data_dir / "config")  # its context file, not the user's
     process = subprocess.Popen(
         [CFGCLONE, "up", "--base-port", str(base_port)],
         env=env,
