@@ -8,7 +8,9 @@ from typing import Any
 from google.protobuf import field_mask_pb2
 from psycopg.types.json import Jsonb
 
-from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.errors import InvalidArgument, NotFound, PermissionDenied
+from cfgclone.common.limits import MAX_LABELS
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, system_id_from_name
 from cfgclone.common.store import Store
@@ -16,7 +18,23 @@ from cfgclone.v1 import common_pb2
 
 _QUERIES = load_queries("cfgclone.collector", "systems.sql")
 
-MAX_LABELS = 64
+STEERING_LABEL_PREFIX = "cfgclone.dev/"
+"""Labels under this prefix steer the appliers (the PostgreSQL applier's connection
+string, the host a command applier is given): only operators may set them, and a
+registration by the system's own agent keeps the ones an operator set."""
+
+
+def _check_steering_labels(system: common_pb2.System, by_operator: bool) -> None:
+    if by_operator:
+        return
+    for key in sorted(system.labels):
+        if key.startswith(STEERING_LABEL_PREFIX):
+            raise PermissionDenied(
+                f"system.labels: {key[:80]!r} steers how changes are applied; labels under "
+                f"{STEERING_LABEL_PREFIX} may be set only by an operator",
+                reason="OPERATOR_LABEL",
+                metadata={"label": key[:80]},
+            )
 
 
 def _check_metadata(system: common_pb2.System) -> None:
@@ -34,7 +52,7 @@ def _check_metadata(system: common_pb2.System) -> None:
     for key in system.labels:
         if not key or len(key) > 63:
             raise InvalidArgument.for_field(
-                "system.labels", f"label keys are 1-63 characters (got {key!r})"
+                "system.labels", f"label keys are 1-63 characters (got {quote(key)})"
             )
 
 
@@ -74,7 +92,9 @@ UPDATABLE_FIELDS = (
 """Fields of a system that RegisterSystem and UpdateSystem set; the rest are output only."""
 
 
-def _params(system_id: str, system: common_pb2.System) -> dict[str, Any]:
+def _params(
+    system_id: str, system: common_pb2.System, *, by_operator: bool = True
+) -> dict[str, Any]:
     return {
         "system_id": system_id,
         "hostname": system.hostname,
@@ -91,15 +111,25 @@ def _params(system_id: str, system: common_pb2.System) -> dict[str, Any]:
         "kernel": system.kernel,
         "architecture": system.architecture,
         "labels": Jsonb(dict(system.labels)),
+        "keep_steering": not by_operator,
+        "steering_prefix": STEERING_LABEL_PREFIX,
     }
 
 
-async def register_system(store: Store, system: common_pb2.System) -> common_pb2.System:
-    """Create the system, or update a registered one with the fields ``system`` sets."""
+async def register_system(
+    store: Store, system: common_pb2.System, *, by_operator: bool = True
+) -> common_pb2.System:
+    """Create the system, or update a registered one with the fields ``system`` sets.
+
+    Without ``by_operator`` (the system's own agent registering it) a label under
+    :data:`STEERING_LABEL_PREFIX` is PERMISSION_DENIED, and the stored ones are kept.
+    """
     system_id = system_id_from_name(system.name, "system.name")
     _check_metadata(system)
+    _check_steering_labels(system, by_operator)
+    params = _params(system_id, system, by_operator=by_operator)
     async with store.connection() as conn:
-        cursor = await conn.execute(_QUERIES["upsert_system"], _params(system_id, system))
+        cursor = await conn.execute(_QUERIES["upsert_system"], params)
         row = await cursor.fetchone()
     assert row is not None
     return _to_message(row)
@@ -121,23 +151,35 @@ def _mask_paths(system: common_pb2.System, mask: field_mask_pb2.FieldMask) -> li
 
 
 async def update_system(
-    store: Store, system: common_pb2.System, mask: field_mask_pb2.FieldMask
+    store: Store,
+    system: common_pb2.System,
+    mask: field_mask_pb2.FieldMask,
+    *,
+    by_operator: bool = True,
 ) -> common_pb2.System:
-    """Update the fields of a registered system named by ``mask`` (AIP-134)."""
+    """Update the fields of a registered system named by ``mask`` (AIP-134).
+
+    Without ``by_operator`` steering labels are refused and the stored ones kept, as
+    in :func:`register_system`.
+    """
     system_id = system_id_from_name(system.name, "system.name")
     paths = _mask_paths(system, mask)
     _check_metadata(system)
+    _check_steering_labels(system, by_operator)
     async with store.connection() as conn, conn.transaction():
         cursor = await conn.execute(_QUERIES["lock_system"], {"system_id": system_id})
         row = await cursor.fetchone()
         if row is None:
             raise _not_registered(system.name)
         updated = _to_message(row)
+        steering = {k: v for k, v in updated.labels.items() if k.startswith(STEERING_LABEL_PREFIX)}
         for path in paths:
             updated.ClearField(path)  # type: ignore[arg-type]
         field_mask_pb2.FieldMask(paths=paths).MergeMessage(
             system, updated, replace_message_field=True, replace_repeated_field=True
         )
+        if not by_operator:
+            updated.labels.update(steering)
         cursor = await conn.execute(_QUERIES["update_system"], _params(system_id, updated))
         row = await cursor.fetchone()
     assert row is not None

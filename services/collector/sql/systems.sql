@@ -14,7 +14,16 @@ ON CONFLICT (system_id) DO UPDATE SET
     os = COALESCE(NULLIF(EXCLUDED.os, ''), systems.os),
     kernel = COALESCE(NULLIF(EXCLUDED.kernel, ''), systems.kernel),
     architecture = COALESCE(NULLIF(EXCLUDED.architecture, ''), systems.architecture),
-    labels = COALESCE(NULLIF(EXCLUDED.labels, '{}'::jsonb), systems.labels),
+    -- No labels keeps the stored ones. A registration by the system's agent keeps the
+    -- labels an operator set to steer the appliers; an operator's replaces every label.
+    labels = CASE WHEN EXCLUDED.labels = '{}'::jsonb THEN systems.labels
+        WHEN %(keep_steering)s
+        THEN EXCLUDED.labels || coalesce(
+            (SELECT jsonb_object_agg(l.key, l.value)
+             FROM jsonb_each(systems.labels) AS l
+             WHERE starts_with(l.key, %(steering_prefix)s)),
+            '{}'::jsonb)
+        ELSE EXCLUDED.labels END,
     updated_at = now()
 RETURNING system_id, hostname, cpu_model, cpu_cores, memory_bytes, disks, os, kernel,
           architecture, labels, created_at, updated_at,

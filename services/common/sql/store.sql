@@ -36,3 +36,6 @@ SELECT set_config('cfgclone.use_timescaledb', %(use)s, false);
 
 -- name: ping
 SELECT 1;
+
+-- name: deployment_key
+SELECT key FROM deployment_keys WHERE name = %(name)s;
