@@ -56,6 +56,7 @@ from cfgclone.common.errors import (
     error_info,
 )
 from cfgclone.orchestrator import adaptation as engine
+from cfgclone.orchestrator.display import plural
 from cfgclone.orchestrator.operations import Progress
 from cfgclone.orchestrator.settings import OrchestratorSettings
 from cfgclone.v1 import collector_service_pb2 as collector_pb
@@ -572,7 +573,8 @@ class CloneWorkflow:
         return _Stop(
             code_pb2.ABORTED,
             "FAILURE_BUDGET_EXCEEDED",
-            f"wave {number}: {failed} of {len(wave)} targets refused, rolled back or failed, "
+            f"wave {number}: {failed} of {plural(len(wave), 'target')} refused, rolled back "
+            "or failed, "
             f"more than the failure budget of {self._options.max_fail_fraction:.0%}; "
             "the rollout stopped",
             by_budget=True,
@@ -837,12 +839,14 @@ class CloneWorkflow:
         if stop is None:
             await self.progress.succeed(clone, _summary(clone))
         elif stop.code == code_pb2.CANCELLED:
-            message = f"cancelled; {len(clone.skipped)} targets not started were left untouched"
+            message = (
+                f"cancelled; {plural(len(clone.skipped), 'target')} not started left untouched"
+            )
             await self.progress.cancel(message, clone)
         else:
             message = stop.message
             if clone.skipped:
-                message += f"; {len(clone.skipped)} targets skipped, untouched"
+                message += f"; {plural(len(clone.skipped), 'target')} skipped, untouched"
             await self.progress.fail(stop.code, stop.reason, message, clone)
 
 
