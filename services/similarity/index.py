@@ -13,6 +13,13 @@ base row, a removal hides it. When the delta and the hidden rows outgrow
 the fleet's medians and spreads are refitted. Rows of the delta are standardised
 with the medians and spreads of the base, so a query compares every system in one
 space.
+
+A base segment of at least `ApproximateSettings.min_systems` systems is searched
+through an approximate index (approximate.py) that proposes a short list, which is
+then re-ranked exactly, so the scores and explanations returned are the exact
+ones; label filters and hidden rows are applied inside that index. Smaller
+fleets, the delta, and label filters that keep fewer rows than the switch-over
+size are scanned exactly.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from .approximate import AllowedRows, ApproximateRows, clear_rows, pack_rows
 from .cohorts import CohortAssignment, Cohorts
 from .errors import InvalidEmbedding, InvalidQuery, UnknownSystem
 from .labels import Labels, check_selector, freeze_labels
 from .layout import GroupLayout
 from .scan import row_scores, top_k
 from .scores import Similarity, check_threshold, explain_pair
-from .settings import SimilaritySettings
+from .settings import ApproximateSettings, SimilaritySettings
 from .space import EmbeddingSpace, as_embedding, fits_float32
 
 __all__ = ["FleetEntry", "FleetSnapshot", "SimilarityIndex"]
@@ -40,6 +48,10 @@ __all__ = ["FleetEntry", "FleetSnapshot", "SimilarityIndex"]
 _NEG_INF = np.float32(-np.inf)
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 _QUERY_NAME = "query"
+# Label selectors whose allowed rows or prepared rows a segment or snapshot keeps at hand.
+_CACHED_SELECTORS = 16
+
+_SelectorKey = tuple[tuple[str, str], ...]
 
 
 class FleetEntry(NamedTuple):
@@ -76,14 +88,22 @@ class _LabelColumn:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Segment:
-    """Immutable rows of some systems: ids, raw embeddings, prepared rows and labels."""
+    """Immutable rows of some systems: ids, raw embeddings, prepared rows and labels.
+
+    A segment of at least `ApproximateSettings.min_systems` rows gets an approximate
+    index instead of its prepared rows (which would double its memory): queries take a
+    short list from the index and prepare only those rows from the raw embeddings.
+    """
 
     ids: tuple[str, ...]
     positions: Mapping[str, int]
     raw: NDArray[np.float32]
-    rows: NDArray[np.float32]
+    rows: NDArray[np.float32] | None
     labels: tuple[Labels, ...]
     columns: Mapping[str, _LabelColumn]
+    approximate: ApproximateRows | None
+    cache: dict[tuple[str, _SelectorKey], Any]
+    """Packed label selections and the prepared rows of selective ones, made on first use."""
 
     @classmethod
     def build(
@@ -93,11 +113,17 @@ class _Segment:
         labels: Sequence[Labels],
         space: EmbeddingSpace,
         mask_max_values: int,
+        approximate: ApproximateSettings | None = None,
     ) -> _Segment:
-        rows = space.prepare(raw)
+        prepared = space.prepare(raw)
         raw = np.ascontiguousarray(raw, dtype=np.float32)
-        for array in (raw, rows):
-            array.flags.writeable = False
+        raw.flags.writeable = False
+        prepared.flags.writeable = False
+        index = None
+        rows: NDArray[np.float32] | None = prepared
+        if approximate is not None and len(ids) >= approximate.min_systems:
+            index = ApproximateRows.build(prepared, approximate)
+            rows = None
         return cls(
             ids=tuple(ids),
             positions=MappingProxyType({system_id: i for i, system_id in enumerate(ids)}),
@@ -105,6 +131,8 @@ class _Segment:
             rows=rows,
             labels=tuple(labels),
             columns=MappingProxyType(_label_columns(labels, mask_max_values)),
+            approximate=index,
+            cache={},
         )
 
     def __len__(self) -> int:
@@ -123,13 +151,52 @@ class _Segment:
             combined = mask if combined is None else combined & mask
         return combined
 
+    def prepared(self, space: EmbeddingSpace) -> NDArray[np.float32]:
+        """Prepared rows of every system of the segment, kept or made now."""
+        return space.prepare(self.raw) if self.rows is None else self.rows
+
+    def packed_selection(self, selector: Labels) -> tuple[NDArray[np.uint8], int]:
+        """Rows matching the selector (every row for an empty one) as a bitmap, and how many."""
+        key = ("bits", _selector_key(selector))
+        found: tuple[NDArray[np.uint8], int] | None = self.cache.get(key)
+        if found is None:
+            mask = self.selection(selector)
+            if mask is None:
+                mask = np.ones(len(self.ids), dtype=np.bool_)
+            found = (pack_rows(mask), int(np.count_nonzero(mask)))
+            self._keep(key, found)
+        return found
+
+    def selected_rows(
+        self, selector: Labels, space: EmbeddingSpace
+    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+        """Positions and prepared rows of the rows a (selective) selector keeps."""
+        key = ("rows", _selector_key(selector))
+        found: tuple[NDArray[np.intp], NDArray[np.float32]] | None = self.cache.get(key)
+        if found is None:
+            mask = self.selection(selector)
+            positions = np.arange(len(self.ids)) if mask is None else np.flatnonzero(mask)
+            found = (positions, space.prepare(self.raw[positions]))
+            self._keep(key, found)
+        return found
+
+    def _keep(self, key: tuple[str, _SelectorKey], value: Any) -> None:
+        if len(self.cache) >= 2 * _CACHED_SELECTORS:
+            self.cache.clear()
+        self.cache[key] = value
+
     @property
     def nbytes(self) -> int:
         return (
             self.raw.nbytes
-            + self.rows.nbytes
+            + (0 if self.rows is None else self.rows.nbytes)
             + sum(column.nbytes for column in self.columns.values())
+            + (0 if self.approximate is None else self.approximate.nbytes)
         )
+
+
+def _selector_key(selector: Labels) -> _SelectorKey:
+    return tuple(sorted(selector.items()))
 
 
 def _label_columns(labels: Sequence[Labels], mask_max_values: int) -> dict[str, _LabelColumn]:
@@ -186,6 +253,7 @@ class FleetSnapshot:
     """The fleet as it was at one moment. Immutable: safe to query from any thread."""
 
     __slots__ = (
+        "_allowed",
         "_base",
         "_cohort_lock",
         "_cohorts",
@@ -218,6 +286,7 @@ class FleetSnapshot:
         self._size = len(base) - len(dead) + len(delta)
         self._cohorts: Cohorts | None = None
         self._cohort_lock = threading.Lock()
+        self._allowed: dict[_SelectorKey, AllowedRows] = {}
 
     @property
     def generation(self) -> int:
@@ -228,6 +297,11 @@ class FleetSnapshot:
     def space(self) -> EmbeddingSpace:
         """The standardisation and weights this snapshot compares in."""
         return self._space
+
+    @property
+    def approximate(self) -> bool:
+        """Whether nearest-system queries take a short list from an approximate index."""
+        return self._base.approximate is not None
 
     def __len__(self) -> int:
         return self._size
@@ -371,8 +445,10 @@ class FleetSnapshot:
         """One matrix-vector product per segment, exact top k of each, merged."""
         query = self._space.prepare(vector[None, :])[0]
         found: list[tuple[float, str, NDArray[np.float32]]] = []
+        if self._base.approximate is not None:
+            found.extend(self._approximate_top(query, k, selector, exclude))
         for segment, hidden in ((self._base, self._dead_rows), (self._delta, _NO_ROWS)):
-            if not segment.ids:
+            if not segment.ids or segment.rows is None:
                 continue
             scores = row_scores(segment.rows, query)
             selected = segment.selection(selector)
@@ -401,16 +477,64 @@ class FleetSnapshot:
         answers.sort(key=lambda answer: (-answer.score, answer.second))
         return answers
 
+    def _approximate_top(
+        self, query: NDArray[np.float32], k: int, selector: Labels, exclude: str | None
+    ) -> Iterator[tuple[float, str, NDArray[np.float32]]]:
+        """Exact top k of the base among a short list from its approximate index.
+
+        The short list is re-ranked on exactly prepared rows. A selector that keeps
+        fewer rows than the switch-over size is answered by an exact scan of those rows
+        instead, since a short list drawn from few allowed rows is where an
+        approximate search loses recall.
+        """
+        base, settings = self._base, self._settings.approximate
+        assert base.approximate is not None
+        allowed = self._allowed_rows(selector)
+        own = None if exclude is None else base.positions.get(exclude)
+        if selector and allowed is not None and allowed.count < settings.min_systems:
+            positions, rows = base.selected_rows(selector, self._space)
+            scores = rows @ query
+            scores[~allowed.allows(positions)] = _NEG_INF
+        else:
+            positions = base.approximate.candidates(query, max(settings.shortlist, k + 1), allowed)
+            if allowed is not None:
+                positions = positions[allowed.allows(positions)]
+            scores = self._space.prepare(base.raw[positions]) @ query
+        if own is not None:
+            scores[positions == own] = _NEG_INF
+        for chosen in top_k(scores, k):
+            position = positions[chosen]
+            yield float(scores[chosen]), base.ids[position], base.raw[position]
+
+    def _allowed_rows(self, selector: Labels) -> AllowedRows | None:
+        """Base rows a query with this selector may return (not hidden, matching); None: all."""
+        if not selector and not self._dead:
+            return None
+        key = _selector_key(selector)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            bits, count = self._base.packed_selection(selector)
+            if self._dead:
+                bits = bits.copy()
+                hidden = self._dead_rows
+                count -= int(((bits[hidden >> 3] >> (hidden & 7)) & 1).sum())
+                clear_rows(bits, hidden)
+            allowed = AllowedRows.of(bits, count)
+            if len(self._allowed) >= _CACHED_SELECTORS:
+                self._allowed.clear()
+            self._allowed[key] = allowed
+        return allowed
+
     def _live(self) -> tuple[list[str], NDArray[np.float32], NDArray[np.float32]]:
         """Ids, prepared rows and raw embeddings of every live system, base first."""
         base, delta = self._base, self._delta
         if not self._dead and not delta.ids:
-            return list(base.ids), base.rows, base.raw
+            return list(base.ids), base.prepared(self._space), base.raw
         keep = np.ones(len(base), dtype=np.bool_)
         keep[self._dead_rows] = False
         kept = np.flatnonzero(keep)
         ids = [base.ids[i] for i in kept] + list(delta.ids)
-        rows = np.concatenate((base.rows[kept], delta.rows))
+        rows = np.concatenate((base.prepared(self._space)[kept], delta.prepared(self._space)))
         raw = np.concatenate((base.raw[kept], delta.raw))
         return ids, rows, raw
 
@@ -645,7 +769,14 @@ class SimilarityIndex:
         self, generation: int, ids: list[str], raw: NDArray[np.float32], labels: list[Labels]
     ) -> FleetSnapshot:
         space = EmbeddingSpace.fit(self._layout, raw, self._settings)
-        base = _Segment.build(ids, raw, labels, space, self._settings.label_mask_max_values)
+        base = _Segment.build(
+            ids,
+            raw,
+            labels,
+            space,
+            self._settings.label_mask_max_values,
+            self._settings.approximate,
+        )
         return FleetSnapshot(
             generation=generation,
             space=space,
