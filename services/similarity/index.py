@@ -24,6 +24,7 @@ size are scanned exactly.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from .settings import ApproximateSettings, SimilaritySettings
 from .space import EmbeddingSpace, as_embedding, fits_float32
 
 __all__ = ["FleetEntry", "FleetSnapshot", "SimilarityIndex"]
+
+logger = logging.getLogger(__name__)
 
 _NEG_INF = np.float32(-np.inf)
 _NO_ROWS = np.zeros(0, dtype=np.intp)
@@ -233,6 +236,31 @@ def _label_columns(labels: Sequence[Labels], mask_max_values: int) -> dict[str, 
 def _empty_segment(space: EmbeddingSpace) -> _Segment:
     raw = np.zeros((0, space.layout.dimension), dtype=np.float32)
     return _Segment.build((), raw, (), space, 0)
+
+
+_Change = tuple[str, tuple[NDArray[np.float32], Labels] | None]
+"""An upsert (system id, raw embedding and labels) or a removal (system id, None)."""
+
+
+def _apply(
+    snapshot: FleetSnapshot, changes: Iterable[_Change]
+) -> tuple[dict[str, tuple[NDArray[np.float32], Labels]], set[int], int]:
+    """The snapshot's delta and hidden base rows after the changes, in order, and how many
+    removals took out a system that was there."""
+    base, delta = snapshot._base, snapshot._delta
+    pending = {system_id: (delta.raw[i], delta.labels[i]) for i, system_id in enumerate(delta.ids)}
+    dead = set(snapshot._dead)
+    hits = 0
+    for system_id, entry in changes:
+        position = base.positions.get(system_id)
+        if entry is None:
+            hits += system_id in pending or (position is not None and position not in dead)
+            pending.pop(system_id, None)
+        else:
+            pending[system_id] = entry
+        if position is not None:
+            dead.add(position)
+    return pending, dead, hits
 
 
 def _check_k(k: int, max_k: int) -> int:
@@ -559,6 +587,12 @@ class SimilarityIndex:
         self._write_lock = threading.Lock()
         empty = np.zeros((0, layout.dimension), dtype=np.float32)
         self._snapshot = self._build(0, [], empty, [])
+        # A merge of a large fleet runs in the background; writes made meanwhile are
+        # journalled here and replayed onto its result. None: no merge running.
+        self._journal: list[_Change] | None = None
+        self._merge_done = threading.Event()
+        self._merge_done.set()
+        self._rebuilds = 0
 
     @property
     def layout(self) -> GroupLayout:
@@ -661,42 +695,90 @@ class SimilarityIndex:
         removals took out a system that was in the index.
         """
         interned: dict[tuple[tuple[str, str], ...], Labels] = {}
-        staged = [self._check_entry(entry, interned) for entry in upserts]
-        removed = [_check_system_id(system_id) for system_id in removals]
+        changes: list[_Change] = [
+            (system_id, (raw, labels))
+            for system_id, raw, labels in (self._check_entry(entry, interned) for entry in upserts)
+        ]
+        changes += [(_check_system_id(system_id), None) for system_id in removals]
         with self._write_lock:
             snapshot = self._snapshot
-            base, delta = snapshot._base, snapshot._delta
-            pending = {
-                system_id: (delta.raw[i], delta.labels[i]) for i, system_id in enumerate(delta.ids)
-            }
-            dead = set(snapshot._dead)
-            for system_id, raw, labels in staged:
-                pending[system_id] = (raw, labels)
-                position = base.positions.get(system_id)
-                if position is not None:
-                    dead.add(position)
-            hits = 0
-            for system_id in removed:
-                hits += system_id in pending or (
-                    system_id in base.positions and base.positions[system_id] not in dead
-                )
-                pending.pop(system_id, None)
-                position = base.positions.get(system_id)
-                if position is not None:
-                    dead.add(position)
+            base = snapshot._base
+            pending, dead, hits = _apply(snapshot, changes)
             generation = snapshot.generation + 1
-            if len(pending) + len(dead) > self._settings.delta_fraction * len(base):
+            if self._journal is not None:
+                self._journal += changes
+            outgrown = len(pending) + len(dead) > self._settings.delta_fraction * len(base)
+            if outgrown and not self._merges_in_background(len(base) + len(pending)):
                 self._snapshot = self._merge(generation, base, dead, pending)
-            else:
-                self._snapshot = FleetSnapshot(
-                    generation=generation,
-                    space=snapshot.space,
-                    settings=self._settings,
-                    base=base,
-                    dead=frozenset(dead),
-                    delta=self._segment(pending, snapshot.space),
-                )
+                return hits
+            self._snapshot = FleetSnapshot(
+                generation=generation,
+                space=snapshot.space,
+                settings=self._settings,
+                base=base,
+                dead=frozenset(dead),
+                delta=self._segment(pending, snapshot.space),
+            )
+            if outgrown and self._journal is None:
+                self._start_merge(self._snapshot, dead, pending)
             return hits
+
+    def wait_for_merge(self, timeout: float | None = None) -> bool:
+        """Waits until no background merge runs; False if one still does after `timeout`."""
+        return self._merge_done.wait(timeout)
+
+    def _merges_in_background(self, size: int) -> bool:
+        """Whether merging a fleet of this size builds an approximate index, which takes
+        long enough (a minute at a million) that writes must not wait for it."""
+        return size >= self._settings.approximate.min_systems
+
+    def _start_merge(
+        self,
+        snapshot: FleetSnapshot,
+        dead: set[int],
+        pending: dict[str, tuple[NDArray[np.float32], Labels]],
+    ) -> None:
+        """Merges in a thread; later writes go to the delta and the journal meanwhile."""
+        self._journal = []
+        self._merge_done.clear()
+        rebuilds = self._rebuilds
+        thread = threading.Thread(
+            target=self._merge_in_background,
+            args=(snapshot._base, set(dead), dict(pending), rebuilds),
+            name="similarity-merge",
+            daemon=True,
+        )
+        thread.start()
+
+    def _merge_in_background(
+        self,
+        base: _Segment,
+        dead: set[int],
+        pending: dict[str, tuple[NDArray[np.float32], Labels]],
+        rebuilds: int,
+    ) -> None:
+        try:
+            merged = self._merge(0, base, dead, pending)
+            with self._write_lock:
+                journal, self._journal = self._journal or [], None
+                if rebuilds != self._rebuilds:  # the fleet was replaced meanwhile
+                    return
+                current = self._snapshot
+                replayed, hidden, _ = _apply(merged, journal)
+                self._snapshot = FleetSnapshot(
+                    generation=current.generation + 1,
+                    space=merged.space,
+                    settings=self._settings,
+                    base=merged._base,
+                    dead=frozenset(hidden),
+                    delta=self._segment(replayed, merged.space),
+                )
+        except Exception:
+            logger.exception("similarity index: background merge failed; the delta stays")
+            with self._write_lock:
+                self._journal = None
+        finally:
+            self._merge_done.set()
 
     # Queries, on the current snapshot.
 
@@ -762,6 +844,7 @@ class SimilarityIndex:
         self, ids: list[str], raw: NDArray[np.float32], labels: list[Labels]
     ) -> None:
         with self._write_lock:
+            self._rebuilds += 1
             generation = self._snapshot.generation + 1
             self._snapshot = self._build(generation, ids, raw, labels)
 

@@ -116,3 +116,38 @@ def test_a_refined_fingerprint_moves_in_the_index() -> None:
     assert mover not in {
         answer.second for answer in index.nearest("f200-0", 20, labels={"role": "db"})
     }
+
+
+def test_refinements_made_while_a_large_fleet_merges_are_kept() -> None:
+    fleet, model = family_fleet(families=FAMILIES, members=MEMBERS, noise=0.05)
+    index = SimilarityIndex(LAYOUT, APPROXIMATE)
+    index.rebuild(fleet.entries())
+    fitted = index.snapshot().space
+    labels = dict(zip(fleet.ids, fleet.labels, strict=True))
+    rng = np.random.default_rng(3)
+    moved: dict[str, tuple[int, np.ndarray]] = {}
+    # A change of 1% of the fleet (33 systems) starts a merge in the background; the
+    # refinements after it land while it runs and must survive it.
+    for n in range(80):
+        system_id = fleet.ids[n * 13]
+        family = (fleet.family_of(system_id) + 1 + n % 7) % FAMILIES
+        embedding = model.member(family, rng)
+        index.upsert(system_id, embedding, labels[system_id])
+        moved[system_id] = (family, embedding)
+        assert np.array_equal(index.snapshot().embedding(system_id), embedding)  # at once
+    index.remove(fleet.ids[1])
+
+    assert index.wait_for_merge(timeout=120)
+    snapshot = index.snapshot()
+    assert snapshot.space is not fitted  # merged: the fleet's statistics were refitted
+    assert snapshot.approximate
+    assert len(snapshot) == len(fleet.ids) - 1
+    assert fleet.ids[1] not in snapshot
+
+    def family_now(system_id: str) -> int:
+        return moved[system_id][0] if system_id in moved else fleet.family_of(system_id)
+
+    for system_id, (family, embedding) in moved.items():
+        assert np.array_equal(snapshot.embedding(system_id), embedding)
+        nearest = snapshot.nearest(system_id, 3)
+        assert {family_now(answer.second) for answer in nearest} == {family}
