@@ -19,7 +19,8 @@ def similarity_settings(options: Mapping[str, str]) -> tuple[SimilaritySettings,
     """Engine settings and the sync interval from ``CFGCLONE_SIMILARITY_*``.
 
     ``CLONE_THRESHOLD`` (default 0.9): clone as is at or above it, adapt below.
-    ``SYNC_INTERVAL_SECONDS`` (default 5): how often new fingerprints reach the index.
+    ``SYNC_INTERVAL_SECONDS`` (default 0.5): how often new fingerprints reach the index, so
+    a refined fingerprint is answered within about a second.
     """
     try:
         settings = SimilaritySettings(
@@ -27,7 +28,7 @@ def similarity_settings(options: Mapping[str, str]) -> tuple[SimilaritySettings,
         )
     except ValueError as error:
         raise SettingsError(f"CFGCLONE_SIMILARITY_CLONE_THRESHOLD: {error}") from error
-    interval = env_float(options, "SYNC_INTERVAL_SECONDS", 5.0)
+    interval = env_float(options, "SYNC_INTERVAL_SECONDS", 0.5)
     if interval <= 0:
         raise SettingsError("CFGCLONE_SIMILARITY_SYNC_INTERVAL_SECONDS must be positive")
     return settings, interval
