@@ -521,7 +521,7 @@ class FleetSnapshot:
         own = None if exclude is None else base.positions.get(exclude)
         if selector and allowed is not None and allowed.count < settings.min_systems:
             positions, rows = base.selected_rows(selector, self._space)
-            scores = rows @ query
+            scores = row_scores(rows, query)
             scores[~allowed.allows(positions)] = _NEG_INF
         else:
             positions = base.approximate.candidates(query, max(settings.shortlist, k + 1), allowed)

@@ -81,10 +81,12 @@ class ApproximateSettings:
     explanation returned is the exact one and only recall is at stake.
     """
 
-    min_systems: int = 50_000
+    min_systems: int = 20_000
     """Switch-over size: a fleet (or the rows a label filter keeps) smaller than this is
-    scanned exactly. Below about this size the exact scan takes about a millisecond, as
-    long as the approximate search, and needs no training."""
+    scanned exactly. Measured CPU per top-10 query, exact scan vs approximate: 0.7 vs
+    1.0 ms at 5k systems, 0.9 vs 0.7 ms at 10k, 2.2 vs 0.9 ms at 20k, 2.8 vs 0.9 ms at
+    40k; below 20k the exact scan costs at most about twice as much, loses nothing and
+    needs no training (2 s at 10k)."""
     lists_per_sqrt: float = 4.0
     """Inverted lists per square root of the fleet size (4000 lists at a million)."""
     probes: int = 48
