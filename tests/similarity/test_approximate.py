@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cfgclone.common.settings import SettingsError
 from cfgclone.similarity import SimilarityIndex, SimilaritySettings
+from cfgclone.similarity.main import similarity_settings
 from cfgclone.similarity.settings import ApproximateSettings
 
 from .fleet import LAYOUT, FamilyModel, SyntheticFleet, family_fleet
@@ -151,3 +153,14 @@ def test_refinements_made_while_a_large_fleet_merges_are_kept() -> None:
         assert np.array_equal(snapshot.embedding(system_id), embedding)
         nearest = snapshot.nearest(system_id, 3)
         assert {family_now(answer.second) for answer in nearest} == {family}
+
+
+def test_the_switch_over_is_a_setting_of_the_service() -> None:
+    settings, _ = similarity_settings(
+        {"APPROXIMATE_MIN_SYSTEMS": "5000", "APPROXIMATE_PROBES": "64"}
+    )
+    assert (settings.approximate.min_systems, settings.approximate.probes) == (5000, 64)
+    assert similarity_settings({})[0].approximate == ApproximateSettings()
+    for options in ({"APPROXIMATE_PROBES": "0"}, {"APPROXIMATE_MIN_SYSTEMS": "many"}):
+        with pytest.raises(SettingsError, match="APPROXIMATE_"):
+            similarity_settings(options)
