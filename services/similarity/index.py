@@ -470,7 +470,8 @@ class FleetSnapshot:
         query_name: str,
         exclude: str | None,
     ) -> list[Similarity]:
-        """One matrix-vector product per segment, exact top k of each, merged."""
+        """Exact top k of each segment, merged: a matrix-vector product over its rows, or
+        for a base with an approximate index, over the short list the index proposes."""
         query = self._space.prepare(vector[None, :])[0]
         found: list[tuple[float, str, NDArray[np.float32]]] = []
         if self._base.approximate is not None:
