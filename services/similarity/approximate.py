@@ -150,7 +150,8 @@ class ApproximateRows:
         params.nprobe = probes
         if allowed is not None:
             params.sel = allowed.selector
-        row = np.pad(query, (0, self._padding))[None, :]
+        row = np.zeros((1, query.shape[0] + self._padding), dtype=np.float32)  # np.pad: 10x slower
+        row[0, : query.shape[0]] = query
         _, found = self._index.search(row, count, params=params)
         positions: NDArray[np.intp] = found[0][found[0] >= 0].astype(np.intp)
         return positions
