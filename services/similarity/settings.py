@@ -89,8 +89,9 @@ class ApproximateSettings:
     needs no training (2 s at 10k)."""
     lists_per_sqrt: float = 4.0
     """Inverted lists per square root of the fleet size (4000 lists at a million)."""
-    probes: int = 48
-    """Lists searched per query; recall rises and speed falls with it."""
+    probes: int = 128
+    """Lists searched per query; recall rises and speed falls with it. Measured recall@10
+    at a million systems (4000 lists): 0.93 with 48, 0.991 with 96, 1.0 with 128."""
     shortlist: int = 100
     """Candidates the approximate search proposes for exact re-ranking; raised to k + 1
     when a query asks for more."""
