@@ -7,6 +7,7 @@ import pytest
 
 from cfgclone.common.samples import MetricSamples
 from cfgclone.predictor.load_profile import busy_rate, load_profile
+from cfgclone.predictor.shadow import WorkloadShape, workload_at
 
 
 def _samples(values: np.ndarray) -> MetricSamples:
@@ -40,3 +41,12 @@ def test_the_profile_holds_the_offered_load_series_only() -> None:
         }
     )
     assert profile == {"postgresql.commits": 42.0}
+
+
+def test_a_recorded_rate_gets_enough_rate_limited_clients_to_reach_it() -> None:
+    default = WorkloadShape(clients=4, threads=2)
+    light = workload_at({"postgresql.commits": 50.0}, default)
+    heavy = workload_at({"postgresql.commits": 2000.0}, default)
+    assert (light.rate_tps, light.clients, light.threads) == (50.0, 4, 2)
+    assert (heavy.rate_tps, heavy.clients) == (2000.0, 40)
+    assert workload_at({}, default) == default

@@ -10,6 +10,7 @@ falls short says so, because its hardware, not the change, may be what limits it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from cfgclone.predictor.shadow.model import KpiSamples, WorkloadShape
@@ -30,6 +31,10 @@ HTTP_OFFERED_LOAD = "http.server.request.rate"
 """Requests per second: the offered load of a web target."""
 OFFERED_LOAD_SERIES = (DB_OFFERED_LOAD, HTTP_OFFERED_LOAD)
 
+_SLOW_TRANSACTION_S = 0.02
+"""Transaction time the clients of a rate-limited workload are provisioned for."""
+_MOST_CLIENTS = 64
+
 RATE_SHORTFALL = 0.10
 """Largest share of the recorded rate a shadow run may fall short by and still count as
 having carried the target's load."""
@@ -38,14 +43,18 @@ having carried the target's load."""
 def workload_at(profile: Mapping[str, float], default: WorkloadShape) -> WorkloadShape:
     """``default`` rate-limited to the recorded rate of the first offered-load series.
 
-    With no recorded offered load the default stands (an unlimited benchmark), and
-    the comparison's evidence says the copy ran at its own pace.
+    A rate-limited client runs one transaction at a time, so there are enough clients
+    for the rate at up to ``_SLOW_TRANSACTION_S`` a transaction (idle ones cost
+    nothing); a shortfall then means the copy is too slow, not the load generator
+    too thin. With no recorded offered load the default stands (an unlimited
+    benchmark), and the comparison's evidence says the copy ran at its own pace.
     """
     for series in OFFERED_LOAD_SERIES:
         rate = profile.get(series)
         if rate is not None and rate > 0:
+            needed = math.ceil(rate * _SLOW_TRANSACTION_S)
             return WorkloadShape(
-                clients=default.clients,
+                clients=max(default.clients, min(needed, _MOST_CLIENTS)),
                 rate_tps=rate,
                 threads=default.threads,
                 script=default.script,
