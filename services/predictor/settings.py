@@ -11,6 +11,8 @@
   script (default 120).
 * ``SHADOW_LOAD_WINDOW_SECONDS``: recent history whose busy period gives the load a
   shadow reproduces (default 86400, a day).
+* ``MAX_SHADOW_RUNS``: shadow runs at once (default 2); PredictImpact beyond it is
+  RESOURCE_EXHAUSTED, a proposed change waits for a slot.
 * ``APPLY_TIMEOUT_SECONDS``: bound of one apply or rollback (default 300).
 * ``APPLY_COMMAND``: the team's tool for configuration kinds without a built-in applier,
   for example ``ansible-playbook site.yml -l {host} -e @{file}``.
@@ -18,6 +20,9 @@
   built-in applier (when ``APPLY_COMMAND`` is unset).
 * ``POSTGRES_DSN_LABEL``: system label holding the libpq connection string that the
   PostgreSQL applier uses (default ``cfgclone.dev/postgres-dsn``).
+* ``HOST_LABEL``: system label holding the host an applier is given as ``{host}``
+  (default ``cfgclone.dev/host``; unset, the system's id). Labels under
+  ``cfgclone.dev/`` may be set only by operators.
 * ``HISTORY_DAYS``: days of samples before a change used as the verification baseline
   (default 7).
 * ``SIMILAR_SYSTEMS``: most similar systems whose history a prediction may borrow
@@ -62,10 +67,12 @@ class PredictorSettings:
     shadow_commands: Mapping[str, str] = field(default_factory=dict)
     shadow_step_timeout: timedelta = timedelta(seconds=120)
     shadow_load_window: timedelta = timedelta(days=1)
+    max_shadow_runs: int = 2
     apply_timeout: timedelta = timedelta(seconds=300)
     apply_command: str | None = None
     ansible_playbook: str | None = None
     postgres_dsn_label: str = "cfgclone.dev/postgres-dsn"
+    host_label: str = "cfgclone.dev/host"
     history: timedelta = timedelta(days=7)
     similar_systems: int = 20
     webhook_url: str | None = None
@@ -81,6 +88,8 @@ class PredictorSettings:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_STEP_TIMEOUT_SECONDS must be positive")
         if self.shadow_load_window.total_seconds() <= 0:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_LOAD_WINDOW_SECONDS must be positive")
+        if self.max_shadow_runs < 1:
+            raise SettingsError("CFGCLONE_PREDICTOR_MAX_SHADOW_RUNS must be at least 1")
         if self.similar_systems < 1:
             raise SettingsError("CFGCLONE_PREDICTOR_SIMILAR_SYSTEMS must be at least 1")
 
@@ -103,10 +112,12 @@ class PredictorSettings:
             shadow_load_window=timedelta(
                 seconds=_number(options, "SHADOW_LOAD_WINDOW_SECONDS", 86400)
             ),
+            max_shadow_runs=int(_number(options, "MAX_SHADOW_RUNS", 2)),
             apply_timeout=timedelta(seconds=_number(options, "APPLY_TIMEOUT_SECONDS", 300)),
             apply_command=options.get("APPLY_COMMAND") or None,
             ansible_playbook=options.get("ANSIBLE_PLAYBOOK") or None,
             postgres_dsn_label=options.get("POSTGRES_DSN_LABEL") or cls.postgres_dsn_label,
+            host_label=options.get("HOST_LABEL") or cls.host_label,
             history=timedelta(days=_number(options, "HISTORY_DAYS", 7)),
             similar_systems=int(_number(options, "SIMILAR_SYSTEMS", 20)),
             webhook_url=options.get("WEBHOOK_URL") or None,

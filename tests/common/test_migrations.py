@@ -10,8 +10,11 @@ from cfgclone.common.store import Store, latest_migration, migrations
 
 EXPECTED_TABLES = {
     "changes",
+    "collector_secrets",
     "configurations",
+    "deployment_keys",
     "fingerprints",
+    "fingerprint_progress",
     "ingested_batches",
     "metrics",
     "operations",

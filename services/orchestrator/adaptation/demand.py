@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cfgclone import vocabulary
+
 from .spec import Floor
 
 __all__ = [
@@ -36,8 +38,8 @@ __all__ = [
 WORKING_SET_SERIES = "cache.working_set"
 """Bytes of data the system's busy period reads repeatedly (a custom series)."""
 CONCURRENCY_PAIRS: tuple[tuple[str, str], ...] = (
-    ("http.server.request.rate", "http.server.request.duration"),
-    ("postgresql.commits", "db.client.operation.duration"),
+    (vocabulary.HTTP_REQUEST_RATE.name, vocabulary.HTTP_REQUEST_DURATION.name),
+    (vocabulary.POSTGRESQL_COMMITS.name, vocabulary.DB_OPERATION_DURATION.name),
 )
 """(offered load per second, its mean duration in seconds) series whose product is the
 number of requests in flight."""

@@ -46,7 +46,7 @@ from cfgclone.predictor.shadow.model import (
 )
 from cfgclone.predictor.shadow.postgres import PostgresShadowProvider, PostgresShadowSettings
 from cfgclone.predictor.shadow.provider import ShadowCopy, ShadowProvider
-from cfgclone.predictor.shadow.report import parse_kpi_report, series_name
+from cfgclone.predictor.shadow.report import parse_kpi_report
 from cfgclone.predictor.shadow.simulated import (
     HARMFUL_CHANGE,
     HARMLESS_CHANGE,
@@ -91,7 +91,6 @@ __all__ = [
     "parse_kpi_report",
     "rate_shortfalls",
     "run_shadow_comparison",
-    "series_name",
     "throwaway_cluster",
     "workload_at",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from cfgclone import vocabulary
 from cfgclone.predictor.shadow.model import KpiSamples, WorkloadShape
 
 __all__ = [
@@ -25,11 +26,12 @@ __all__ = [
     "workload_at",
 ]
 
-DB_OFFERED_LOAD = "postgresql.commits"
+DB_OFFERED_LOAD = vocabulary.POSTGRESQL_COMMITS.name
 """Committed transactions per second: the offered load of a database target."""
-HTTP_OFFERED_LOAD = "http.server.request.rate"
+HTTP_OFFERED_LOAD = vocabulary.HTTP_REQUEST_RATE.name
 """Requests per second: the offered load of a web target."""
-OFFERED_LOAD_SERIES = (DB_OFFERED_LOAD, HTTP_OFFERED_LOAD)
+OFFERED_LOAD_SERIES: tuple[str, ...] = vocabulary.OFFERED_LOAD
+"""The vocabulary's offered-load series, in its order of preference."""
 
 _SLOW_TRANSACTION_S = 0.02
 """Transaction time the clients of a rate-limited workload are provisioned for."""

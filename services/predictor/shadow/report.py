@@ -24,20 +24,13 @@ from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cfgclone import vocabulary
 from cfgclone.predictor.shadow.model import KpiSamples, ShadowFailed
 
-__all__ = ["parse_kpi_report", "series_name"]
+__all__ = ["parse_kpi_report"]
 
 _QUOTED = 200
 """Characters of a refused report quoted in the reason."""
-
-
-def series_name(name: str, labels: Mapping[str, str]) -> str:
-    """``name`` or ``name{a="x",b="y"}`` with the labels in name order."""
-    if not labels:
-        return name
-    inner = ",".join(f'{key}="{labels[key]}"' for key in sorted(labels))
-    return f"{name}{{{inner}}}"
 
 
 def parse_kpi_report(text: str) -> KpiSamples:
@@ -94,7 +87,7 @@ def _from_prometheus(text: str) -> KpiSamples:
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                found.setdefault(series_name(sample.name, sample.labels), []).append(
+                found.setdefault(vocabulary.series(sample.name, sample.labels), []).append(
                     float(sample.value)
                 )
     except ValueError as error:

@@ -164,7 +164,9 @@ class SimulatedSystem:
 
         ``hardware`` (``cpu_cores``, ``memory_bytes``) bounds the parallelism by the
         cores and makes a cache beyond ``MEMORY_FOR_CACHE`` of the memory page;
-        without it the machine is as large as the configuration wants.
+        without it the machine is as large as the configuration wants. The CPU is
+        the share of the machine's cores kept busy, or the cores busy when the
+        machine's cores are unknown.
         """
         factors = self.factors(configuration)
         service_ms = self.service_time_ms * factors.service_time
@@ -185,11 +187,12 @@ class SimulatedSystem:
             throughput = min(load.rate_tps, capacity * _MAX_UTILISATION)
             utilisation = throughput / capacity
             mean_ms = service_ms / (1.0 - utilisation)
+        busy = self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu
         return {
             KPI_THROUGHPUT: throughput,
-            KPI_LATENCY_MEAN: mean_ms,
-            KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN,
-            KPI_CPU: self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu,
+            KPI_LATENCY_MEAN: mean_ms / 1e3,
+            KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN / 1e3,
+            KPI_CPU: busy / cores if cores > 0 else busy,
         }
 
 
