@@ -318,10 +318,22 @@ class Peers:
         request = predictor_pb.GetPolicyRequest(name=name or DEFAULT_POLICY)
         return (await self._call("predictor", self.predictor.GetPolicy, request)).policy
 
-    async def observed_demand(self, system: str, window: timedelta) -> engine.ObservedDemand:
-        """What ``system``'s samples over the last ``window`` show it needs (per minute)."""
+    async def observed_demand(
+        self, source: str, target: str, window: timedelta
+    ) -> engine.ObservedDemand:
+        """What ``source``'s samples over the last ``window`` show a configuration needs,
+        at ``target``'s own offered load when it has one (per-minute buckets)."""
+        pairs = engine.CONCURRENCY_PAIRS
+        names = {engine.WORKING_SET_SERIES, *(n for pair in pairs for n in pair)}
+        return engine.observed_demand(
+            await self._buckets(source, names, window),
+            await self._buckets(target, {rate for rate, _ in pairs}, window),
+        )
+
+    async def _buckets(
+        self, system: str, names: set[str], window: timedelta
+    ) -> dict[str, engine.demand.Buckets]:
         end = datetime.now(UTC)
-        names = {engine.WORKING_SET_SERIES, *(n for p in engine.CONCURRENCY_PAIRS for n in p)}
         buckets: dict[str, engine.demand.Buckets] = {}
         for name in sorted(names):
             request = collector_pb.QueryDownsampledRequest(system=system, metric=name)
@@ -336,7 +348,7 @@ class Peers:
                 continue  # a metric the system does not report shows nothing
             if reply.bucket_start_unix_ns:
                 buckets[name] = (list(reply.bucket_start_unix_ns), list(reply.avg))
-        return engine.observed_demand(buckets)
+        return buckets
 
     async def change(self, name: str) -> common_pb2.Change:
         request = predictor_pb.GetChangeRequest(name=name)
@@ -717,7 +729,9 @@ class CloneWorkflow:
         self, source: Source, target: common_pb2.System, result: common_pb2.CloneTargetResult
     ) -> common_pb2.Configuration:
         configuration = source.configuration
-        demand = await self.peers.observed_demand(source.system.name, self.settings.demand_window)
+        demand = await self.peers.observed_demand(
+            source.system.name, target.name, self.settings.demand_window
+        )
         adaptation = AdaptationInput(configuration, source.system, target, demand)
         candidates = list(await self.adapter.candidates(adaptation))
         if not candidates:

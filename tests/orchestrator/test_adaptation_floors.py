@@ -76,20 +76,26 @@ def test_a_floor_on_a_text_parameter_is_a_schema_problem() -> None:
 def test_the_demand_is_read_from_the_sources_busy_period() -> None:
     minutes = np.arange(0, 600 * 60 * 10**9, 60 * 10**9, dtype=np.int64)
     rate = np.where(np.arange(minutes.size) % 10 == 0, 500.0, 100.0)  # busy one minute in ten
-    duration = np.full(minutes.size, 0.02)
+    # 20 ms a request when quiet, queueing up to 60 ms when busy.
+    duration = np.where(rate > 100.0, 0.06, 0.02)
     working_set = np.linspace(500, 1000, minutes.size) * MiB
-    demand = observed_demand(
-        {
-            "http.server.request.rate": (minutes.tolist(), rate.tolist()),
-            "http.server.request.duration": (minutes.tolist(), duration.tolist()),
-            "cache.working_set": (minutes.tolist(), working_set.tolist()),
-        }
-    )
-    assert demand.concurrency == pytest.approx(10.0)  # 500/s x 20 ms when busy
+    source = {
+        "http.server.request.rate": (minutes.tolist(), rate.tolist()),
+        "http.server.request.duration": (minutes.tolist(), duration.tolist()),
+        "cache.working_set": (minutes.tolist(), working_set.tolist()),
+    }
+    demand = observed_demand(source)
+    # 500/s x 20 ms: ten requests worked on at once; the queueing is not a need.
+    assert demand.concurrency == pytest.approx(10.0)
     assert demand.working_set_bytes == pytest.approx(975 * MiB, rel=0.01)
-    assert "http.server.request.rate x http.server.request.duration" in demand.describe(
+    assert "the source's busy load (http.server.request.rate, p95) 500/s" in demand.describe(
         Floor.CONCURRENCY
     )
+    # A target with a recorded load of its own needs workers for that load.
+    quieter = {"http.server.request.rate": (minutes.tolist(), (rate / 4).tolist())}
+    at_target = observed_demand(source, quieter)
+    assert at_target.concurrency == pytest.approx(2.5)
+    assert "the target's busy load" in at_target.describe(Floor.CONCURRENCY)
 
 
 def test_no_data_means_no_floor() -> None:

@@ -92,7 +92,7 @@ def test_the_best_predicted_candidate_wins_by_verdict_then_by_benefit() -> None:
     neutral_slower = _prediction(common_pb2.VERDICT_NEUTRAL, 0.02)
     neutral_faster = _prediction(common_pb2.VERDICT_NEUTRAL, -0.04)
     positive = _prediction(common_pb2.VERDICT_POSITIVE, -0.2)
-    policy = PolicyKpis((("*response_time*", common_pb2.KPI_DIRECTION_LOWER_IS_BETTER),))
+    policy = PolicyKpis((("*.duration", common_pb2.KPI_DIRECTION_LOWER_IS_BETTER),))
     assert best_prediction([negative, neutral_slower, neutral_faster], policy) == 2
     assert best_prediction([neutral_faster, positive], policy) == 1
     # A tie goes to the engine's preferred (first) candidate.

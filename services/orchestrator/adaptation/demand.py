@@ -11,14 +11,15 @@ own value: the floor only stops a shrink), and says so.
   instance, the buffers ``pg_buffercache`` shows used more than once, times 8 kB),
   its 95th percentile over the window;
 * **concurrency**: Little's law on the vocabulary's offered load and its duration
-  (``http.server.request.rate`` x ``http.server.request.duration``, or
-  ``postgresql.commits`` x ``db.client.operation.duration``), per minute, its 95th
-  percentile: the requests in flight when the source is busy.
+  (``http.server.request.rate`` and ``http.server.request.duration``, or
+  ``postgresql.commits`` and ``db.client.operation.duration``): the busy offered load
+  (95th percentile per minute) of the target, or of the source when the target has
+  none, times the source's request time when nothing queues (5th percentile): the
+  requests being worked on at once, which fewer workers cannot serve.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,9 @@ CONCURRENCY_PAIRS: tuple[tuple[str, str], ...] = (
 number of requests in flight."""
 DEMAND_QUANTILE = 0.95
 """Quantile of the window's per-bucket demand the floor takes: the busy period."""
+UNQUEUED_QUANTILE = 0.05
+"""Quantile of the per-bucket request duration taken as the time of one request when
+nothing queues (the light-load end)."""
 
 Buckets = tuple[Sequence[int], Sequence[float]]
 """Bucket start times (Unix ns) and the bucket means of one series."""
@@ -70,11 +74,19 @@ class ObservedDemand:
         return (self.evidence or {}).get(floor.value, floor.value.replace("_", " "))
 
 
-def observed_demand(buckets: Mapping[str, Buckets]) -> ObservedDemand:
-    """The demand in per-minute (or any fixed) buckets of the source's series."""
+def observed_demand(
+    source: Mapping[str, Buckets], target: Mapping[str, Buckets] | None = None
+) -> ObservedDemand:
+    """The demand shown by per-minute (or any fixed) buckets of the source's series.
+
+    The workers needed are the target's busy offered load (the source's when the
+    target has recorded none: it takes the source's role) times the time one request
+    takes on the source when nothing queues (its light-load duration, the 5th
+    percentile of the buckets): the workers busy at once, by Little's law.
+    """
     evidence: dict[str, str] = {}
     working_set = None
-    found = buckets.get(WORKING_SET_SERIES)
+    found = source.get(WORKING_SET_SERIES)
     if found is not None and len(found[1]):
         working_set = float(np.quantile(np.asarray(found[1], dtype=np.float64), DEMAND_QUANTILE))
         evidence[Floor.WORKING_SET.value] = (
@@ -82,28 +94,24 @@ def observed_demand(buckets: Mapping[str, Buckets]) -> ObservedDemand:
         )
     concurrency = None
     for rate_series, duration_series in CONCURRENCY_PAIRS:
-        in_flight = _little(buckets.get(rate_series), buckets.get(duration_series))
-        if in_flight is None:
+        request_time = _quantile(source.get(duration_series), UNQUEUED_QUANTILE)
+        own = _quantile((target or {}).get(rate_series), DEMAND_QUANTILE)
+        whose = "the target's" if own is not None else "the source's"
+        rate = own if own is not None else _quantile(source.get(rate_series), DEMAND_QUANTILE)
+        if request_time is None or rate is None:
             continue
-        concurrency = in_flight
+        concurrency = rate * request_time
         evidence[Floor.CONCURRENCY.value] = (
-            f"the source's busy-period concurrency ({rate_series} x {duration_series}, p95) "
-            f"{in_flight:.3g} in flight"
+            f"{whose} busy load ({rate_series}, p95) {rate:.4g}/s x the source's unqueued "
+            f"{duration_series} {request_time * 1e3:.3g} ms = {concurrency:.3g} busy at once"
         )
         break
     return ObservedDemand(working_set, concurrency, evidence)
 
 
-def _little(rate: Buckets | None, duration: Buckets | None) -> float | None:
-    """The 95th percentile of rate x duration over the buckets both series have."""
-    if rate is None or duration is None:
+def _quantile(buckets: Buckets | None, q: float) -> float | None:
+    if buckets is None:
         return None
-    durations = dict(zip(duration[0], duration[1], strict=True))
-    products = [
-        r * durations[t]
-        for t, r in zip(rate[0], rate[1], strict=True)
-        if t in durations and math.isfinite(r * durations[t])
-    ]
-    if not products:
-        return None
-    return float(np.quantile(np.asarray(products, dtype=np.float64), DEMAND_QUANTILE))
+    values = np.asarray(buckets[1], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.quantile(values, q)) if values.size else None
