@@ -57,6 +57,10 @@ async def _abort(context: Any, error: CfgcloneError) -> None:
 
 
 def _size(message: Any) -> int:
+    """Serialised size: the bytes themselves when the handler parses its own requests
+    (:mod:`cfgclone.common.validation`), else the message's size."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        return len(message)
     return int(message.ByteSize())
 
 
