@@ -144,3 +144,7 @@ WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
 -- name: fingerprinted_versions
 SELECT DISTINCT configuration_version FROM fingerprints
 WHERE system_id = %(system)s AND configuration_version IS NOT NULL;
+
+-- name: system_hardware
+-- What the collector recorded of a system's machine; 0 where it is unknown.
+SELECT cpu_cores, memory_bytes FROM systems WHERE id = %(system)s;
