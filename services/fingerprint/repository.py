@@ -221,6 +221,17 @@ async def newest_on(
     return common_pb2.Fingerprint.FromString(bytes(row[0])) if row else None
 
 
+async def kept_load_scale(
+    conn: Connection, system: SystemRecord, load_metric: str
+) -> LoadScale | None:
+    """The system's kept scale on ``load_metric``, if a fingerprint on it was stored."""
+    cursor = await conn.execute(
+        _QUERIES["load_scale"], {"system": system.key, "load_metric": load_metric}
+    )
+    row = await cursor.fetchone()
+    return LoadScale(float(row[0]), float(row[1]), int(row[2])) if row else None
+
+
 async def load_scale(
     conn: Connection, system: SystemRecord, load_metric: str, proposed: LoadScale
 ) -> LoadScale:
@@ -236,10 +247,9 @@ async def load_scale(
             "regime_count": proposed.regime_count,
         },
     )
-    cursor = await conn.execute(_QUERIES["load_scale"], values)
-    row = await cursor.fetchone()
-    assert row is not None  # kept just now, or before
-    return LoadScale(float(row[0]), float(row[1]), int(row[2]))
+    kept = await kept_load_scale(conn, system, load_metric)
+    assert kept is not None  # kept just now, or before
+    return kept
 
 
 async def without_fingerprint(conn: Connection) -> list[str]:

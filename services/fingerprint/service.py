@@ -103,11 +103,14 @@ async def _system_scale(
 ) -> LoadScale:
     """The system's load scale on ``load_metric``, so that all its fingerprints compare
     regime by regime: kept since its first fingerprint, else that of a fingerprint from
-    before scales were kept, else one spanning ``loads``."""
+    before scales were kept, else one spanning ``loads`` (kept once a fingerprint on it
+    is stored, see :func:`_keep_scale`)."""
     async with store.connection() as conn:
+        kept = await repository.kept_load_scale(conn, system, load_metric)
+        if kept is not None:
+            return kept
         newest = await repository.newest_on(conn, system, load_metric)
-        proposed = scale_of(newest) if newest is not None else LoadScale.spanning(loads.values)
-        return await repository.load_scale(conn, system, load_metric, proposed)
+    return scale_of(newest) if newest is not None else LoadScale.spanning(loads.values)
 
 
 def _refuse_empty_window(request: BuildRequest, start: datetime, end: datetime) -> None:
@@ -158,20 +161,25 @@ async def build(
         load_metric = resolve_load_metric(
             series, request.load_metric or system.load_metric, settings.load_metrics
         )
-        fingerprint = build_fingerprint(
-            series,
-            load_metric=load_metric,
-            scale=await _system_scale(store, system, load_metric, series[load_metric]),
-            system=system.profile,
-            align_ns=settings.align_ns,
-            min_regime_count=settings.min_regime_count,
-        )
-    version = config.version if config else None
-    configuration = f"{system.name}/configurations/{version}" if version else ""
-    message = _message(fingerprint, configuration, settings, start, end)
-    async with store.connection() as conn:
-        stored = await repository.insert(conn, system, version, start, end, message)
-    return stored.message
+        scale = await _system_scale(store, system, load_metric, series[load_metric])
+        while True:
+            fingerprint = build_fingerprint(
+                series,
+                load_metric=load_metric,
+                scale=scale,
+                system=system.profile,
+                align_ns=settings.align_ns,
+                min_regime_count=settings.min_regime_count,
+            )
+            async with store.transaction() as conn:
+                kept = await repository.load_scale(conn, system, load_metric, scale)
+                if kept.same_as(scale):
+                    version = config.version if config else None
+                    configuration = f"{system.name}/configurations/{version}" if version else ""
+                    message = _message(fingerprint, configuration, settings, start, end)
+                    stored = await repository.insert(conn, system, version, start, end, message)
+                    return stored.message
+            scale = kept  # another build kept its scale first: build on that one
 
 
 async def refine(

@@ -52,7 +52,6 @@ from cfgclone.common.settings import (
 )
 from cfgclone.common.usage import OneLineParser, usage_error
 from cfgclone.orchestrator import context, display, suite
-from cfgclone.orchestrator.overrides import unknown_parameters
 from cfgclone.orchestrator.progress import Progress
 from cfgclone.orchestrator.report_command import add_report_command
 from cfgclone.v1 import (
@@ -863,6 +862,10 @@ def _check_overrides(current: common_pb2.Configuration, args: argparse.Namespace
     from cfgclone.orchestrator.adaptation import schema_for, schema_from_proto
 
     schema = schema_for(current.kind, schema_from_proto(current.kind, current.schema).parameters)
+    # Imported here: the adaptation package needs numpy, which the agent's image (whose
+    # `cfgclone agent` loads this module) leaves out.
+    from cfgclone.orchestrator.overrides import unknown_parameters
+
     unknown = unknown_parameters(schema, current.content.keys(), [k for k, _ in args.overrides])
     if not unknown:
         return True

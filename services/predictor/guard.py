@@ -310,9 +310,12 @@ class Guard:
             results, reading, mode=S.PREDICTION_MODE_UNSPECIFIED, policy_name=policy.message.name
         )
         body = verification.SerializeToString()
-        # The policy's action for the verdict, exactly as before the change was applied:
-        # NEGATIVE rolls back; INCONCLUSIVE and NODATA do what the policy says.
+        # No data after the change: the policy's no-data action, as in prediction. An
+        # undecided verdict the policy would hold rolls back: a running change that could
+        # not be shown harmless is not left waiting on a guess.
         action = _action(policy, reading.verdict)
+        if action is PolicyAction.HOLD and reading.verdict is not Verdict.NODATA:
+            action = PolicyAction.REJECT
         if action is PolicyAction.PROCEED:
             why = f"verified live: {reading.explanation}"
             await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, why, None, body))

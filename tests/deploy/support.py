@@ -120,9 +120,25 @@ def settings_variables() -> frozenset[str]:
     """Every ``CFGCLONE_*`` variable the settings module's docstring documents, and those
     the agent's configuration reads (``agent_config.ENVIRONMENT``)."""
     assert settings.__doc__ is not None
-    names: set[str] = set(agent_config.ENVIRONMENT)
+    names: set[str] = set(agent_config.ENVIRONMENT) | service_option_variables()
     for token in re.findall(r"CFGCLONE_[A-Z0-9_{},]*[A-Z0-9}]", settings.__doc__):
         names.update(_expand_braces(token))
+    return frozenset(names)
+
+
+_OPTION_READ = re.compile(
+    r"(?:\benv_\w+\(\s*options,\s*|options\.get\(\s*|_number\(\s*options,\s*)"
+    r'"([A-Z][A-Z0-9_]*)"'
+)
+
+
+def service_option_variables() -> frozenset[str]:
+    """``CFGCLONE_<SERVICE>_<OPTION>`` for every option a service reads from its prefix."""
+    names = set()
+    for service in SERVICES:
+        for source in (REPO / "services" / service).rglob("*.py"):
+            for option in _OPTION_READ.findall(source.read_text(encoding="utf-8")):
+                names.add(f"CFGCLONE_{service.upper()}_{option}")
     return frozenset(names)
 
 
