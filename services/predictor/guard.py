@@ -35,7 +35,7 @@ from cfgclone.predictor.codec import (
     prediction_message,
     verdict_of,
 )
-from cfgclone.predictor.history import ModelCache, VersionFingerprinter, import_examples
+from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
 from cfgclone.predictor.policy import PolicyAction
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
@@ -100,8 +100,7 @@ class Guard:
         self.counters = counters or OutcomeCounters()
         self.webhook = webhook or Webhook(settings.webhook_url)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._imports: set[asyncio.Task[int]] = set()
-        self._fingerprinter = fingerprinter
+        self.imports = HistoryImports(store, fingerprinter)
 
     # -- entry points --------------------------------------------------------------
 
@@ -170,20 +169,13 @@ class Guard:
         fresh = await self._row(change_id)
         await self._roll_back(fresh, S.ROLLBACK_REASON_ABORTED, why, None)
 
-    def import_history(self, system_id: str) -> None:
-        """Build training examples from a system's imported versions, in the background."""
-        task = asyncio.create_task(
-            import_examples(self._store, system_id, fingerprinter=self._fingerprinter)
-        )
-        self._imports.add(task)
-        task.add_done_callback(self._imports.discard)
-
     async def close(self) -> None:
         """Stop driving changes (they resume at the next start)."""
-        tasks = [*self._tasks.values(), *self._imports]
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.imports.close()
 
     # -- the state machine ---------------------------------------------------------
 

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
 
+from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
+from cfgclone.fingerprint import repository as fingerprint_repository
 from cfgclone.fingerprint.build import SampleSeries, build_fingerprint
 from cfgclone.fingerprint.embedding import embed
 from cfgclone.fingerprint.errors import FingerprintError
+from cfgclone.fingerprint.model import SystemProfile
 from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
@@ -33,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Cached:
-    version: tuple[int, int]
+    version: tuple[int, int, float]
     embedding: tuple[float, ...]
     similarity: tuple[tuple[str, float], ...]
     model: HistoryModel
@@ -106,6 +109,41 @@ VersionFingerprinter = Callable[[str, str, datetime, datetime], Awaitable[None]]
 window; the predictor passes one that calls BuildFingerprint."""
 
 
+@dataclass(frozen=True)
+class PastChange:
+    """One change in a system's applied history and the windows that measure it.
+
+    ``before`` runs from the earlier version's apply time to this one's; ``after`` from
+    this one's to the next version's, or is open (``end`` None) while it still runs.
+    """
+
+    from_version: int
+    to_version: int
+    before: Content
+    after: Content
+    start: datetime
+    applied: datetime
+    end: datetime | None
+
+
+def past_changes(versions: Sequence[tuple[int, Content, datetime]]) -> list[PastChange]:
+    """The changes between consecutive applied versions, in apply-time order.
+
+    The order is the apply times', not the version numbers': history imported newest
+    first, or a version imported late into the middle, gives the same changes.
+    """
+    ordered = sorted(versions, key=lambda v: (v[2], v[0]))
+    changes = []
+    for index in range(1, len(ordered)):
+        before_version, before, start = ordered[index - 1]
+        after_version, after, applied = ordered[index]
+        end = ordered[index + 1][2] if index + 1 < len(ordered) else None
+        changes.append(
+            PastChange(before_version, after_version, before, after, start, applied, end)
+        )
+    return changes
+
+
 async def import_examples(
     store: Store,
     system_id: str,
@@ -116,42 +154,144 @@ async def import_examples(
 
     Each pair of consecutive applied versions is one past change: the fingerprints of
     the stretch before and after it are compared at the load regimes both saw, so a
-    busier afternoon is not blamed on the change. With ``fingerprinter``, each past
-    version's stretch also gets its stored fingerprint (the baseline of that version).
-    Returns the examples stored.
+    busier afternoon is not blamed on the change. The "after" stretch ends where the next
+    version begins. An example is measured again when its windows moved (a version was
+    added after or between) or their sample counts changed (samples arrived late), and
+    an example whose versions are no longer consecutive is dropped, so the examples are
+    the same whatever order versions and samples were imported in. With
+    ``fingerprinter``, each closed version's stretch also gets its stored fingerprint.
+    Returns the imported examples the system has afterwards.
     """
     async with store.connection() as conn:
         system = await repository.system(conn, system_id)
         versions = await repository.applied_versions(conn, system)
-    stored = 0
-    now = datetime.now(UTC)
+        changes = past_changes(versions)
+        bounds = sorted(applied for _, _, applied in versions)
+        counts = await repository.window_counts(conn, system, bounds)
+        known = await repository.imported_examples(conn, system)
+        profile = (await fingerprint_repository.system(conn, system_id)).profile
     if fingerprinter is not None:
         await _fingerprint_closed_versions(store, system, versions, fingerprinter)
-    for index in range(1, len(versions)):
-        before_version, before, start = versions[index - 1]
-        after_version, after, applied = versions[index]
-        end = versions[index + 1][2] if index + 1 < len(versions) else now
-        example = await _example(store, system, (start, applied, end), min_regime_count)
-        if example is None:
-            continue
-        embedding, observed = example
+    samples_from = dict(zip(bounds, counts, strict=True))
+    kept = 0
+    wanted = {(c.from_version, c.to_version) for c in changes}
+    for pair in set(known) - wanted:
         async with store.transaction() as conn:
+            await repository.delete_imported_example(conn, system, pair)
+    for change in changes:
+        windows = repository.MeasuredWindows(
+            change.start,
+            change.applied,
+            change.end,
+            samples_from.get(change.start, 0),
+            samples_from.get(change.applied, 0),
+        )
+        pair = (change.from_version, change.to_version)
+        if pair in known and known[pair] == windows:
+            kept += 1
+            continue
+        example = await _example(store, system, change, profile, min_regime_count)
+        async with store.transaction() as conn:
+            if example is None:
+                if pair in known:
+                    await repository.delete_imported_example(conn, system, pair)
+                continue
+            embedding, observed = example
             await repository.insert_example(
                 conn,
                 repository.NewExample(
                     system=system,
-                    from_version=before_version,
-                    to_version=after_version,
+                    from_version=change.from_version,
+                    to_version=change.to_version,
                     change_id=None,
                     embedding=embedding,
-                    before=before,
-                    after=after,
+                    before=change.before,
+                    after=change.after,
                     observed=observed,
                     origin="import",
+                    windows=windows,
                 ),
             )
-        stored += 1
-    return stored
+        kept += 1
+    return kept
+
+
+class HistoryImports:
+    """Imports of systems' history, one at a time per system, in the background.
+
+    A request while the system's import runs is remembered and runs once after it, so
+    a burst of imported versions costs one or two imports, not one each. Requests and
+    completions are stored, so any replica can tell which imports are pending.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        fingerprinter: VersionFingerprinter | None = None,
+        on_imported: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._fingerprinter = fingerprinter
+        self._on_imported = on_imported
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    async def request(self, system_id: str) -> None:
+        """Import ``system_id``'s history soon; returns once the request is recorded."""
+        async with self._store.transaction() as conn:
+            system = await repository.system(conn, system_id)
+            await repository.request_import(conn, system)
+        self._start(system_id)
+
+    def _start(self, system_id: str) -> None:
+        if system_id in self._running:
+            self._again.add(system_id)
+            return
+        task = asyncio.create_task(self._run(system_id), name=f"import-{system_id}")
+        self._running[system_id] = task
+        task.add_done_callback(lambda _: self._done(system_id))
+
+    def _done(self, system_id: str) -> None:
+        self._running.pop(system_id, None)
+        if system_id in self._again:
+            self._again.discard(system_id)
+            self._start(system_id)
+
+    async def _run(self, system_id: str) -> None:
+        started = datetime.now(UTC)
+        try:
+            examples = await import_examples(
+                self._store, system_id, fingerprinter=self._fingerprinter
+            )
+            async with self._store.transaction() as conn:
+                system = await repository.system(conn, system_id)
+                await repository.finish_import(conn, system, started, examples)
+        except (CfgcloneError, OSError) as error:
+            logger.warning("history of %s not imported: %s", system_id, error)
+            return
+        if self._on_imported is not None:
+            self._on_imported(system_id)
+
+    async def sweep(self) -> int:
+        """Look again at every system with history (late samples change examples);
+        returns the imports started."""
+        async with self._store.connection() as conn:
+            systems = await repository.systems_with_history(conn)
+        for system_id in systems:
+            self._start(system_id)
+        return len(systems)
+
+    async def wait(self) -> None:
+        """Until no import runs or is waiting to run."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        self._again.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _fingerprint_closed_versions(
@@ -166,7 +306,8 @@ async def _fingerprint_closed_versions(
     """
     async with store.connection() as conn:
         done = await repository.fingerprinted_versions(conn, system)
-    for (version, _, applied), (_, _, ended) in pairwise(versions):
+    ordered = sorted(versions, key=lambda v: (v[2], v[0]))
+    for (version, _, applied), (_, _, ended) in pairwise(ordered):
         if version not in done:
             name = f"{system.name}/configurations/{version}"
             await fingerprinter(system.name, name, applied, ended)
@@ -175,18 +316,23 @@ async def _fingerprint_closed_versions(
 async def _example(
     store: Store,
     system: repository.SystemRow,
-    bounds: tuple[datetime, datetime, datetime],
+    change: PastChange,
+    profile: SystemProfile,
     min_regime_count: float,
 ) -> tuple[tuple[float, ...], dict[str, float]] | None:
-    start, applied, end = bounds
+    end = change.end or datetime.now(UTC)
     async with store.connection() as conn:
-        earlier = await read_samples(conn, system.system_id, start, applied)
-        later = await read_samples(conn, system.system_id, applied, end)
+        earlier = await read_samples(conn, system.system_id, change.start, change.applied)
+        later = await read_samples(conn, system.system_id, change.applied, end)
     try:
-        first = build_fingerprint(_series(earlier), min_regime_count=min_regime_count)
-        second = build_fingerprint(_series(later), min_regime_count=min_regime_count)
+        first = build_fingerprint(
+            _series(earlier), system=profile, min_regime_count=min_regime_count
+        )
+        second = build_fingerprint(
+            _series(later), system=profile, min_regime_count=min_regime_count
+        )
     except FingerprintError as error:
-        logger.info("no example for %s at %s: %s", system.name, applied, error)
+        logger.info("no example for %s at %s: %s", system.name, change.applied, error)
         return None
     observed = {d.kpi: d.relative_change for d in compare(first, second) if d.kpi}
     if not observed:

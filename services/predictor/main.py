@@ -19,7 +19,7 @@ from cfgclone.predictor.appliers import SimulatedApplier
 from cfgclone.predictor.appliers_registry import Appliers
 from cfgclone.predictor.configurations import load_policy
 from cfgclone.predictor.guard import Guard
-from cfgclone.predictor.history import ModelCache, VersionFingerprinter
+from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
 from cfgclone.predictor.servicer import PredictorServicer
@@ -90,11 +90,15 @@ def default_shadow_providers() -> dict[str, ShadowProvider]:
     return {"postgresql": PostgresShadowProvider(), "simulated": SimulatedShadowProvider()}
 
 
-def retrain_loop(models: ModelCache, settings: PredictorSettings) -> Loop:
+def retrain_loop(models: ModelCache, imports: HistoryImports, settings: PredictorSettings) -> Loop:
+    """Every ``retrain_interval``: look again at imported history (late samples change
+    examples), then retrain the models in use whose examples changed."""
+
     async def loop() -> None:
         while True:
             await asyncio.sleep(settings.retrain_interval.total_seconds())
             try:
+                await imports.sweep()
                 retrained = await models.refresh()
             except CfgcloneError as error:
                 logger.warning("retraining skipped: %s", error.message)
@@ -165,7 +169,7 @@ def predictor_service(
         guard.counters.serve(own.metrics_port)
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
-        background.append(retrain_loop(models, own))
+        background.append(retrain_loop(models, guard.imports, own))
     definition = ServiceDefinition(
         SERVICE_NAME,
         PredictorServicer(store, predictor, guard),

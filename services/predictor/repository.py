@@ -460,6 +460,19 @@ async def latest_embedding(conn: Connection, system: SystemRow) -> tuple[float, 
 
 
 @dataclass(frozen=True)
+class MeasuredWindows:
+    """Where an imported example was measured: before ``[start, applied)``, after
+    ``[applied, end)`` (``end`` None while the version still runs), and the samples each
+    window held, so a later version or late samples show that it must be measured again."""
+
+    start: datetime
+    applied: datetime
+    end: datetime | None
+    before_samples: int
+    after_samples: int
+
+
+@dataclass(frozen=True)
 class NewExample:
     system: SystemRow
     from_version: int
@@ -470,10 +483,16 @@ class NewExample:
     after: Content
     observed: Mapping[str, float]
     origin: str
+    windows: MeasuredWindows | None = None
 
 
 async def insert_example(conn: Connection, new: NewExample) -> None:
-    """Store a training example; a second one for the same versions is ignored."""
+    """Store a training example.
+
+    An imported example replaces the imported one of the same versions (it was measured
+    again); nothing replaces a verified outcome.
+    """
+    windows = new.windows
     await conn.execute(
         Q["insert_example"],
         {
@@ -486,8 +505,74 @@ async def insert_example(conn: Connection, new: NewExample) -> None:
             "after": Jsonb(new.after),
             "observed": Jsonb(dict(new.observed)),
             "origin": new.origin,
+            "window_start": windows.start if windows else None,
+            "applied_at": windows.applied if windows else None,
+            "window_end": windows.end if windows else None,
+            "before_samples": windows.before_samples if windows else None,
+            "after_samples": windows.after_samples if windows else None,
         },
     )
+
+
+async def imported_examples(
+    conn: Connection, system: SystemRow
+) -> dict[tuple[int, int], MeasuredWindows | None]:
+    """The system's imported examples by (from, to) version, with where they were measured."""
+    cursor = await conn.execute(Q["imported_examples"], {"system": system.key})
+    found: dict[tuple[int, int], MeasuredWindows | None] = {}
+    for first, second, start, applied, end, before_n, after_n in await cursor.fetchall():
+        measured = (
+            MeasuredWindows(start, applied, end, int(before_n), int(after_n))
+            if start is not None and applied is not None
+            else None
+        )
+        found[(int(first), int(second))] = measured
+    return found
+
+
+async def delete_imported_example(
+    conn: Connection, system: SystemRow, pair: tuple[int, int]
+) -> None:
+    """Forget an imported example whose versions are no longer consecutive or measurable."""
+    await conn.execute(
+        Q["delete_imported_example"],
+        {"system": system.key, "from_version": pair[0], "to_version": pair[1]},
+    )
+
+
+async def window_counts(
+    conn: Connection, system: SystemRow, bounds: Sequence[datetime]
+) -> list[int]:
+    """Samples of the system in each window between consecutive ``bounds`` (sorted), the
+    last window open-ended: ``len(bounds)`` counts."""
+    if not bounds:
+        return []
+    cursor = await conn.execute(
+        Q["window_counts"], {"system": system.key, "bounds": list(bounds), "first": bounds[0]}
+    )
+    counts = [0] * len(bounds)
+    for bucket, count in await cursor.fetchall():
+        if 1 <= int(bucket) <= len(bounds):
+            counts[int(bucket) - 1] = int(count)
+    return counts
+
+
+async def request_import(conn: Connection, system: SystemRow) -> None:
+    await conn.execute(Q["request_import"], {"system": system.key})
+
+
+async def finish_import(
+    conn: Connection, system: SystemRow, started: datetime, examples: int
+) -> None:
+    await conn.execute(
+        Q["finish_import"], {"system": system.key, "started": started, "examples": examples}
+    )
+
+
+async def systems_with_history(conn: Connection) -> list[str]:
+    """Systems with at least two applied versions: those imported history can teach."""
+    cursor = await conn.execute(Q["systems_with_history"])
+    return [str(row[0]) for row in await cursor.fetchall()]
 
 
 async def examples(conn: Connection) -> list[tuple[Any, ...]]:
@@ -495,11 +580,12 @@ async def examples(conn: Connection) -> list[tuple[Any, ...]]:
     return list(await cursor.fetchall())
 
 
-async def examples_version(conn: Connection) -> tuple[int, int]:
+async def examples_version(conn: Connection) -> tuple[int, int, float]:
+    """Changes whenever an example is added or measured again."""
     cursor = await conn.execute(Q["examples_version"])
     row = await cursor.fetchone()
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), float(row[2])
 
 
 async def fingerprinted_versions(conn: Connection, system: SystemRow) -> set[int]:

@@ -64,7 +64,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             request_id=request.request_id or None,
         )
         if request.configuration.HasField("apply_time"):
-            self._guard.import_history(system_id)
+            await self._guard.imports.request(system_id)
         return pb.CreateConfigurationResponse(configuration=configurations.to_message(stored))
 
     async def GetConfiguration(

@@ -120,21 +120,63 @@ ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: latest_embedding
 SELECT embedding FROM fingerprints WHERE system_id = %(system)s
-ORDER BY updated_at DESC LIMIT 1;
+ORDER BY window_end DESC, id DESC LIMIT 1;
 
 -- name: insert_example
+-- An outcome is observed once; an imported example is measured again when its windows
+-- change, and never replaces an outcome of the same versions.
 INSERT INTO training_examples
-    (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin)
+    (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin,
+     window_start, applied_at, window_end, before_samples, after_samples)
 VALUES (%(system)s, %(from_version)s, %(to_version)s, %(change)s, %(embedding)s, %(before)s,
-        %(after)s, %(observed)s, %(origin)s)
-ON CONFLICT (system_id, from_version, to_version) DO NOTHING;
+        %(after)s, %(observed)s, %(origin)s, %(window_start)s, %(applied_at)s, %(window_end)s,
+        %(before_samples)s, %(after_samples)s)
+ON CONFLICT (system_id, from_version, to_version) DO UPDATE
+SET embedding = excluded.embedding, before = excluded.before, after = excluded.after,
+    observed = excluded.observed, window_start = excluded.window_start,
+    applied_at = excluded.applied_at, window_end = excluded.window_end,
+    before_samples = excluded.before_samples, after_samples = excluded.after_samples,
+    updated_at = now()
+WHERE training_examples.origin = 'import' AND excluded.origin = 'import';
+
+-- name: imported_examples
+SELECT from_version, to_version, window_start, applied_at, window_end, before_samples,
+       after_samples
+FROM training_examples WHERE system_id = %(system)s AND origin = 'import';
+
+-- name: delete_imported_example
+DELETE FROM training_examples
+WHERE system_id = %(system)s AND from_version = %(from_version)s
+  AND to_version = %(to_version)s AND origin = 'import';
+
+-- name: window_counts
+-- Samples per window between consecutive apply times: window i holds [bounds[i], bounds[i+1]).
+SELECT width_bucket(ts, %(bounds)s::timestamptz[]) AS window, count(*)
+FROM samples WHERE system_id = %(system)s AND ts >= %(first)s
+GROUP BY 1;
+
+-- name: request_import
+INSERT INTO history_imports (system_id) VALUES (%(system)s)
+ON CONFLICT (system_id) DO UPDATE SET requested_at = now();
+
+-- name: finish_import
+UPDATE history_imports SET finished_at = %(started)s, examples = %(examples)s
+WHERE system_id = %(system)s AND (finished_at IS NULL OR finished_at < %(started)s);
+
+-- name: systems_with_history
+SELECT s.system_id FROM systems s
+WHERE (SELECT count(*) FROM configurations c
+       WHERE c.system_id = s.id AND c.applied_at IS NOT NULL) >= 2
+ORDER BY s.system_id;
 
 -- name: examples
 SELECT s.system_id, e.embedding, e.before, e.after, e.observed
 FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
 
 -- name: examples_version
-SELECT count(*), coalesce(max(id), 0) FROM training_examples;
+SELECT count(*), coalesce(max(id), 0),
+       coalesce(extract(epoch FROM max(updated_at)), 0)::double precision
+FROM training_examples;
 
 -- name: applied_versions
 SELECT version, content, applied_at FROM configurations

@@ -6,7 +6,7 @@ FROM (
            s.system_id, f.embedding, s.labels,
            greatest(f.updated_at, s.updated_at) AS changed_at
     FROM fingerprints f JOIN systems s ON s.id = f.system_id
-    ORDER BY f.system_id, f.updated_at DESC, f.id DESC
+    ORDER BY f.system_id, f.window_end DESC, f.id DESC
 ) newest
 WHERE newest.changed_at > %(since)s
 ORDER BY newest.changed_at;
@@ -18,4 +18,4 @@ SELECT 1 FROM systems WHERE system_id = %(system_id)s;
 SELECT DISTINCT ON (f.system_id) s.system_id, f.model
 FROM fingerprints f JOIN systems s ON s.id = f.system_id
 WHERE s.system_id = ANY(%(system_ids)s)
-ORDER BY f.system_id, f.updated_at DESC, f.id DESC;
+ORDER BY f.system_id, f.window_end DESC, f.id DESC;
