@@ -10,7 +10,7 @@ are imported through CreateConfiguration with ``apply_time``, as a team would.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -27,15 +27,6 @@ BUCKETS_PER_VERSION = 600
 FACTORS = (1.0, 1.3, 0.8)
 """Response time of each version relative to version 1's."""
 TRUTH = {(1, 2): 1.3 - 1.0, (2, 3): 0.8 / 1.3 - 1.0}
-
-
-@pytest.fixture
-async def own_store(fresh_database: str) -> AsyncIterator[Store]:
-    store = Store(fresh_database, min_size=1, max_size=4, name="history-tests")
-    await store.open(wait=True)
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 def _start_bucket() -> int:
@@ -94,6 +85,19 @@ async def _examples(store: Store, system_id: str) -> dict[tuple[int, int], float
         )
         rows = await cursor.fetchall()
     return {(int(a), int(b)): float(observed[LATENCY]) for a, b, observed in rows}
+
+
+async def _after_samples(store: Store, system_id: str) -> int:
+    """Samples in the "after" window of the example of version 1 -> 2."""
+    async with store.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT after_samples FROM training_examples e JOIN systems s "
+            "ON s.id = e.system_id WHERE s.system_id = %s AND from_version = 1",
+            (system_id,),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _assert_true_examples(found: Mapping[tuple[int, int], float]) -> None:
@@ -173,28 +177,13 @@ async def test_late_samples_measure_an_example_again(own_store: Store) -> None:
         for index, moment in enumerate(applied):
             await _import_version(predictor.stub, system_id, index, moment)
         await predictor.guard.imports.wait()
-        async with own_store.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT after_samples FROM training_examples e JOIN systems s "
-                "ON s.id = e.system_id WHERE s.system_id = %s AND from_version = 1",
-                (system_id,),
-            )
-            row = await cursor.fetchone()
-        assert row is not None
-        early_count = int(row[0])
+        early_count = await _after_samples(own_store, system_id)
         await store_samples(own_store, system_id, _between(metrics, half, applied[2]))
         await predictor.guard.imports.sweep()
         await predictor.guard.imports.wait()
-        async with own_store.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT after_samples FROM training_examples e JOIN systems s "
-                "ON s.id = e.system_id WHERE s.system_id = %s AND from_version = 1",
-                (system_id,),
-            )
-            row = await cursor.fetchone()
+        late_count = await _after_samples(own_store, system_id)
         final = await _examples(own_store, system_id)
-    assert row is not None
-    assert int(row[0]) > 4 * early_count
+    assert late_count > 4 * early_count
     _assert_true_examples(final)
 
 

@@ -3,11 +3,9 @@ system's history makes the verdict confident."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import service as fingerprints
@@ -25,16 +23,6 @@ from tests.predictor.support import (
 from tests.storage import store_samples
 
 START_BUCKET = int((datetime.now(UTC) - timedelta(hours=3)).timestamp()) // 10
-
-
-@pytest.fixture
-async def own_store(fresh_database: str) -> AsyncIterator[Store]:
-    """A database of its own: the learned model reads every training example there is."""
-    store = Store(fresh_database, min_size=1, max_size=4, name="learned-tests")
-    await store.open(wait=True)
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 async def _fingerprinted(store: Store, system_id: str, seed: int) -> None:
