@@ -35,8 +35,10 @@ from cfgclone.predictor.codec import (
     prediction_message,
     verdict_of,
 )
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
+from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.policy import PolicyAction
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
 from cfgclone.predictor.settings import PredictorSettings
@@ -437,11 +439,13 @@ class Guard:
             return
         async with self._store.transaction() as conn:
             system = await repository.system(conn, row.system_id)
-            embedding = await repository.latest_embedding(conn, system)
-            if embedding is None:
+            latest = await repository.latest_fingerprint(conn, system)
+            if latest is None:
                 return
             before = await repository.configuration(conn, system, row.from_version or 0)
             after = await repository.configuration(conn, system, row.to_version)
+            resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
+            schema = stored_schema(after.kind, after.schema)
             await repository.insert_example(
                 conn,
                 repository.NewExample(
@@ -449,11 +453,12 @@ class Guard:
                     from_version=before.version,
                     to_version=after.version,
                     change_id=row.id,
-                    embedding=embedding,
+                    embedding=latest.embedding,
                     before=before.content,
                     after=after.content,
                     observed=observed,
                     origin="outcome",
+                    features=change_features(before.content, after.content, schema, resources),
                 ),
             )
 

@@ -29,7 +29,9 @@ from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
 from cfgclone.predictor.codec import Content
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistoryModel
+from cfgclone.predictor.parameters import stored_schema
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +97,9 @@ class ModelCache:
                 embedding=tuple(float(v) for v in vector),
                 delta=ConfigurationDelta.between(dict(before), dict(after)),
                 observed={str(k): float(v) for k, v in dict(observed).items()},
+                context={str(k): float(v) for k, v in dict(features or {}).items()},
             )
-            for system_id, vector, before, after, observed in rows
+            for system_id, vector, before, after, observed, features in rows
             if len(vector) == size
         ]
         return await asyncio.to_thread(
@@ -196,7 +199,14 @@ async def import_examples(
                 if pair in known:
                     await repository.delete_imported_example(conn, system, pair)
                 continue
-            embedding, observed = example
+            stored = await repository.configuration(conn, system, change.to_version)
+            resources = Resources(profile.cpu_cores, profile.memory_bytes, example.load_level)
+            features = change_features(
+                change.before,
+                change.after,
+                stored_schema(stored.kind, stored.schema),
+                resources,
+            )
             await repository.insert_example(
                 conn,
                 repository.NewExample(
@@ -204,12 +214,13 @@ async def import_examples(
                     from_version=change.from_version,
                     to_version=change.to_version,
                     change_id=None,
-                    embedding=embedding,
+                    embedding=example.embedding,
                     before=change.before,
                     after=change.after,
-                    observed=observed,
+                    observed=example.observed,
                     origin="import",
                     windows=windows,
+                    features=features,
                 ),
             )
         kept += 1
@@ -313,13 +324,22 @@ async def _fingerprint_closed_versions(
             await fingerprinter(system.name, name, applied, ended)
 
 
+@dataclass(frozen=True)
+class _Measured:
+    embedding: tuple[float, ...]
+    """Of the stretch before the change, with the system's hardware."""
+    observed: dict[str, float]
+    load_level: float
+    """Mean offered load before the change."""
+
+
 async def _example(
     store: Store,
     system: repository.SystemRow,
     change: PastChange,
     profile: SystemProfile,
     min_regime_count: float,
-) -> tuple[tuple[float, ...], dict[str, float]] | None:
+) -> _Measured | None:
     end = change.end or datetime.now(UTC)
     async with store.connection() as conn:
         earlier = await read_samples(conn, system.system_id, change.start, change.applied)
@@ -337,7 +357,8 @@ async def _example(
     observed = {d.kpi: d.relative_change for d in compare(first, second) if d.kpi}
     if not observed:
         return None
-    return tuple(float(v) for v in embed(first).vector), observed
+    embedding = tuple(float(v) for v in embed(first).vector)
+    return _Measured(embedding, observed, first.load_profile.overall().mean)
 
 
 def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:

@@ -57,7 +57,7 @@ from cfgclone.predictor.verdict import (
 
 FloatArray = npt.NDArray[np.float64]
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 """Version of the model's recipe; part of every model version string."""
 
 _SMALLEST_CHANGE = -0.99
@@ -75,6 +75,10 @@ class ChangeRecord:
     delta: ConfigurationDelta
     observed: Mapping[str, float]
     """KPI name -> observed relative change, load-matched before/after."""
+    context: Mapping[str, float] = field(default_factory=dict)
+    """Features of where the change happened that carry over between machines
+    (hardware, load level, parameters per core and per GiB; see
+    :mod:`cfgclone.predictor.features`)."""
 
 
 @dataclass(frozen=True)
@@ -199,12 +203,18 @@ class HistoryModel:
         return tuple(sorted(self.models))
 
     def predict(
-        self, delta: ConfigurationDelta, kpis: Sequence[str] | None = None
+        self,
+        delta: ConfigurationDelta,
+        kpis: Sequence[str] | None = None,
+        context: Mapping[str, float] | None = None,
     ) -> LearnedPrediction:
         """Predict the relative change of each KPI (default: every KPI in the history).
 
-        A KPI the history never observed is INCONCLUSIVE, not left out.
+        ``context`` holds the change's transferable features on the target (as
+        :attr:`ChangeRecord.context`). A KPI the history never observed is INCONCLUSIVE,
+        not left out.
         """
+        where = dict(context or {})
         wanted = list(kpis) if kpis is not None else list(self.kpis)
         results = []
         for kpi in wanted:
@@ -214,7 +224,7 @@ class HistoryModel:
                 why = "never observed in the history used"
                 results.append(self._inconclusive(kpi, direction, why, 0))
             else:
-                results.append(self._predict_one(model, delta))
+                results.append(self._predict_one(model, delta, where))
         return LearnedPrediction(self.version, tuple(results))
 
     def _inconclusive(
@@ -228,7 +238,9 @@ class HistoryModel:
             evidence_count=examples,
         )
 
-    def _predict_one(self, model: _KpiModel, delta: ConfigurationDelta) -> KpiResult:
+    def _predict_one(
+        self, model: _KpiModel, delta: ConfigurationDelta, context: Mapping[str, float]
+    ) -> KpiResult:
         s = self.settings
         if model.fitted is None:
             return self._inconclusive(model.kpi, model.direction, model.reason, model.examples)
@@ -259,7 +271,7 @@ class HistoryModel:
                 f"{', '.join(sorted(delta.changed))} (need {s.min_weighted_examples:g})",
                 model.examples,
             )
-        row = _features(self.embedding, delta, model.vocabulary)[None, :]
+        row = _features(self.embedding, delta, context, model.vocabulary)[None, :]
         center = float(model.fitted.predict(row)[0])
         change = math.expm1(center)
         interval = Interval(
@@ -372,8 +384,15 @@ class HistoryLearner:
                 f"only {total:.1f} weighted examples of {kpi} from {len(used)} changes "
                 f"(need {s.min_weighted_examples:g})",
             )
-        vocabulary = tuple(sorted({f for record, _ in used for f in record.delta.features()}))
-        x = np.vstack([_features(record.embedding, record.delta, vocabulary) for record, _ in used])
+        vocabulary = tuple(
+            sorted({f for record, _ in used for f in [*record.delta.features(), *record.context]})
+        )
+        x = np.vstack(
+            [
+                _features(record.embedding, record.delta, record.context, vocabulary)
+                for record, _ in used
+            ]
+        )
         y = np.log1p(np.array([max(record.observed[kpi], _SMALLEST_CHANGE) for record, _ in used]))
         w = np.array([weight for _, weight in used])
         fitted = _Fitted.fit(x, y, w, s)
@@ -410,6 +429,7 @@ class HistoryLearner:
                         record.system,
                         record.embedding,
                         sorted(record.delta.features().items()),
+                        sorted(record.context.items()),
                         sorted(record.observed.items()),
                         weight,
                     )
@@ -430,14 +450,18 @@ def _replace_reason(model: _KpiModel, reason: str) -> _KpiModel:
 
 
 def _features(
-    embedding: Sequence[float], delta: ConfigurationDelta, vocabulary: Sequence[str]
+    embedding: Sequence[float],
+    delta: ConfigurationDelta,
+    context: Mapping[str, float],
+    vocabulary: Sequence[str],
 ) -> FloatArray:
-    """The embedding followed by the delta's features in vocabulary order (0 if absent).
+    """The embedding followed by the delta's and the context's features in vocabulary
+    order (0 if absent).
 
-    Features of the delta outside the vocabulary are dropped; the caller has already
-    refused changes to parameters the history never saw.
+    Features outside the vocabulary are dropped; the caller has already refused changes
+    to parameters the history never saw.
     """
-    named = delta.features()
+    named = {**context, **delta.features()}
     return np.array([*embedding, *(named.get(name, 0.0) for name in vocabulary)])
 
 

@@ -18,8 +18,10 @@ from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import DEFAULT_DIRECTIONS, ConfigurationDelta
 from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import ModelCache
 from cfgclone.predictor.judge import Judge
+from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
     ShadowOutcome,
@@ -125,8 +127,8 @@ class Predictor:
         self, proposal: ProposedConfiguration, delta: ConfigurationDelta
     ) -> Evidence:
         async with self._store.connection() as conn:
-            embedding = await repository.latest_embedding(conn, proposal.system)
-        if embedding is None:
+            latest = await repository.latest_fingerprint(conn, proposal.system)
+        if latest is None:
             why = (
                 f"{proposal.system.name} has no fingerprint, so no history can be matched "
                 "to it; collect its metrics and build a fingerprint first"
@@ -137,11 +139,18 @@ class Predictor:
             scores = await self._similarity(proposal.system.name)
             if scores is None:
                 note = "similarity service unreachable: neighbours weighted by embedding cosine"
-        model = await self._models.model_for(proposal.system.name, embedding, scores)
+        model = await self._models.model_for(proposal.system.name, latest.embedding, scores)
         if not model.kpis:
             why = "no history of changes on this system or any similar one"
             return Evidence(self._inconclusive_all(why), model.version, note)
-        prediction = model.predict(delta)
+        system = proposal.system
+        context = change_features(
+            proposal.current.content,
+            proposal.content,
+            stored_schema(proposal.kind, proposal.current.schema),
+            Resources(system.cpu_cores, system.memory_bytes, latest.load_level),
+        )
+        prediction = model.predict(delta, context=context)
         return Evidence(prediction.kpis, prediction.model_version, note)
 
     def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:

@@ -7,7 +7,7 @@ covers; SQL lives in ``sql/predictor.sql``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ class SystemRow:
     hostname: str
     labels: Mapping[str, str]
     flagged_reason: str | None
+    cpu_cores: int = 0
+    memory_bytes: int = 0
 
     @property
     def name(self) -> str:
@@ -98,7 +100,15 @@ async def system(conn: Connection, system_id: str) -> SystemRow:
     row = await cursor.fetchone()
     if row is None:
         raise system_not_found(system_id)
-    return SystemRow(int(row[0]), str(row[1]), str(row[2]), dict(row[3] or {}), row[4])
+    return SystemRow(
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        dict(row[3] or {}),
+        row[4],
+        int(row[5] or 0),
+        int(row[6] or 0),
+    )
 
 
 async def flag_system(conn: Connection, key: int, reason: str) -> None:
@@ -453,10 +463,32 @@ async def list_rollbacks(
     return list(await cursor.fetchall())
 
 
-async def latest_embedding(conn: Connection, system: SystemRow) -> tuple[float, ...] | None:
+@dataclass(frozen=True)
+class LatestFingerprint:
+    """What the learned predictor needs of a system's newest fingerprint."""
+
+    embedding: tuple[float, ...]
+    load_level: float | None
+    """Mean offered load over its window (its load metric's mean)."""
+
+
+async def latest_fingerprint(conn: Connection, system: SystemRow) -> LatestFingerprint | None:
+    """The system's newest fingerprint's embedding and load level; None when it has none."""
     cursor = await conn.execute(Q["latest_embedding"], {"system": system.key})
     row = await cursor.fetchone()
-    return tuple(float(v) for v in row[0]) if row else None
+    if row is None:
+        return None
+    message = common_pb2.Fingerprint.FromString(bytes(row[1]))
+    return LatestFingerprint(tuple(float(v) for v in row[0]), _load_level(message))
+
+
+def _load_level(message: common_pb2.Fingerprint) -> float | None:
+    for kpi in message.kpis:
+        if kpi.kpi == message.load_metric:
+            total = sum(r.count for r in kpi.regimes)
+            if total > 0:
+                return sum(r.count * r.mean for r in kpi.regimes) / total
+    return None
 
 
 @dataclass(frozen=True)
@@ -484,6 +516,8 @@ class NewExample:
     observed: Mapping[str, float]
     origin: str
     windows: MeasuredWindows | None = None
+    features: Mapping[str, float] = field(default_factory=dict)
+    """Transferable features of the change (see :mod:`cfgclone.predictor.features`)."""
 
 
 async def insert_example(conn: Connection, new: NewExample) -> None:
@@ -510,6 +544,7 @@ async def insert_example(conn: Connection, new: NewExample) -> None:
             "window_end": windows.end if windows else None,
             "before_samples": windows.before_samples if windows else None,
             "after_samples": windows.after_samples if windows else None,
+            "features": Jsonb(dict(new.features)),
         },
     )
 

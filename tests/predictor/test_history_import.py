@@ -9,6 +9,7 @@ are imported through CreateConfiguration with ``apply_time``, as a team would.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,11 @@ import pytest
 
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import SampleSeries
+from cfgclone.fingerprint.build import build_fingerprint
+from cfgclone.fingerprint.embedding import DEFAULT_EMBEDDING_LAYOUT, embed
+from cfgclone.fingerprint.model import SystemProfile
 from cfgclone.v1 import predictor_service_pb2 as pb
-from tests.fingerprint.synthetic import BUCKET_SECONDS, LATENCY, hockey_system
+from tests.fingerprint.synthetic import BUCKET_SECONDS, LATENCY, LOAD, hockey_system
 from tests.predictor.support import BASE_CONFIGURATION, configuration, running_predictor
 from tests.storage import store_samples
 
@@ -211,3 +215,45 @@ async def test_a_version_imported_between_two_others_replaces_their_example(
     assert set(found) == {(1, 3), (3, 2)}
     assert found[(1, 3)] == pytest.approx(TRUTH[(1, 2)], abs=0.03)
     assert found[(3, 2)] == pytest.approx(TRUTH[(2, 3)], abs=0.03)
+
+
+async def test_imported_examples_carry_the_systems_hardware_and_load(own_store: Store) -> None:
+    """The example's embedding has the hardware group of the system (8 cores, 32 GiB),
+    not zeros, and its features say workers per core, the hardware and the load level."""
+    system_id = f"hardware-{uuid.uuid4().hex[:6]}"
+    start = _start_bucket()
+    applied = _apply_times(start)
+    metrics = _samples(start)
+    await store_samples(own_store, system_id, _between(metrics, applied[0], datetime.now(UTC)))
+    async with running_predictor(own_store) as predictor:
+        for index, moment in enumerate(applied):
+            await _import_version(predictor.stub, system_id, index, moment)
+        await predictor.guard.imports.wait()
+    async with own_store.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT e.embedding, e.features FROM training_examples e JOIN systems s "
+            "ON s.id = e.system_id WHERE s.system_id = %s AND from_version = 1",
+            (system_id,),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    embedding, features = np.asarray(row[0], dtype=np.float32), row[1]
+    hardware = next(g for g in DEFAULT_EMBEDDING_LAYOUT.groups if g.name == "hardware")
+    got = embedding[hardware.offset : hardware.offset + hardware.length]
+    profile = SystemProfile(
+        cpu_cores=8, memory_bytes=32 * 2**30, architecture="x86_64", os="debian 12"
+    )
+    expected = embed(
+        build_fingerprint(
+            {n: SampleSeries(*_between(metrics, applied[0], applied[1])[n]) for n in metrics},
+            system=profile,
+        )
+    ).group("hardware")
+    assert np.any(got != 0.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert features["hardware:log_cores"] == pytest.approx(math.log(8))
+    assert features["hardware:log_memory_gib"] == pytest.approx(math.log(32))
+    assert features["workers:per_core:before"] == pytest.approx(math.log(4 / 8))
+    assert features["workers:per_core:after"] == pytest.approx(math.log(8 / 8))
+    level = metrics[LOAD].values[(metrics[LOAD].ts_unix_ns < int(applied[1].timestamp() * 1e9))]
+    assert features["load:log_level"] == pytest.approx(math.log1p(level.mean()), rel=0.05)

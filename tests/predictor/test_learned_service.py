@@ -39,8 +39,9 @@ async def _history(store: Store, system_id: str, changes: int) -> None:
     rng = np.random.default_rng(3)
     async with store.transaction() as conn:
         system = await repository.system(conn, system_id)
-        embedding = await repository.latest_embedding(conn, system)
-        assert embedding is not None
+        latest = await repository.latest_fingerprint(conn, system)
+        assert latest is not None
+        embedding = latest.embedding
         for index in range(changes):
             debug = index % 2 == 0
             after = {

@@ -9,7 +9,10 @@ ALTER TABLE training_examples
     ADD COLUMN window_end      timestamptz,
     ADD COLUMN before_samples  bigint,
     ADD COLUMN after_samples   bigint,
-    ADD COLUMN updated_at      timestamptz NOT NULL DEFAULT now();
+    ADD COLUMN updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- Features that carry over between machines (hardware, load level, parameters per
+    -- core and per GiB), as of the change: see cfgclone.predictor.features.
+    ADD COLUMN features        jsonb NOT NULL DEFAULT '{}';
 
 -- One row per system whose history was asked to be imported: pending while requested_at
 -- is after finished_at.

@@ -1,5 +1,5 @@
 -- name: system_row
-SELECT id, system_id, hostname, labels, flagged_reason
+SELECT id, system_id, hostname, labels, flagged_reason, cpu_cores, memory_bytes
 FROM systems WHERE system_id = %(system_id)s;
 
 -- name: flag_system
@@ -119,7 +119,7 @@ WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
 ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: latest_embedding
-SELECT embedding FROM fingerprints WHERE system_id = %(system)s
+SELECT embedding, model FROM fingerprints WHERE system_id = %(system)s
 ORDER BY window_end DESC, id DESC LIMIT 1;
 
 -- name: insert_example
@@ -127,16 +127,16 @@ ORDER BY window_end DESC, id DESC LIMIT 1;
 -- change, and never replaces an outcome of the same versions.
 INSERT INTO training_examples
     (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin,
-     window_start, applied_at, window_end, before_samples, after_samples)
+     window_start, applied_at, window_end, before_samples, after_samples, features)
 VALUES (%(system)s, %(from_version)s, %(to_version)s, %(change)s, %(embedding)s, %(before)s,
         %(after)s, %(observed)s, %(origin)s, %(window_start)s, %(applied_at)s, %(window_end)s,
-        %(before_samples)s, %(after_samples)s)
+        %(before_samples)s, %(after_samples)s, %(features)s)
 ON CONFLICT (system_id, from_version, to_version) DO UPDATE
 SET embedding = excluded.embedding, before = excluded.before, after = excluded.after,
     observed = excluded.observed, window_start = excluded.window_start,
     applied_at = excluded.applied_at, window_end = excluded.window_end,
     before_samples = excluded.before_samples, after_samples = excluded.after_samples,
-    updated_at = now()
+    features = excluded.features, updated_at = now()
 WHERE training_examples.origin = 'import' AND excluded.origin = 'import';
 
 -- name: imported_examples
@@ -170,7 +170,7 @@ WHERE (SELECT count(*) FROM configurations c
 ORDER BY s.system_id;
 
 -- name: examples
-SELECT s.system_id, e.embedding, e.before, e.after, e.observed
+SELECT s.system_id, e.embedding, e.before, e.after, e.observed, e.features
 FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
 
 -- name: examples_version
