@@ -180,8 +180,9 @@ class _KpiModel:
     """Per record used, the parameters it changed and its weight."""
     fitted: _Fitted | None = None
     vocabulary: tuple[str, ...] = ()
-    half_width: float = math.inf
-    """Half-width of the interval of ``log(1 + change)``."""
+    residuals: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Absolute out-of-fold residuals of ``log(1 + change)``, for the interval."""
+    residual_weights: FloatArray = field(default_factory=lambda: np.zeros(0))
     reason: str = ""
     """Why there is no fitted model, when there is none."""
 
@@ -207,14 +208,17 @@ class HistoryModel:
         delta: ConfigurationDelta,
         kpis: Sequence[str] | None = None,
         context: Mapping[str, float] | None = None,
+        confidence: Mapping[str, float] | None = None,
     ) -> LearnedPrediction:
         """Predict the relative change of each KPI (default: every KPI in the history).
 
         ``context`` holds the change's transferable features on the target (as
         :attr:`ChangeRecord.context`). A KPI the history never observed is INCONCLUSIVE,
-        not left out.
+        not left out. ``confidence`` sets a KPI's interval confidence (default: the
+        settings').
         """
         where = dict(context or {})
+        levels = dict(confidence or {})
         wanted = list(kpis) if kpis is not None else list(self.kpis)
         results = []
         for kpi in wanted:
@@ -224,7 +228,8 @@ class HistoryModel:
                 why = "never observed in the history used"
                 results.append(self._inconclusive(kpi, direction, why, 0))
             else:
-                results.append(self._predict_one(model, delta, where))
+                level = levels.get(kpi, self.settings.confidence)
+                results.append(self._predict_one(model, delta, where, level))
         return LearnedPrediction(self.version, tuple(results))
 
     def _inconclusive(
@@ -239,7 +244,11 @@ class HistoryModel:
         )
 
     def _predict_one(
-        self, model: _KpiModel, delta: ConfigurationDelta, context: Mapping[str, float]
+        self,
+        model: _KpiModel,
+        delta: ConfigurationDelta,
+        context: Mapping[str, float],
+        level: float,
     ) -> KpiResult:
         s = self.settings
         if model.fitted is None:
@@ -274,11 +283,8 @@ class HistoryModel:
         row = _features(self.embedding, delta, context, model.vocabulary)[None, :]
         center = float(model.fitted.predict(row)[0])
         change = math.expm1(center)
-        interval = Interval(
-            math.expm1(center - model.half_width),
-            math.expm1(center + model.half_width),
-            s.confidence,
-        )
+        half_width = _weighted_quantile(model.residuals, model.residual_weights, level)
+        interval = Interval(math.expm1(center - half_width), math.expm1(center + half_width), level)
         verdict = classify_interval(interval, model.direction, s.tolerance)
         reading = {
             Verdict.NEGATIVE: f"worse by more than {s.tolerance:.0%}",
@@ -401,7 +407,6 @@ class HistoryLearner:
         for train, test in splitter.split(x):
             fold = _Fitted.fit(x[train], y[train], w[train], s)
             residuals[test] = np.abs(y[test] - fold.predict(x[test]))
-        half_width = _weighted_quantile(residuals, w, s.confidence)
         return _KpiModel(
             kpi,
             direction,
@@ -410,7 +415,8 @@ class HistoryLearner:
             changes,
             fitted=fitted,
             vocabulary=vocabulary,
-            half_width=half_width,
+            residuals=residuals,
+            residual_weights=w,
         )
 
     def _version(

@@ -99,7 +99,7 @@ class Predictor:
             return self._unchanged(mode, policy)
         parts: list[Evidence] = []
         if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
-            parts.append(await self._learned(proposal, delta))
+            parts.append(await self._learned(proposal, delta, policy))
         if mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
             parts.append(await self._shadow(proposal, policy))
         results = combine([p.results for p in parts])
@@ -124,7 +124,7 @@ class Predictor:
         )
 
     async def _learned(
-        self, proposal: ProposedConfiguration, delta: ConfigurationDelta
+        self, proposal: ProposedConfiguration, delta: ConfigurationDelta, policy: StoredPolicy
     ) -> Evidence:
         async with self._store.connection() as conn:
             latest = await repository.latest_fingerprint(conn, proposal.system)
@@ -150,7 +150,8 @@ class Predictor:
             stored_schema(proposal.kind, proposal.current.schema),
             Resources(system.cpu_cores, system.memory_bytes, latest.load_level),
         )
-        prediction = model.predict(delta, context=context)
+        confidence = {kpi: policy.policy.confidence_for(kpi) for kpi in model.kpis}
+        prediction = model.predict(delta, context=context, confidence=confidence)
         return Evidence(prediction.kpis, prediction.model_version, note)
 
     def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:
