@@ -76,6 +76,11 @@ class ModelCache:
             self._models[target] = _Cached(version, tuple(embedding), scores, model)
         return model
 
+    def version_of(self, target: str) -> str:
+        """Version of the model held for ``target``; empty when none is fitted yet."""
+        cached = self._models.get(target)
+        return cached.model.version if cached is not None else ""
+
     async def refresh(self) -> int:
         """Retrain the models in use whose examples changed; how many were retrained."""
         async with self._store.connection() as conn:
@@ -105,6 +110,15 @@ class ModelCache:
         return await asyncio.to_thread(
             self._learner.fit, records, target=target, embedding=embedding, similarity=similarity
         )
+
+
+async def training_status(store: Store, system_id: str | None) -> list[repository.TrainingRow]:
+    """Examples and history imports of every system with either, or of one system
+    (NOT_FOUND when it does not exist)."""
+    async with store.connection() as conn:
+        if system_id is not None:
+            await repository.system(conn, system_id)
+        return await repository.training_status(conn, system_id)
 
 
 VersionFingerprinter = Callable[[str, str, datetime, datetime], Awaitable[None]]

@@ -86,6 +86,11 @@ class Predictor:
         self._similarity = similarity
         self._judge = judge or Judge()
 
+    @property
+    def models(self) -> ModelCache:
+        """The learned models this predictor holds."""
+        return self._models
+
     async def predict(
         self,
         proposal: ProposedConfiguration,

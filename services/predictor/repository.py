@@ -610,6 +610,23 @@ async def systems_with_history(conn: Connection) -> list[str]:
     return [str(row[0]) for row in await cursor.fetchall()]
 
 
+@dataclass(frozen=True)
+class TrainingRow:
+    system_id: str
+    examples: int
+    import_pending: bool
+    last_import: datetime | None
+
+
+async def training_status(conn: Connection, system_id: str | None) -> list[TrainingRow]:
+    """Examples and import state of every system with either (or of one system)."""
+    cursor = await conn.execute(Q["training_status"], {"system_id": system_id})
+    return [
+        TrainingRow(str(sid), int(n), bool(pending), finished)
+        for sid, n, pending, finished in await cursor.fetchall()
+    ]
+
+
 async def examples(conn: Connection) -> list[tuple[Any, ...]]:
     cursor = await conn.execute(Q["examples"])
     return list(await cursor.fetchall())

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import numpy as np
 import pytest
 
@@ -149,6 +150,19 @@ async def test_versions_first_then_samples(own_store: Store) -> None:
         await predictor.guard.imports.sweep()
         await predictor.guard.imports.wait()
         _assert_true_examples(await _examples(own_store, system_id))
+        status = await predictor.stub.GetTrainingStatus(
+            pb.GetTrainingStatusRequest(system=f"systems/{system_id}")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await predictor.stub.GetTrainingStatus(
+                pb.GetTrainingStatusRequest(system="systems/no-such-system")
+            )
+    assert [(s.system, s.examples, s.import_pending) for s in status.systems] == [
+        (f"systems/{system_id}", 2, False)
+    ]
+    assert status.systems[0].HasField("last_import_time")
+    assert status.pending_imports == 0
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_versions_newest_first(own_store: Store) -> None:

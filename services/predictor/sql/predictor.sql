@@ -185,3 +185,15 @@ WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
 -- name: fingerprinted_versions
 SELECT DISTINCT configuration_version FROM fingerprints
 WHERE system_id = %(system)s AND configuration_version IS NOT NULL;
+
+-- name: training_status
+SELECT s.system_id, coalesce(e.examples, 0),
+       h.system_id IS NOT NULL AND (h.finished_at IS NULL OR h.requested_at > h.finished_at),
+       h.finished_at
+FROM systems s
+LEFT JOIN (SELECT system_id, count(*) AS examples FROM training_examples GROUP BY system_id) e
+    ON e.system_id = s.id
+LEFT JOIN history_imports h ON h.system_id = s.id
+WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
+  AND (e.system_id IS NOT NULL OR h.system_id IS NOT NULL)
+ORDER BY s.system_id;
