@@ -102,7 +102,9 @@ class Guard:
         self.counters = counters or OutcomeCounters()
         self.webhook = webhook or Webhook(settings.webhook_url)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.imports = HistoryImports(store, fingerprinter)
+        self.imports = HistoryImports(
+            store, fingerprinter, on_imported=lambda _: models.refresh_soon()
+        )
 
     # -- entry points --------------------------------------------------------------
 
@@ -178,6 +180,7 @@ class Guard:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.imports.close()
+        await self._models.close()
 
     # -- the state machine ---------------------------------------------------------
 

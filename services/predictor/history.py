@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.samples import MetricSamples, read_samples
@@ -38,20 +40,44 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Cached:
-    version: tuple[int, int, float]
-    embedding: tuple[float, ...]
+    version: tuple[tuple[str, int, float], ...]
+    """Example count and last change of each system the model learned from."""
     similarity: tuple[tuple[str, float], ...]
     model: HistoryModel
 
 
-class ModelCache:
-    """Trained models per target system, valid while the examples are unchanged."""
+FLEET = "fleet"
+"""The model of no system in particular: every system's history weighted alike."""
 
-    def __init__(self, store: Store, learner: HistoryLearner | None = None) -> None:
+_SCORE_STEP = 0.05
+"""Similarity scores are rounded to this before they decide whether a model is current,
+so a refined fingerprint moving a neighbour's score by 0.001 does not refit the model."""
+
+
+class ModelCache:
+    """Trained models per target system, fitted again only when their examples change.
+
+    A target's model depends on the examples of the target and of the systems similar to
+    it (all systems when no similarity is known), so a new example elsewhere leaves it
+    alone. Fits run in a worker thread, one per target at a time: concurrent first
+    requests for a system share one fit. A request that would wait longer than
+    ``first_wait`` for its target's fit is answered by the fleet model (every system's
+    history, fitted in the background) while the target's own model is fitted.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        learner: HistoryLearner | None = None,
+        *,
+        first_wait: float = 0.5,
+    ) -> None:
         self._store = store
         self._learner = learner or HistoryLearner()
+        self._first_wait = first_wait
         self._models: dict[str, _Cached] = {}
-        self._lock = asyncio.Lock()
+        self._fits: dict[str, asyncio.Task[HistoryModel]] = {}
+        self._refreshing: asyncio.Task[int] | None = None
 
     async def model_for(
         self,
@@ -59,22 +85,28 @@ class ModelCache:
         embedding: Sequence[float],
         similarity: Mapping[str, float] | None,
     ) -> HistoryModel:
-        """The model of ``target``, trained again only when the inputs changed."""
+        """The model of ``target`` for its current ``embedding``.
+
+        Fitted again only when the examples it learns from changed; when that fit takes
+        longer than ``first_wait`` and the fleet model is current, the fleet model answers.
+        """
         async with self._store.connection() as conn:
-            version = await repository.examples_version(conn)
-        scores = tuple(sorted((similarity or {}).items()))
+            versions = await repository.examples_versions(conn)
+        scores = _rounded(similarity)
+        version = _relevant(versions, target, scores)
         cached = self._models.get(target)
-        if (
-            cached is not None
-            and cached.version == version
-            and cached.embedding == tuple(embedding)
-            and cached.similarity == scores
-        ):
-            return cached.model
-        async with self._lock:
-            model = await self._fit(target, embedding, similarity)
-            self._models[target] = _Cached(version, tuple(embedding), scores, model)
-        return model
+        if cached is not None and cached.version == version and cached.similarity == scores:
+            return cached.model.for_target(target, embedding)
+        task = self._fit_task(target, embedding, similarity, (version, scores))
+        fleet = self._models.get(FLEET)
+        fleet_current = fleet is not None and fleet.version == _relevant(versions, FLEET, ())
+        if not fleet_current:
+            self._fit_task(FLEET, embedding, None, (_relevant(versions, FLEET, ()), ()))
+        if fleet is not None and fleet_current:
+            done, _ = await asyncio.wait({task}, timeout=self._first_wait)
+            if not done:
+                return fleet.model.for_target(target, embedding)
+        return (await asyncio.shield(task)).for_target(target, embedding)
 
     def version_of(self, target: str) -> str:
         """Version of the model held for ``target``; empty when none is fitted yet."""
@@ -82,19 +114,82 @@ class ModelCache:
         return cached.model.version if cached is not None else ""
 
     async def refresh(self) -> int:
-        """Retrain the models in use whose examples changed; how many were retrained."""
+        """Fit again the models in use (and the fleet model) whose examples changed;
+        returns how many were fitted."""
         async with self._store.connection() as conn:
-            version = await repository.examples_version(conn)
-        stale = [(t, c) for t, c in self._models.items() if c.version != version]
-        for target, cached in stale:
-            await self.model_for(target, cached.embedding, dict(cached.similarity) or None)
-        return len(stale)
+            versions = await repository.examples_versions(conn)
+        stale = [
+            (target, cached)
+            for target, cached in self._models.items()
+            if cached.version != _relevant(versions, target, cached.similarity)
+        ]
+        fits = [
+            self._fit_task(
+                target,
+                cached.model.embedding,
+                dict(cached.similarity) if cached.similarity else None,
+                (_relevant(versions, target, cached.similarity), cached.similarity),
+            )
+            for target, cached in stale
+        ]
+        if FLEET not in self._models and versions:
+            fits.append(self._fit_task(FLEET, (), None, (_relevant(versions, FLEET, ()), ())))
+        for task in fits:
+            await asyncio.shield(task)
+        return len(fits)
+
+    def _fit_task(
+        self,
+        target: str,
+        embedding: Sequence[float],
+        similarity: Mapping[str, float] | None,
+        key: tuple[tuple[tuple[str, int, float], ...], tuple[tuple[str, float], ...]],
+    ) -> asyncio.Task[HistoryModel]:
+        """The running fit of ``target``, or a new one: one fit per target at a time."""
+        running = self._fits.get(target)
+        if running is not None and not running.done():
+            return running
+
+        async def fit() -> HistoryModel:
+            try:
+                model = await self._fit(target, embedding, similarity)
+                self._models[target] = _Cached(key[0], key[1], model)
+                return model
+            finally:
+                self._fits.pop(target, None)
+
+        task = asyncio.create_task(fit(), name=f"fit-{target}")
+        self._fits[target] = task
+        return task
+
+    async def wait(self) -> None:
+        """Until no fit runs."""
+        while self._fits:
+            await asyncio.gather(*self._fits.values(), return_exceptions=True)
+
+    def refresh_soon(self) -> None:
+        """Start :meth:`refresh` in the background unless one is running (examples changed)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self.refresh(), name="refresh-models")
+
+    async def close(self) -> None:
+        """Stop fits in progress."""
+        tasks: list[asyncio.Task[Any]] = [*self._fits.values()]
+        if self._refreshing is not None:
+            tasks.append(self._refreshing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fit(
         self, target: str, embedding: Sequence[float], similarity: Mapping[str, float] | None
     ) -> HistoryModel:
         async with self._store.connection() as conn:
             rows = await repository.examples(conn)
+        if target == FLEET:
+            # Every system alike, on the embedding length most examples have.
+            lengths = Counter(len(row[1]) for row in rows)
+            embedding = (0.0,) * (lengths.most_common(1)[0][0] if lengths else 0)
         size = len(embedding)
         records = [
             ChangeRecord(
@@ -107,9 +202,32 @@ class ModelCache:
             for system_id, vector, before, after, observed, features in rows
             if len(vector) == size
         ]
+        if target == FLEET:
+            similarity = {record.system: 1.0 for record in records}
         return await asyncio.to_thread(
             self._learner.fit, records, target=target, embedding=embedding, similarity=similarity
         )
+
+
+def _rounded(similarity: Mapping[str, float] | None) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        sorted(
+            (name, round(score / _SCORE_STEP) * _SCORE_STEP)
+            for name, score in (similarity or {}).items()
+        )
+    )
+
+
+def _relevant(
+    versions: Mapping[str, tuple[int, float]], target: str, scores: Sequence[tuple[str, float]]
+) -> tuple[tuple[str, int, float], ...]:
+    """The example versions of the systems a model of ``target`` learns from: the target
+    and its similar systems, or every system when no similarity is known."""
+    if target == FLEET or not scores:
+        names = sorted(versions)
+    else:
+        names = sorted({target, *(name for name, _ in scores)} & set(versions))
+    return tuple((name, *versions[name]) for name in names)
 
 
 async def training_status(store: Store, system_id: str | None) -> list[repository.TrainingRow]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -202,6 +202,17 @@ class HistoryModel:
     def kpis(self) -> tuple[str, ...]:
         """KPIs the history mentions, in name order."""
         return tuple(sorted(self.models))
+
+    def for_target(self, target: str, embedding: Sequence[float]) -> HistoryModel:
+        """This model predicting for ``target`` as it is now (its current embedding): a
+        refined fingerprint need not refit the model, nor does the fleet model for a
+        system whose own is being fitted."""
+        current = tuple(float(v) for v in embedding)
+        if target == self.target and current == self.embedding:
+            return self
+        if len(current) != len(self.embedding) and self.models:
+            return self
+        return replace(self, target=target, embedding=current)
 
     def predict(
         self,

@@ -632,12 +632,11 @@ async def examples(conn: Connection) -> list[tuple[Any, ...]]:
     return list(await cursor.fetchall())
 
 
-async def examples_version(conn: Connection) -> tuple[int, int, float]:
-    """Changes whenever an example is added or measured again."""
-    cursor = await conn.execute(Q["examples_version"])
-    row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), float(row[2])
+async def examples_versions(conn: Connection) -> dict[str, tuple[int, float]]:
+    """Per system name with examples: their count and the time of the last change; any
+    example added or measured again changes its system's entry."""
+    cursor = await conn.execute(Q["examples_versions"])
+    return {f"systems/{sid}": (int(n), float(t)) for sid, n, t in await cursor.fetchall()}
 
 
 async def fingerprinted_versions(conn: Connection, system: SystemRow) -> set[int]:

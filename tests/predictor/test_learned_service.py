@@ -3,6 +3,7 @@ system's history makes the verdict confident."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -13,6 +14,8 @@ from cfgclone.common.store import Store
 from cfgclone.fingerprint import service as fingerprints
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.predictor import repository
+from cfgclone.predictor.history import FLEET, ModelCache
+from cfgclone.predictor.learned import HistoryLearner
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.fingerprint.synthetic import hockey_system
@@ -176,3 +179,42 @@ async def test_a_policys_confidence_sets_the_interval_and_the_share_decided(
     assert decided[0.6] > decided[0.99]
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "policy.thresholds[0].confidence" in str(refused.value.details())
+
+
+class _CountedLearner(HistoryLearner):
+    """The real learner, counting its fits per target."""
+
+    def fit(self, history, *, target, embedding, similarity=None):  # type: ignore[no-untyped-def]
+        FITS[target] = FITS.get(target, 0) + 1
+        return super().fit(history, target=target, embedding=embedding, similarity=similarity)
+
+
+FITS: dict[str, int] = {}
+
+
+async def test_concurrent_first_requests_share_one_fit_and_the_fleet_model_answers_meanwhile(
+    own_store: Store,
+) -> None:
+    await _fingerprinted(own_store, "latency-target", seed=5)
+    await _workers_history(own_store, "latency-target", changes=30)
+    async with own_store.connection() as conn:
+        system = await repository.system(conn, "latency-target")
+        latest = await repository.latest_fingerprint(conn, system)
+    assert latest is not None
+    FITS.clear()
+    models = ModelCache(own_store, _CountedLearner(), first_wait=0.0)
+    assert await models.refresh() == 1
+    fleet_version = models.version_of(FLEET)
+    assert fleet_version
+    first = await models.model_for("systems/latency-target", latest.embedding, None)
+    assert first.version == fleet_version
+    assert first.target == "systems/latency-target"
+    together = await asyncio.gather(
+        *(models.model_for("systems/latency-target", latest.embedding, None) for _ in range(5))
+    )
+    await models.wait()
+    own = await models.model_for("systems/latency-target", latest.embedding, None)
+    await models.close()
+    assert FITS == {FLEET: 1, "systems/latency-target": 1}
+    assert {m.version for m in together} <= {fleet_version, own.version}
+    assert own.version != fleet_version

@@ -173,10 +173,11 @@ ORDER BY s.system_id;
 SELECT s.system_id, e.embedding, e.before, e.after, e.observed, e.features
 FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
 
--- name: examples_version
-SELECT count(*), coalesce(max(id), 0),
-       coalesce(extract(epoch FROM max(updated_at)), 0)::double precision
-FROM training_examples;
+-- name: examples_versions
+-- Per system with examples: how many, and when the last was added or measured again.
+SELECT s.system_id, count(*), extract(epoch FROM max(e.updated_at))::double precision
+FROM training_examples e JOIN systems s ON s.id = e.system_id
+GROUP BY s.system_id;
 
 -- name: applied_versions
 SELECT version, content, applied_at FROM configurations
