@@ -70,7 +70,7 @@ class ModelCache:
         store: Store,
         learner: HistoryLearner | None = None,
         *,
-        first_wait: float = 0.5,
+        first_wait: float = 0.25,
     ) -> None:
         self._store = store
         self._learner = learner or HistoryLearner()
@@ -78,6 +78,7 @@ class ModelCache:
         self._models: dict[str, _Cached] = {}
         self._fits: dict[str, asyncio.Task[HistoryModel]] = {}
         self._refreshing: asyncio.Task[int] | None = None
+        self._refresh_again = False
 
     async def model_for(
         self,
@@ -170,7 +171,21 @@ class ModelCache:
     def refresh_soon(self) -> None:
         """Start :meth:`refresh` in the background unless one is running (examples changed)."""
         if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self.refresh(), name="refresh-models")
+            self._refreshing = asyncio.create_task(self._refresh_logged(), name="refresh-models")
+        else:
+            self._refresh_again = True
+
+    async def _refresh_logged(self) -> int:
+        """Refresh, and again while examples changed meanwhile; problems are logged."""
+        fitted = 0
+        while True:
+            self._refresh_again = False
+            try:
+                fitted += await self.refresh()
+            except (CfgcloneError, ValueError) as error:
+                logger.warning("models not refitted: %s", error)
+            if not self._refresh_again:
+                return fitted
 
     async def close(self) -> None:
         """Stop fits in progress."""
@@ -486,7 +501,12 @@ async def _example(
     except FingerprintError as error:
         logger.info("no example for %s at %s: %s", system.name, change.applied, error)
         return None
-    observed = {d.kpi: d.relative_change for d in compare(first, second) if d.kpi}
+    # The load metric is what the two stretches are matched on, not an effect.
+    observed = {
+        d.kpi: d.relative_change
+        for d in compare(first, second)
+        if d.kpi and d.kpi != first.load_metric
+    }
     if not observed:
         return None
     embedding = tuple(float(v) for v in embed(first).vector)

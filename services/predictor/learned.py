@@ -8,7 +8,8 @@ with an interval.
 
 Borrowing. A system with little history of its own borrows the history of similar
 systems: every record is weighted by how similar its system is to the target (1 for the
-target itself, the similarity score in [0, 1] for others, 0 below ``min_similarity``), so
+target itself, the similarity score in [0, 1] for others, ``distant_weight`` (0 unless
+set) below ``min_similarity``), so
 a model for a database host learns from other database hosts, not from web nodes.
 
 Evidence. A confident guess from too little evidence is worse than no guess, so each KPI
@@ -46,6 +47,7 @@ from cfgclone.predictor.change import (
     ConfigurationDelta,
     DirectionTable,
     KpiDirection,
+    UnknownKpiDirection,
 )
 from cfgclone.predictor.verdict import (
     Interval,
@@ -88,7 +90,11 @@ class HistorySettings:
     min_weighted_examples: float = 8.0
     """Least weighted history a KPI, and the parameters of a change, need."""
     min_similarity: float = 0.5
-    """Records of systems less similar to the target than this are not used."""
+    """Records of systems less similar to the target than this get ``distant_weight``."""
+    distant_weight: float = 0.0
+    """Weight of the records of systems below ``min_similarity``: 0 leaves them out; a
+    small weight lets a system with little similar history learn from the whole fleet,
+    whose features (hardware, load, parameters per core and per GiB) carry over."""
     confidence: float = 0.9
     """Confidence of the predicted intervals."""
     tolerance: float = 0.05
@@ -108,6 +114,8 @@ class HistorySettings:
             raise ValueError("min_weighted_examples must be positive")
         if not 0.0 <= self.min_similarity <= 1.0:
             raise ValueError("min_similarity must be in [0, 1]")
+        if not 0.0 <= self.distant_weight <= self.min_similarity:
+            raise ValueError("distant_weight must be in [0, min_similarity]")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError("confidence must be in (0, 1)")
         if self.trees < 10:
@@ -337,7 +345,7 @@ class HistoryLearner:
 
         1 for the target's own records; for another system its score in ``similarity``
         (the similarity engine's, in [0, 1]) or, when not given, the cosine similarity of
-        the embeddings clipped at 0; 0 below ``min_similarity``.
+        the embeddings clipped at 0; ``distant_weight`` below ``min_similarity``.
         """
         weights = []
         for record in history:
@@ -349,7 +357,8 @@ class HistoryLearner:
             else:
                 score = _cosine(embedding, record.embedding)
             score = min(max(score, 0.0), 1.0)
-            weights.append(score if score >= self.settings.min_similarity else 0.0)
+            s = self.settings
+            weights.append(score if score >= s.min_similarity else s.distant_weight)
         return tuple(weights)
 
     def fit(
@@ -371,7 +380,7 @@ class HistoryLearner:
         weights = self.example_weights(
             history, target=target, embedding=target_embedding, similarity=similarity
         )
-        kpis = sorted({kpi for record in history for kpi in record.observed})
+        kpis = sorted({kpi for record in history for kpi in record.observed if self._judged(kpi)})
         models = {kpi: self._fit_kpi(kpi, history, weights) for kpi in kpis}
         return HistoryModel(
             version=self._version(history, weights, target, target_embedding),
@@ -381,6 +390,15 @@ class HistoryLearner:
             directions=self.directions,
             models=models,
         )
+
+    def _judged(self, kpi: str) -> bool:
+        """Whether ``kpi`` has a known bad direction; a KPI without one cannot be judged,
+        so it is not learned (it is INCONCLUSIVE if asked for)."""
+        try:
+            self.directions.direction(kpi)
+        except UnknownKpiDirection:
+            return False
+        return True
 
     def _fit_kpi(
         self, kpi: str, history: Sequence[ChangeRecord], weights: Sequence[float]

@@ -20,6 +20,7 @@ from cfgclone.predictor.appliers_registry import Appliers
 from cfgclone.predictor.configurations import load_policy
 from cfgclone.predictor.guard import Guard
 from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
+from cfgclone.predictor.learned import HistoryLearner, HistorySettings
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
 from cfgclone.predictor.servicer import PredictorServicer
@@ -129,7 +130,7 @@ def build_guard(
 ) -> tuple[Predictor, Guard, ModelCache, PredictorSettings]:
     """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
     own = PredictorSettings.from_options(settings.options)
-    models = ModelCache(store)
+    models = ModelCache(store, HistoryLearner(HistorySettings(distant_weight=0.2)))
     predictor = Predictor(
         store,
         own,
