@@ -12,6 +12,7 @@ EXPECTED_TABLES = {
     "changes",
     "configurations",
     "fingerprints",
+    "history_imports",
     "ingested_batches",
     "metrics",
     "operations",
