@@ -35,11 +35,10 @@ WARM_UP_SECONDS = 5.0
 def agent_config(address: str, folder: Path) -> Path:
     path = folder / "agent.toml"
     path.write_text(
-        f'collector = "{address}"\n'
-        'system = "overhead-01"\n'
-        "interval_seconds = 1.0\n"
-        "batch_max_seconds = 10.0\n"
-        f'spool_path = "{folder / "spool.sqlite3"}"\n',
+        f'[collector]\naddress = "{address}"\n'
+        '[system]\nname = "overhead-01"\n'
+        "[sampling]\ninterval_seconds = 1.0\nbatch_max_seconds = 10.0\n"
+        f'[spool]\npath = "{folder / "spool"}"\n',
         encoding="utf-8",
     )
     return path

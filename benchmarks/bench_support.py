@@ -44,19 +44,19 @@ def temporary_database() -> Iterator[str]:
             )
 
 
-@contextmanager
-def service_process(
-    service: str, url: str, options: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """One cfgclone service in its own process on a free port; yields its address."""
+def start_service(
+    service: str, url: str, options: Mapping[str, str] | None = None, *, port: int = 0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start one cfgclone service in its own process on ``port`` (0: a free one) and wait
+    until it is SERVING; the process and its address. The caller stops the process."""
     env = dict(
         os.environ,
         CFGCLONE_DATABASE_URL=url,
-        CFGCLONE_PORT="0",
         CFGCLONE_LOG_LEVEL="ERROR",
         CFGCLONE_LOG_FORMAT="text",
         **(options or {}),
     )
+    env["CFGCLONE_PORT"] = str(port)
     env.pop("CFGCLONE_AUTH_TOKENS_FILE", None)
     process = subprocess.Popen(
         [sys.executable, "-m", f"cfgclone.{service}.main"],
@@ -72,6 +72,20 @@ def service_process(
             raise SystemExit(f"the {service} service did not start: {line!r}")
         address = f"{match.group(1)}:{match.group(2)}"
         wait_serving(address)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    return process, address
+
+
+@contextmanager
+def service_process(
+    service: str, url: str, options: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """One cfgclone service in its own process on a free port; yields its address."""
+    process, address = start_service(service, url, options)
+    try:
         yield address
     finally:
         process.terminate()

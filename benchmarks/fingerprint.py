@@ -51,12 +51,12 @@ from cfgclone.v1 import common_pb2
 
 SYSTEM = "bench-fingerprint-01"
 SECOND_NS = 1_000_000_000
-LOAD = "cpu.utilization"
+LOAD = "system.cpu.utilization"
 KPIS = (
-    "memory.utilization",
+    "system.memory.utilization",
     "network.receive.bytes_per_second",
     "disk.write.bytes_per_second",
-    "app.response_time",
+    "http.server.request.duration",
 )
 """Standard KPIs written beside the load metric (the settings' default load metric)."""
 
@@ -97,11 +97,11 @@ def busy_machine(per_metric: int, start_ns: int, seed: int) -> Window:
     busy = np.minimum(load / 100.0, 0.97)
     kpi_ts = load_ts + rng.integers(1, SECOND_NS // 2, per_metric)
     kpis = {
-        "memory.utilization": 35.0 + 0.25 * load + rng.normal(0.0, 1.0, per_metric),
+        "system.memory.utilization": 35.0 + 0.25 * load + rng.normal(0.0, 1.0, per_metric),
         "network.receive.bytes_per_second": load * 2.0e5 * rng.lognormal(0.0, 0.3, per_metric),
         "disk.write.bytes_per_second": rng.gamma(0.5, 4.0e6, per_metric)
         * (rng.random(per_metric) < 0.3),
-        "app.response_time": 0.004 / (1.0 - busy) * rng.lognormal(0.0, 0.2, per_metric),
+        "http.server.request.duration": 0.004 / (1.0 - busy) * rng.lognormal(0.0, 0.2, per_metric),
     }
     return Window(
         (LOAD, *KPIS),

@@ -34,7 +34,7 @@ from cfgclone.fingerprint import (
 from cfgclone.fingerprint.codec import fingerprint_to_proto
 
 SECOND_NS = 1_000_000_000
-KPIS = ("app.response_time", "memory.utilization", "network.latency")
+KPIS = ("http.server.request.duration", "system.memory.utilization", "db.client.operation.duration")
 
 
 def synthetic_window(samples: int, start_ns: int, seed: int) -> dict[str, SampleSeries]:
@@ -50,14 +50,14 @@ def synthetic_window(samples: int, start_ns: int, seed: int) -> dict[str, Sample
     load_ts = start_ns + steps * SECOND_NS
     kpi_ts = load_ts + rng.integers(1, SECOND_NS // 2, per_metric)
     return {
-        "cpu.utilization": SampleSeries(load_ts, levels + rng.normal(0.0, 0.05, per_metric)),
-        "app.response_time": SampleSeries(
+        "system.cpu.utilization": SampleSeries(load_ts, levels + rng.normal(0.0, 0.05, per_metric)),
+        "http.server.request.duration": SampleSeries(
             kpi_ts, 5.0 + 0.5 * np.maximum(levels - 40.0, 0.0) + rng.normal(0, 0.3, per_metric)
         ),
-        "memory.utilization": SampleSeries(
+        "system.memory.utilization": SampleSeries(
             kpi_ts, 30.0 + 0.1 * levels + rng.normal(0, 1.0, per_metric)
         ),
-        "network.latency": SampleSeries(kpi_ts, rng.lognormal(0.0, 1.0, per_metric)),
+        "db.client.operation.duration": SampleSeries(kpi_ts, rng.lognormal(0.0, 1.0, per_metric)),
     }
 
 
@@ -101,7 +101,7 @@ def main() -> None:
         "embed_s": median_time(lambda: embed(fingerprint.decayed(1.0)), arguments.repeats),
         "sort_s": sort_s,
         "build_per_sort": build_s / sort_s,
-        "knee_load": fingerprint.curves["app.response_time"].knee_load,
+        "knee_load": fingerprint.curves["http.server.request.duration"].knee_load,
     }
     print(json.dumps(result))
 

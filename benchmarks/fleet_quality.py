@@ -54,6 +54,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from benchmarks.bench_support import service_process, temporary_database
+from cfgclone import vocabulary
 from cfgclone.v1 import collector_service_pb2 as collector_pb
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import common_pb2
@@ -64,10 +65,10 @@ from cfgclone.v1 import predictor_service_pb2_grpc as predictor_grpc
 from cfgclone.v1 import similarity_service_pb2 as similarity_pb
 from cfgclone.v1 import similarity_service_pb2_grpc as similarity_grpc
 
-LOAD = "http.server.request.rate"
-LATENCY = "http.server.request.duration"
-CPU = "system.cpu.utilization"
-ERRORS = "http.server.request.error.ratio"
+LOAD = vocabulary.HTTP_REQUEST_RATE.name
+LATENCY = vocabulary.HTTP_REQUEST_DURATION.name
+CPU = vocabulary.CPU_UTILIZATION.name
+ERRORS = vocabulary.HTTP_ERROR_RATIO.name
 STEP_S = 10
 GIB = 1 << 30
 

@@ -57,7 +57,7 @@ async def _samples(store: Store, system_id: str, seed: int) -> None:
         )
         key = (await cursor.fetchone())[0]  # type: ignore[index]
         ids = {}
-        for name in ("cpu.utilization", "app.response_time"):
+        for name in ("system.cpu.utilization", "http.server.request.duration"):
             cursor = await conn.execute(
                 "INSERT INTO metrics (name) VALUES (%s) ON CONFLICT (name) "
                 "DO UPDATE SET name = EXCLUDED.name RETURNING id",
@@ -69,8 +69,8 @@ async def _samples(store: Store, system_id: str, seed: int) -> None:
             cur.copy("COPY samples (ts, system_id, metric_id, value) FROM STDIN") as copy,
         ):
             for moment, lo, la in zip(ts, load.tolist(), latency.tolist(), strict=True):
-                await copy.write_row((moment, key, ids["cpu.utilization"], lo))
-                await copy.write_row((moment, key, ids["app.response_time"], la))
+                await copy.write_row((moment, key, ids["system.cpu.utilization"], lo))
+                await copy.write_row((moment, key, ids["http.server.request.duration"], la))
 
 
 async def _history(store: Store, systems: list[str], examples: int) -> None:
@@ -96,8 +96,8 @@ async def _history(store: Store, systems: list[str], examples: int) -> None:
                     before=BASE,
                     after=after,
                     observed={
-                        "app.response_time": float(slower + rng.normal(0, 0.02)),
-                        "cpu.utilization": float(0.1 * debug + rng.normal(0, 0.02)),
+                        "http.server.request.duration": float(slower + rng.normal(0, 0.02)),
+                        "system.cpu.utilization": float(0.1 * debug + rng.normal(0, 0.02)),
                     },
                     origin="outcome",
                 ),

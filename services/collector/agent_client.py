@@ -23,7 +23,7 @@ from cfgclone.v1 import collector_service_pb2 as pb
 from cfgclone.v1 import collector_service_pb2_grpc as pb_grpc
 from cfgclone.v1 import common_pb2
 
-__all__ = ["RETRYABLE", "Backoff", "CollectorClient", "CollectorRefusal"]
+__all__ = ["AGENT_REFUSALS", "RETRYABLE", "Backoff", "CollectorClient", "CollectorRefusal"]
 
 RETRYABLE = frozenset(
     {
@@ -31,12 +31,22 @@ RETRYABLE = frozenset(
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
         grpc.StatusCode.CANCELLED,
     }
 )
-"""Codes after which the same request may succeed later."""
+"""Codes after which the same request may succeed later: the collector, its database or
+the network was down or busy, or the call was cut short. INTERNAL and UNKNOWN are not
+among them: a collector that fails on a request fails on it again."""
+
+AGENT_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+"""Refusals of the agent itself (its credential, its version), not of a batch: every batch
+would be refused alike, so they stay spooled until an operator fixes the agent."""
 
 
 @dataclass
@@ -69,6 +79,11 @@ class CollectorRefusal(Exception):
         self.code = code
         self.message = message
         self.reason = reason
+
+    @property
+    def about_the_batch(self) -> bool:
+        """Whether the refusal is of what was sent rather than of who sent it."""
+        return self.code not in AGENT_REFUSALS
 
 
 async def _reason(call: object) -> str:

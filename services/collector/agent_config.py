@@ -1,62 +1,22 @@
-"""The configuration file of ``cfgclone agent``: TOML, read once at start.
+"""The configuration file of ``cfgclone agent``: TOML, read once at start, one schema.
 
-Every key but ``collector`` and ``system`` is optional; the defaults are shown::
-
-    collector = "collector.example.com:50051"   # host:port of the collector (required)
-    system = "db-01"                             # this machine, systems/db-01 (required)
-    token = ""                                   # bearer token, or read it from a file:
-    token_file = ""                              # for example "/etc/cfgclone/token"
-    interval_seconds = 1.0                       # host sampling (psutil) interval
-    host_metrics = true                          # false: only the probes below
-    spool_path = "~/.local/share/cfgclone/agent-spool.sqlite3"
-    spool_max_mb = 256                           # oldest batches are dropped beyond this
-    batch_max_samples = 5000                     # a batch is closed when it holds this many...
-    batch_max_seconds = 10.0                     # ...or when its first sample is this old
-    call_timeout_seconds = 10.0                  # deadline of each call to the collector
-    retry_initial_seconds = 0.5                  # first retry delay; doubles per failure...
-    retry_max_seconds = 30.0                     # ...up to this
-
-    [labels]                                     # sent with the system's metadata
-    role = "db"
-
-    [tls]                                        # omit for plaintext
-    ca = "/etc/cfgclone/ca.pem"                  # CA that signed the collector's certificate
-    cert = "/etc/cfgclone/agent.pem"             # client certificate and key: mutual TLS
-    key = "/etc/cfgclone/agent-key.pem"
-
-    [[tcp]]                                      # TCP connect time: tcp.<name>.connect_seconds
-    name = "primary_db"                          # and tcp.<name>.up (1 or 0)
-    address = "10.0.0.5:5432"
-    interval_seconds = 5.0                       # default: interval_seconds above
-    timeout_seconds = 3.0
-
-    [[http]]                                     # response time: http.<name>.latency_seconds
-    name = "api"                                 # and http.<name>.status (0: no answer)
-    url = "https://127.0.0.1:8443/health"
-    interval_seconds = 5.0
-    timeout_seconds = 5.0
-
-    [[prometheus]]                               # a local Prometheus text endpoint
-    url = "http://127.0.0.1:9100/metrics"        # node_exporter's counters become host metrics
-    prefixes = ["node_load"]                     # series kept as they are (counters as rates)
-    interval_seconds = 15.0
-
-    [[exec]]                                     # a plugin printing `name value` lines
-    name = "queue"
-    command = ["/usr/local/bin/queue-depth", "--all"]
-    interval_seconds = 10.0
-    timeout_seconds = 5.0
-
-Probe and plugin names become part of metric names, so they are letters,
-digits and ``_``. A bad file stops the agent at start with a message naming
-the key.
+:data:`SCHEMA` is the only description of the format: the parser reads the file
+by it, ``docs/agent.md`` documents it (a test checks the two agree), and every
+configuration shipped in ``deploy/`` and ``docs/`` is loaded by this parser in the
+tests. A misspelt key must not silently turn a probe off, so an unknown table or
+key stops the agent with its name and the nearest valid one; so does a value of
+the wrong type or a missing required key. Relative paths are taken from the
+folder of the configuration file.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,22 +25,96 @@ from cfgclone.common.requests import SYSTEM_ID_PATTERN
 from cfgclone.common.settings import ClientTls, SettingsError
 
 __all__ = [
+    "ENVIRONMENT",
+    "SCHEMA",
     "AgentConfig",
     "ConfigError",
     "ExecConfig",
     "HttpProbeConfig",
+    "Key",
     "PrometheusConfig",
     "TcpProbeConfig",
+    "default_spool_folder",
     "load_agent_config",
     "parse_agent_config",
 ]
 
-_PROBE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
-DEFAULT_SPOOL = Path.home() / ".local" / "share" / "cfgclone" / "agent-spool.sqlite3"
-
 
 class ConfigError(ValueError):
     """The agent's configuration file cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of a table: its TOML type, default and meaning."""
+
+    kind: str
+    """``string``, ``number``, ``integer``, ``boolean``, ``path``, ``strings`` or ``labels``."""
+    default: Any = None
+    """Default value; None with ``required`` False means absent."""
+    required: bool = False
+    doc: str = ""
+
+
+SCHEMA: Mapping[str, Mapping[str, Key]] = {
+    "collector": {
+        "address": Key("string", required=True, doc="host:port of cfgclone-collector"),
+        "token_file": Key("path", doc="file holding the agent's bearer token"),
+        "ca_file": Key("path", doc="CA bundle that verifies the collector's certificate"),
+        "cert_file": Key("path", doc="client certificate for mutual TLS"),
+        "key_file": Key("path", doc="private key of cert_file"),
+        "call_timeout_seconds": Key("number", 10.0, doc="deadline of each call"),
+        "connect_timeout_seconds": Key("number", 10.0, doc="how long to wait at start"),
+        "retry_initial_seconds": Key("number", 0.5, doc="first retry delay"),
+        "retry_max_seconds": Key("number", 30.0, doc="longest retry delay"),
+    },
+    "system": {
+        "name": Key("string", doc="the system's name; default the host name"),
+        "labels": Key("labels", {}, doc="labels of the system"),
+    },
+    "sampling": {
+        "interval_seconds": Key("number", 1.0, doc="psutil sampling interval"),
+        "host_metrics": Key("boolean", True, doc="sample the host with psutil"),
+        "batch_max_samples": Key("integer", 5000, doc="samples in a batch at most"),
+        "batch_max_seconds": Key("number", 5.0, doc="age of a batch at most"),
+    },
+    "spool": {
+        "path": Key("path", doc="folder of the spool"),
+        "max_bytes": Key("integer", 256 * 1024 * 1024, doc="bound of the spool"),
+    },
+    "tcp_probe": {
+        "name": Key("string", required=True, doc="name of the probe"),
+        "host": Key("string", required=True, doc="host name or address"),
+        "port": Key("integer", required=True, doc="TCP port"),
+        "interval_seconds": Key("number", doc="default: the sampling interval"),
+        "timeout_seconds": Key("number", 3.0, doc="a slower connect counts as failed"),
+    },
+    "http_probe": {
+        "name": Key("string", required=True, doc="name of the probe"),
+        "url": Key("string", required=True, doc="http:// or https:// URL"),
+        "interval_seconds": Key("number", doc="default: the sampling interval"),
+        "timeout_seconds": Key("number", 5.0, doc="a slower answer counts as failed"),
+    },
+    "prometheus": {
+        "url": Key("string", required=True, doc="the endpoint"),
+        "prefixes": Key("strings", (), doc="series kept as they are"),
+        "interval_seconds": Key("number", 15.0, doc="how often it is scraped"),
+        "timeout_seconds": Key("number", 5.0, doc="a slower scrape is abandoned"),
+    },
+    "exec": {
+        "command": Key("strings", required=True, doc="program and arguments"),
+        "name": Key("string", doc="name in logs; default the program's file name"),
+        "interval_seconds": Key("number", 60.0, doc="how often it runs"),
+        "timeout_seconds": Key("number", doc="default: its interval"),
+    },
+}
+"""Every table and key of the format. ``tcp_probe``, ``http_probe``, ``prometheus``
+and ``exec`` are arrays of tables (``[[exec]]``); the others are plain tables."""
+
+ARRAYS = frozenset({"tcp_probe", "http_probe", "prometheus", "exec"})
+
+_PROBE_NAME = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,62}")
+_HOST_SAFE = re.compile(r"[^a-z0-9-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +150,14 @@ class ExecConfig:
     timeout_seconds: float
 
 
+def default_spool_folder() -> Path:
+    """``/var/lib/cfgclone-agent/spool`` as root, else under the user's data folder."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/cfgclone-agent/spool")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "cfgclone-agent" / "spool"
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """What the agent samples, and where and how it sends it."""
@@ -134,13 +176,14 @@ class AgentConfig:
     """Whether to sample the host with psutil."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """Labels registered with the system."""
-    spool_path: Path = DEFAULT_SPOOL
-    """SQLite file that holds batches until the collector has them."""
+    spool_folder: Path = field(default_factory=default_spool_folder)
+    """Folder of the SQLite file that holds batches until the collector has them."""
     spool_max_bytes: int = 256 * 1024 * 1024
     """Bound of the spool; beyond it the oldest batches are dropped."""
     batch_max_samples: int = 5_000
-    batch_max_seconds: float = 10.0
+    batch_max_seconds: float = 5.0
     call_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = 10.0
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 30.0
     tcp: tuple[TcpProbeConfig, ...] = ()
@@ -152,77 +195,101 @@ class AgentConfig:
     def system_name(self) -> str:
         return f"systems/{self.system}"
 
-
-class _Table:
-    """A TOML table with typed getters whose errors name the key."""
-
-    def __init__(self, data: Mapping[str, Any], where: str) -> None:
-        self._data = data
-        self._where = where
-
     @property
-    def where(self) -> str:
-        """Where the table is in the file, for messages: ``tcp[0]``."""
-        return self._where
+    def spool_path(self) -> Path:
+        """The spool's SQLite file in :attr:`spool_folder`."""
+        return self.spool_folder / "batches.sqlite3"
 
-    def _path(self, key: str) -> str:
-        return f"{self._where}.{key}" if self._where else key
 
-    def _get(self, key: str, kinds: tuple[type, ...], what: str, default: Any) -> Any:
-        value = self._data.get(key, default)
-        if value is None:
-            return None
+def _nearest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_TYPES: Mapping[str, tuple[tuple[type, ...], str]] = {
+    "string": ((str,), "a string"),
+    "path": ((str,), "a path (string)"),
+    "number": ((int, float), "a number"),
+    "integer": ((int,), "an integer"),
+    "boolean": ((bool,), "true or false"),
+    "strings": ((list,), "a list of strings"),
+    "labels": ((dict,), "a table of strings"),
+}
+
+
+def _is_a(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds)
+
+
+def _read_table(where: str, table: str, data: Any) -> dict[str, Any]:
+    """The keys of one table, checked against the schema; absent keys get their default."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table ([{table}])")
+    keys = SCHEMA[table]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = keys.get(key)
+        if spec is None:
+            raise ConfigError(f"{where}: unknown key {key!r}{_nearest(key, list(keys))}")
+        kinds, what = _TYPES[spec.kind]
         if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(f"{self._path(key)} must be {what}")
-        if not isinstance(value, kinds):
-            raise ConfigError(f"{self._path(key)} must be {what}")
-        return value
+            raise ConfigError(f"{where}.{key} must be {what}")
+        if not _is_a(value, kinds):
+            raise ConfigError(f"{where}.{key} must be {what}")
+        if spec.kind == "strings" and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}.{key} must be {what}")
+        if spec.kind == "labels" and not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where}.{key} must be {what}")
+        if spec.kind in ("number", "integer") and not value > 0:
+            raise ConfigError(f"{where}.{key} must be greater than 0")
+        values[key] = value
+    for key, spec in keys.items():
+        if key not in values:
+            if spec.required:
+                raise ConfigError(f"{where}.{key} is required")
+            values[key] = spec.default
+    return values
 
-    def text(self, key: str, default: str | None = None) -> str | None:
-        value: str | None = self._get(key, (str,), "a string", default)
-        return value
 
-    def required_text(self, key: str) -> str:
-        value = self.text(key)
-        if not value:
-            raise ConfigError(f"{self._path(key)} is required")
-        return value
+def _tables(data: Mapping[str, Any]) -> dict[str, Any]:
+    known = list(SCHEMA)
+    read: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in SCHEMA:
+            raise ConfigError(f"unknown table [{name}]{_nearest(name, known)}")
+        if name in ARRAYS:
+            if not isinstance(value, list):
+                raise ConfigError(f"{name} must be an array of tables ([[{name}]])")
+            read[name] = [_read_table(f"{name}[{i}]", name, item) for i, item in enumerate(value)]
+        else:
+            read[name] = _read_table(name, name, value)
+    for name in SCHEMA:
+        if name not in read:
+            read[name] = [] if name in ARRAYS else _read_table(name, name, {})
+    return read
 
-    def number(self, key: str, default: float, *, minimum: float = 0.001) -> float:
-        value = float(self._get(key, (int, float), "a number", default))
-        if value < minimum:
-            raise ConfigError(f"{self._path(key)} must be at least {minimum}")
-        return value
 
-    def flag(self, key: str, default: bool) -> bool:
-        value: bool = self._get(key, (bool,), "true or false", default)
-        return value
+def _address(value: str, where: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where} must be host:port (got {value!r})")
+    return host.strip("[]"), int(port)
 
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self._get(key, (list,), "a list of strings", [])
-        if not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{self._path(key)} must be a list of strings")
-        return tuple(value)
 
-    def name(self) -> str:
-        value = self.required_text("name")
-        if _PROBE_NAME.fullmatch(value) is None:
-            raise ConfigError(f"{self._path('name')} must be letters, digits and _ (got {value!r})")
-        return value
+def _host_system_name() -> str:
+    """The host name as a system id: lower case, ``-`` for anything else, at most 63."""
+    name = _HOST_SAFE.sub("-", socket.gethostname().split(".")[0].lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"host-{name}".rstrip("-")
+    return name[:63].rstrip("-")
 
-    def tables(self, key: str) -> list[_Table]:
-        value = self._data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise ConfigError(f"{self._path(key)} must be an array of tables ([[{key}]])")
-        return [_Table(item, f"{key}[{index}]") for index, item in enumerate(value)]
 
-    def table(self, key: str) -> _Table | None:
-        value = self._data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise ConfigError(f"{self._path(key)} must be a table ([{key}])")
-        return _Table(value, key)
+def _probe_name(value: str, where: str) -> str:
+    if _PROBE_NAME.fullmatch(value) is None:
+        raise ConfigError(
+            f"{where}.name must be 1-63 letters, digits, '_', '-' and '.' (got {value!r})"
+        )
+    return value
 
 
 def _unique(names: list[str], kind: str) -> None:
@@ -233,123 +300,142 @@ def _unique(names: list[str], kind: str) -> None:
         seen.add(name)
 
 
-def _address(value: str, where: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where} must be host:port (got {value!r})")
-    return host.strip("[]"), int(port)
+ENVIRONMENT: Mapping[str, tuple[str, str]] = {
+    "CFGCLONE_COLLECTOR_ADDRESS": ("collector", "address"),
+    "CFGCLONE_TLS_CA": ("collector", "ca_file"),
+    "CFGCLONE_TLS_CLIENT_CERT": ("collector", "cert_file"),
+    "CFGCLONE_TLS_CLIENT_KEY": ("collector", "key_file"),
+    "CFGCLONE_AGENT_SYSTEM": ("system", "name"),
+    "CFGCLONE_AGENT_SPOOL": ("spool", "path"),
+}
+"""Variables that override a key of the file: the same ones every cfgclone client reads,
+so one machine's agent and CLI agree, and a container sets them from its environment.
+``CFGCLONE_TOKEN`` overrides ``token_file``."""
 
 
-def parse_agent_config(text: str, base: Path | None = None) -> AgentConfig:
-    """An agent configuration from TOML text; relative paths are taken from ``base``."""
+def parse_agent_config(
+    text: str,
+    base: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    hostname: Callable[[], str] = _host_system_name,
+) -> AgentConfig:
+    """An agent configuration from TOML text; relative paths are taken from ``base``;
+    the variables of :data:`ENVIRONMENT` in ``environ`` (default none) override keys."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"not valid TOML: {error}") from None
-    root = _Table(data, "")
+    tables = _tables(data)
+    environ = environ or {}
+    for variable, (table, key) in ENVIRONMENT.items():
+        if environ.get(variable):
+            tables[table][key] = environ[variable]
     base = base or Path.cwd()
 
-    def path(value: str) -> Path:
+    def path(value: str | None) -> Path | None:
+        if value is None:
+            return None
         candidate = Path(value).expanduser()
         return candidate if candidate.is_absolute() else base / candidate
 
-    system = root.required_text("system")
-    if SYSTEM_ID_PATTERN.match(system) is None:
+    collector, system, sampling, spool = (
+        tables[name] for name in ("collector", "system", "sampling", "spool")
+    )
+    _address(collector["address"], "collector.address")
+    name = system["name"] or hostname()
+    if SYSTEM_ID_PATTERN.fullmatch(name) is None:
         raise ConfigError(
-            f"system must be 1-63 lower-case letters, digits and '-', starting with a letter "
-            f"(got {system!r})"
+            "system.name must be 1-63 lower-case letters, digits and '-', starting with a "
+            f"letter (got {name!r})"
         )
-    collector = root.required_text("collector")
-    _address(collector, "collector")
-    token = root.text("token")
-    token_file = root.text("token_file")
-    if token and token_file:
-        raise ConfigError("set token or token_file, not both")
-    if token_file:
+    token = environ.get("CFGCLONE_TOKEN") or None
+    token_file = path(collector["token_file"])
+    if token_file is not None and token is None:
         try:
-            token = path(token_file).read_text(encoding="utf-8").strip()
+            token = token_file.read_text(encoding="utf-8").strip() or None
         except OSError as error:
-            raise ConfigError(f"token_file cannot be read: {error}") from None
-    interval = root.number("interval_seconds", 1.0)
+            raise ConfigError(
+                f"collector.token_file cannot be read: {error.strerror or error}"
+            ) from None
     tls = None
-    tls_table = root.table("tls")
-    if tls_table is not None:
-        ca, cert, key = (tls_table.text(k) for k in ("ca", "cert", "key"))
+    tls_files = [path(collector[key]) for key in ("ca_file", "cert_file", "key_file")]
+    if any(tls_files):
         try:
-            tls = ClientTls(
-                ca_file=path(ca) if ca else None,
-                cert_file=path(cert) if cert else None,
-                key_file=path(key) if key else None,
-            )
+            tls = ClientTls(ca_file=tls_files[0], cert_file=tls_files[1], key_file=tls_files[2])
         except SettingsError as error:
-            raise ConfigError(f"tls: {error}") from None
-    labels_table = data.get("labels", {})
-    if not isinstance(labels_table, dict) or not all(
-        isinstance(v, str) for v in labels_table.values()
-    ):
-        raise ConfigError("labels must be a table of strings")
+            raise ConfigError(f"collector: {error}") from None
+    interval = float(sampling["interval_seconds"])
 
     tcp = []
-    for table in root.tables("tcp"):
-        host, port = _address(table.required_text("address"), f"{table.where}.address")
+    for index, table in enumerate(tables["tcp_probe"]):
+        where = f"tcp_probe[{index}]"
+        if not 0 < table["port"] < 65536:
+            raise ConfigError(f"{where}.port must be 1-65535 (got {table['port']})")
         tcp.append(
             TcpProbeConfig(
-                table.name(),
-                host,
-                port,
-                table.number("interval_seconds", interval),
-                table.number("timeout_seconds", 3.0),
+                _probe_name(table["name"], where),
+                table["host"],
+                table["port"],
+                float(table["interval_seconds"] or interval),
+                float(table["timeout_seconds"]),
             )
         )
-    http = [
-        HttpProbeConfig(
-            table.name(),
-            table.required_text("url"),
-            table.number("interval_seconds", interval),
-            table.number("timeout_seconds", 5.0),
+    http = []
+    for index, table in enumerate(tables["http_probe"]):
+        where = f"http_probe[{index}]"
+        if not table["url"].startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.url must start with http:// or https://")
+        http.append(
+            HttpProbeConfig(
+                _probe_name(table["name"], where),
+                table["url"],
+                float(table["interval_seconds"] or interval),
+                float(table["timeout_seconds"]),
+            )
         )
-        for table in root.tables("http")
-    ]
     prometheus = [
         PrometheusConfig(
-            table.required_text("url"),
-            table.strings("prefixes"),
-            table.number("interval_seconds", max(interval, 15.0)),
-            table.number("timeout_seconds", 5.0),
+            table["url"],
+            tuple(table["prefixes"]),
+            float(table["interval_seconds"]),
+            float(table["timeout_seconds"]),
         )
-        for table in root.tables("prometheus")
+        for table in tables["prometheus"]
     ]
     plugins = []
-    for table in root.tables("exec"):
-        command = table.strings("command")
-        if not command:
-            raise ConfigError(f"{table.where}.command must name a program")
+    for index, table in enumerate(tables["exec"]):
+        where = f"exec[{index}]"
+        if not table["command"]:
+            raise ConfigError(f"{where}.command must name a program")
+        every = float(table["interval_seconds"])
         plugins.append(
             ExecConfig(
-                table.name(),
-                command,
-                table.number("interval_seconds", max(interval, 10.0)),
-                table.number("timeout_seconds", 5.0),
+                _probe_name(table["name"] or Path(table["command"][0]).name, where),
+                tuple(table["command"]),
+                every,
+                float(table["timeout_seconds"] or every),
             )
         )
-    _unique([p.name for p in tcp], "tcp")
-    _unique([p.name for p in http], "http")
+    _unique([p.name for p in tcp], "tcp_probe")
+    _unique([p.name for p in http], "http_probe")
     _unique([p.name for p in plugins], "exec")
     return AgentConfig(
-        collector=collector,
-        system=system,
-        token=token or None,
+        collector=collector["address"],
+        system=name,
+        token=token,
         tls=tls,
         interval_seconds=interval,
-        host_metrics=root.flag("host_metrics", True),
-        labels=dict(labels_table),
-        spool_path=path(root.text("spool_path") or str(DEFAULT_SPOOL)),
-        spool_max_bytes=int(root.number("spool_max_mb", 256, minimum=1) * 1024 * 1024),
-        batch_max_samples=int(root.number("batch_max_samples", 5000, minimum=1)),
-        batch_max_seconds=root.number("batch_max_seconds", 10.0),
-        call_timeout_seconds=root.number("call_timeout_seconds", 10.0),
-        retry_initial_seconds=root.number("retry_initial_seconds", 0.5),
-        retry_max_seconds=root.number("retry_max_seconds", 30.0),
+        host_metrics=sampling["host_metrics"],
+        labels=dict(system["labels"]),
+        spool_folder=path(spool["path"]) or default_spool_folder(),
+        spool_max_bytes=int(spool["max_bytes"]),
+        batch_max_samples=int(sampling["batch_max_samples"]),
+        batch_max_seconds=float(sampling["batch_max_seconds"]),
+        call_timeout_seconds=float(collector["call_timeout_seconds"]),
+        connect_timeout_seconds=float(collector["connect_timeout_seconds"]),
+        retry_initial_seconds=float(collector["retry_initial_seconds"]),
+        retry_max_seconds=float(collector["retry_max_seconds"]),
         tcp=tuple(tcp),
         http=tuple(http),
         prometheus=tuple(prometheus),
@@ -357,13 +443,13 @@ def parse_agent_config(text: str, base: Path | None = None) -> AgentConfig:
     )
 
 
-def load_agent_config(path: Path) -> AgentConfig:
-    """The agent configuration in the TOML file ``path``."""
+def load_agent_config(path: Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """The agent configuration in the TOML file ``path``, with ``environ``'s overrides."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror or error}") from None
     try:
-        return parse_agent_config(text, path.parent)
+        return parse_agent_config(text, path.parent, environ=environ)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from cfgclone.collector.agent_config import AgentConfig, ConfigError, load_agent_config
 from cfgclone.collector.agent_runner import run_agent
+from cfgclone.common.clients import open_channel
 from cfgclone.common.logs import configure_logging
+from cfgclone.common.settings import PeerSettings
 
 __all__ = ["build_parser", "main"]
 
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cfgclone agent",
         description="Sample this machine and stream the samples to the cfgclone collector. "
-        "The configuration file format is described in cfgclone.collector.agent_config.",
+        "The configuration file format is described in docs/agent.md.",
     )
     parser.add_argument(
         "--config",
@@ -51,6 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _collector_reachable(config: AgentConfig) -> str | None:
+    """None when the collector answers within the connect timeout, else why not."""
+    channel = open_channel(
+        config.collector,
+        PeerSettings(tls=config.tls, token=None, timeout_seconds=config.call_timeout_seconds),
+    )
+    try:
+        async with asyncio.timeout(config.connect_timeout_seconds):
+            await channel.channel_ready()
+    except TimeoutError:
+        return (
+            f"collector.address: the collector at {config.collector} did not answer within "
+            f"{config.connect_timeout_seconds:g} s"
+        )
+    finally:
+        await channel.close(grace=None)
+    return None
+
+
 async def _run_until_signalled(config: AgentConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,9 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cfgclone agent``."""
     args = build_parser().parse_args(argv)
     try:
-        config = load_agent_config(args.config)
+        config = load_agent_config(args.config, os.environ)
     except ConfigError as error:
         print(f"cfgclone agent: {error}", file=sys.stderr)
+        return 2
+    unreachable = asyncio.run(_collector_reachable(config))
+    if unreachable is not None:
+        print(f"cfgclone agent: {args.config}: {unreachable}", file=sys.stderr)
         return 2
     configure_logging("agent", args.log_level.upper(), args.log_format)
     asyncio.run(_run_until_signalled(config))

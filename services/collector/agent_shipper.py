@@ -8,12 +8,15 @@ after an exponential backoff; batches the collector had already stored come
 back as duplicates and are stored once. So every batch is delivered, in order,
 and stored exactly once.
 
-A refusal is different. A batch the collector calls invalid would block the
+A refusal is different. A batch the collector refuses for its content
+(INVALID_ARGUMENT, or INTERNAL when the collector fails on it) would block the
 spool forever, so the shipper finds it by sending the batches one at a time,
-drops it with an error in the log, and goes on. An unknown system means the
+sets it aside in the dead-letter file beside the spool with the status and the
+reason (:mod:`.agent_dead_letters`), and goes on. An unknown system means the
 collector lost the registration (a new database): the shipper registers again.
-A refused credential keeps everything spooled and is retried with backoff until
-an operator fixes the configuration.
+A refusal of the agent itself (a refused credential, see
+:data:`~.agent_client.AGENT_REFUSALS`) keeps everything spooled and is retried
+with backoff until an operator fixes the configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable
 import grpc
 
 from cfgclone.collector.agent_client import Backoff, CollectorClient, CollectorRefusal
+from cfgclone.collector.agent_dead_letters import DeadLetterFile
 from cfgclone.collector.agent_spool import Spool, SpooledBatch
 from cfgclone.v1 import common_pb2
 
@@ -49,8 +53,10 @@ class Shipper:
         backoff: Backoff | None = None,
         max_batches_per_call: int = 64,
         max_bytes_per_call: int = 8 * 1024 * 1024,
+        dead_letters: DeadLetterFile | None = None,
     ) -> None:
         self._spool = spool
+        self.dead_letters = dead_letters or DeadLetterFile.beside(spool.path)
         self._client = client
         self._describe = describe
         self._backoff = backoff or Backoff()
@@ -58,7 +64,7 @@ class Shipper:
         self._max_bytes = max_bytes_per_call
         self.registered = False
         self.delivered_batches = 0
-        self.dropped_batches = 0
+        self.set_aside_batches = 0
 
     async def run(self, wake: asyncio.Event) -> None:
         """Deliver whatever is spooled, then wait for ``wake``; retry failures with backoff."""
@@ -97,7 +103,7 @@ class Shipper:
         try:
             await self._client.stream([p.batch for p in pending])
         except CollectorRefusal as refusal:
-            if refusal.code != grpc.StatusCode.INVALID_ARGUMENT:
+            if not refusal.about_the_batch:
                 raise
             await self._deliver_one_by_one(pending)
             return
@@ -112,12 +118,17 @@ class Shipper:
                 if refusal.reason == "UNKNOWN_SYSTEM":
                     self.registered = False
                     raise _RegistrationLost(refusal.message) from refusal
-                if refusal.code != grpc.StatusCode.INVALID_ARGUMENT:
+                if not refusal.about_the_batch:
                     raise
-                self.dropped_batches += 1
+                self.dead_letters.set_aside(
+                    item.batch, refusal.code.name, refusal.reason, refusal.message
+                )
+                self.set_aside_batches += 1
                 logger.error(
-                    "collector refused batch %s for good, dropping it: %s",
+                    "collector refused batch %s for good (%s), set it aside in %s: %s",
                     item.batch.batch_id,
+                    refusal.code.name,
+                    self.dead_letters.path,
                     refusal.message,
                 )
             else:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+import os
+import signal
 import time
 from typing import Protocol
 
 import psutil
 
+from cfgclone import vocabulary
 from cfgclone.collector.agent_config import (
     AgentConfig,
     ExecConfig,
@@ -26,18 +28,19 @@ from cfgclone.collector.agent_config import (
     PrometheusConfig,
     TcpProbeConfig,
 )
-from cfgclone.collector.batching import GAUGE, Sample, is_metric_name
+from cfgclone.collector.batching import GAUGE, Sample
 from cfgclone.collector.host_metrics import (
     CPU_UTILIZATION,
     DISK_READ,
     DISK_WRITE,
     LOOPBACK_INTERFACES,
-    MEMORY_USED,
-    NET_RECV,
-    NET_SENT,
-    PROCESSES,
+    MEMORY_USAGE,
+    MEMORY_UTILIZATION,
+    NETWORK_RECEIVE,
+    NETWORK_TRANSMIT,
+    PROCESS_COUNT,
     CounterRates,
-    MetricDef,
+    HostMetric,
     ScrapeConverter,
 )
 from cfgclone.collector.http_fetch import FetchError, http_get
@@ -84,9 +87,12 @@ class HostSampler:
 
     async def collect(self, ts_unix_ns: int) -> list[Sample]:
         at = time.monotonic()
+        memory = psutil.virtual_memory()
+        used = float(memory.total - memory.available)
         samples = [
-            CPU_UTILIZATION.sample(psutil.cpu_percent(None), ts_unix_ns),
-            MEMORY_USED.sample(float(psutil.virtual_memory().used), ts_unix_ns),
+            CPU_UTILIZATION.sample(psutil.cpu_percent(None) / 100.0, ts_unix_ns),
+            MEMORY_USAGE.sample(used, ts_unix_ns),
+            MEMORY_UTILIZATION.sample(used / memory.total if memory.total else 0.0, ts_unix_ns),
         ]
         disk = psutil.disk_io_counters()
         if disk is not None:
@@ -97,25 +103,33 @@ class HostSampler:
         if outside:
             received = sum(c.bytes_recv for c in outside)
             sent = sum(c.bytes_sent for c in outside)
-            self._rate(samples, NET_RECV, received, at, ts_unix_ns)
-            self._rate(samples, NET_SENT, sent, at, ts_unix_ns)
-        samples.append(PROCESSES.sample(float(len(psutil.pids())), ts_unix_ns))
+            self._rate(samples, NETWORK_RECEIVE, received, at, ts_unix_ns)
+            self._rate(samples, NETWORK_TRANSMIT, sent, at, ts_unix_ns)
+        samples.append(PROCESS_COUNT.sample(float(len(psutil.pids())), ts_unix_ns))
         return samples
 
     def _rate(
-        self, samples: list[Sample], metric: MetricDef, total: float, at: float, ts: int
+        self, samples: list[Sample], metric: HostMetric, total: float, at: float, ts: int
     ) -> None:
         rate = self._rates.rate(metric.name, total, at)
         if rate is not None:
             samples.append(metric.sample(rate, ts))
 
 
+def _probe_sample(spec: vocabulary.MetricSpec, probe: str, value: float, ts: int) -> Sample:
+    """A sample of a probe family: the family's metric with this probe's label."""
+    metric, labels = vocabulary.parse_series(spec.name)
+    series = vocabulary.series(metric, [(key, probe) for key, _ in labels])
+    return Sample(series, value, ts, spec.unit, GAUGE)
+
+
 class TcpProbe:
-    """Time to open a TCP connection: ``tcp.<name>.connect_seconds`` and ``tcp.<name>.up``."""
+    """Time to open a TCP connection: ``cfgclone.probe.tcp.connect.duration{probe=...}``
+    and ``cfgclone.probe.tcp.up{probe=...}`` (1 or 0)."""
 
     def __init__(self, config: TcpProbeConfig) -> None:
         self.config = config
-        self.name = f"tcp.{config.name}"
+        self.name = f"tcp_probe {config.name}"
         self.interval_seconds = config.interval_seconds
 
     async def collect(self, ts_unix_ns: int) -> list[Sample]:
@@ -125,24 +139,24 @@ class TcpProbe:
                 _, writer = await asyncio.open_connection(self.config.host, self.config.port)
         except (OSError, TimeoutError) as error:
             logger.debug("tcp probe %s failed: %s", self.config.name, error)
-            return [Sample(f"{self.name}.up", 0.0, ts_unix_ns, "bool", GAUGE)]
+            return [_probe_sample(vocabulary.TCP_PROBE_UP, self.config.name, 0.0, ts_unix_ns)]
         elapsed = time.perf_counter() - started
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         return [
-            Sample(f"{self.name}.connect_seconds", elapsed, ts_unix_ns, "seconds", GAUGE),
-            Sample(f"{self.name}.up", 1.0, ts_unix_ns, "bool", GAUGE),
+            _probe_sample(vocabulary.TCP_PROBE_DURATION, self.config.name, elapsed, ts_unix_ns),
+            _probe_sample(vocabulary.TCP_PROBE_UP, self.config.name, 1.0, ts_unix_ns),
         ]
 
 
 class HttpProbe:
-    """Response time and status of a URL: ``http.<name>.latency_seconds`` and
-    ``http.<name>.status`` (0 when nothing answered)."""
+    """Response time and status of a URL: ``http.client.request.duration{probe=...}`` and
+    ``http.response.status_code{probe=...}`` (0 when nothing answered)."""
 
     def __init__(self, config: HttpProbeConfig) -> None:
         self.config = config
-        self.name = f"http.{config.name}"
+        self.name = f"http_probe {config.name}"
         self.interval_seconds = config.interval_seconds
 
     async def collect(self, ts_unix_ns: int) -> list[Sample]:
@@ -150,10 +164,11 @@ class HttpProbe:
             result = await http_get(self.config.url, self.config.timeout_seconds)
         except FetchError as error:
             logger.debug("http probe %s failed: %s", self.config.name, error)
-            return [Sample(f"{self.name}.status", 0.0, ts_unix_ns, "code", GAUGE)]
+            return [_probe_sample(vocabulary.HTTP_PROBE_STATUS, self.config.name, 0.0, ts_unix_ns)]
+        probe = self.config.name
         return [
-            Sample(f"{self.name}.latency_seconds", result.seconds, ts_unix_ns, "seconds", GAUGE),
-            Sample(f"{self.name}.status", float(result.status), ts_unix_ns, "code", GAUGE),
+            _probe_sample(vocabulary.HTTP_PROBE_DURATION, probe, result.seconds, ts_unix_ns),
+            _probe_sample(vocabulary.HTTP_PROBE_STATUS, probe, float(result.status), ts_unix_ns),
         ]
 
 
@@ -180,16 +195,21 @@ class PrometheusScrape:
 
 
 class ExecPlugin:
-    """A program whose output lines are ``name value``; each line is a gauge sample.
+    """A program printing the Prometheus text format; each series is a sample.
 
-    Lines that are not a valid metric name and a finite number are skipped
-    (and logged), so one bad line costs that line only.
+    Read as a scrape is (:class:`ScrapeConverter`, keeping every series): labels are
+    part of the series (``queue_depth{queue="orders"}``); counters (declared with
+    ``# TYPE``) become per-second rates between runs; the mapped histograms become
+    their vocabulary metrics; names may be vocabulary names
+    (``http.server.request.duration 0.012``). A line the parser refuses costs that
+    line only, and is logged.
     """
 
     def __init__(self, config: ExecConfig) -> None:
         self.config = config
-        self.name = f"exec.{config.name}"
+        self.name = f"exec {config.name}"
         self.interval_seconds = config.interval_seconds
+        self._converter = ScrapeConverter(prefixes=("",))
 
     async def collect(self, ts_unix_ns: int) -> list[Sample]:
         try:
@@ -198,6 +218,7 @@ class ExecPlugin:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as error:
             logger.warning("plugin %s cannot run: %s", self.config.name, error)
@@ -206,7 +227,8 @@ class ExecPlugin:
             async with asyncio.timeout(self.config.timeout_seconds):
                 output, _ = await process.communicate()
         except TimeoutError:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             logger.warning(
                 "plugin %s ran past %s s and was killed",
@@ -215,27 +237,24 @@ class ExecPlugin:
             )
             return []
         if process.returncode != 0:
-            logger.warning("plugin %s exited with %s", self.config.name, process.returncode)
-        return self.parse(output.decode("utf-8", errors="replace"), ts_unix_ns)
+            logger.warning(
+                "plugin %s exited with %s; its output is discarded",
+                self.config.name,
+                process.returncode,
+            )
+            return []
+        return self.parse(output.decode("utf-8", errors="replace"), ts_unix_ns, time.monotonic())
 
-    def parse(self, output: str, ts_unix_ns: int) -> list[Sample]:
+    def parse(self, output: str, ts_unix_ns: int, at_seconds: float = 0.0) -> list[Sample]:
         """Samples of a plugin's output."""
-        samples = []
-        for number, line in enumerate(output.splitlines(), start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            try:
-                value = float(fields[1]) if len(fields) == 2 else math.nan
-            except ValueError:
-                value = math.nan
-            if not is_metric_name(fields[0]) or not math.isfinite(value):
-                logger.warning(
-                    "plugin %s line %s is not 'name value': %r", self.config.name, number, line
-                )
-                continue
-            samples.append(Sample(fields[0], value, ts_unix_ns, "", GAUGE))
-        return samples
+        exposition = parse_exposition(output)
+        if exposition.skipped_lines:
+            logger.warning(
+                "plugin %s: %s lines are not Prometheus text and were skipped",
+                self.config.name,
+                exposition.skipped_lines,
+            )
+        return self._converter.convert(exposition, ts_unix_ns, at_seconds)
 
 
 def sources_from_config(config: AgentConfig) -> list[Source]:

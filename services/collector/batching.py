@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from cfgclone.v1 import common_pb2
+from cfgclone.vocabulary import parse_series
 
 GAUGE = common_pb2.METRIC_KIND_GAUGE
 COUNTER = common_pb2.METRIC_KIND_COUNTER
@@ -37,11 +38,21 @@ __all__ = [
 METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.:]*")
 """What a metric name may look like: Prometheus names, plus dots."""
 MAX_METRIC_NAME_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def is_metric_name(name: str) -> bool:
-    """Whether ``name`` is a metric name the collector accepts."""
-    return len(name) <= MAX_METRIC_NAME_LENGTH and METRIC_NAME.fullmatch(name) is not None
+    """Whether ``name`` is a series the collector accepts: a metric name, or a metric
+    name with labels in Prometheus' text form (``queue_depth{queue="orders"}``)."""
+    if len(name) > MAX_METRIC_NAME_LENGTH or _CONTROL.search(name) is not None:
+        return False
+    if METRIC_NAME.fullmatch(name) is not None:
+        return True
+    try:
+        parse_series(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,26 @@
-"""The host metrics every sender reports under the same names, and counters made rates.
+"""The host and application metrics every sender reports under the vocabulary's names.
 
 The agent's psutil sampler and the agentless scrape of node_exporter must give
 the same series for the same machine, so that a fingerprint does not depend on
-how its samples were collected. Both report:
+how its samples were collected. Both report, under the names of
+:mod:`cfgclone.vocabulary`:
 
-* ``cpu.utilization`` (percent of all cores, 0-100): busy time over total time,
+* ``system.cpu.utilization`` (0 to 1, all cores): busy time over total time,
   where idle and iowait count as not busy, as psutil and htop count it;
-* ``memory.used`` (bytes): total minus available, as psutil counts it;
-* ``disk.read_bytes_per_second`` / ``disk.write_bytes_per_second``: summed over
-  whole disks;
-* ``net.recv_bytes_per_second`` / ``net.sent_bytes_per_second``: summed over
+* ``system.memory.usage`` (bytes: total minus available) and
+  ``system.memory.utilization`` (its share of the total);
+* ``system.disk.io{direction="read"|"write"}``: bytes per second, whole disks;
+* ``system.network.io{direction="receive"|"transmit"}``: bytes per second,
   interfaces other than loopback;
-* ``processes.count``: processes alive (node_exporter reports it only with its
+* ``system.process.count`` (node_exporter reports it only with its
   ``processes`` collector enabled).
+
+An application's own ``/metrics`` is mapped too: the OpenTelemetry HTTP server
+histogram as Prometheus renders it (``http_server_request_duration_seconds``)
+becomes ``http.server.request.rate``, ``http.server.request.duration`` (mean) and
+``http.server.request.error.ratio`` (5xx share); ``db_client_operation_duration_seconds``
+becomes ``db.client.operation.duration``. :data:`NODE_EXPORTER` and
+:data:`HISTOGRAMS` are the one table of these mappings.
 
 Counters become rates in the sender (the collector stores what it is sent).
 A rate needs two readings, so the first reading of a counter yields nothing,
@@ -22,58 +30,103 @@ and neither does a reading that went backwards (a reboot, a counter reset).
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from cfgclone import vocabulary
 from cfgclone.collector.batching import COUNTER, GAUGE, Sample, is_metric_name
 from cfgclone.collector.prometheus_text import Exposition, PromSample
+from cfgclone.vocabulary import MetricSpec
 
 __all__ = [
     "CPU_UTILIZATION",
     "DISK_READ",
     "DISK_WRITE",
+    "HISTOGRAMS",
     "HOST_METRICS",
-    "MEMORY_USED",
-    "NET_RECV",
-    "NET_SENT",
-    "PROCESSES",
+    "MEMORY_USAGE",
+    "MEMORY_UTILIZATION",
+    "NETWORK_RECEIVE",
+    "NETWORK_TRANSMIT",
+    "NODE_EXPORTER",
+    "PROCESS_COUNT",
     "CounterRates",
-    "MetricDef",
+    "HostMetric",
     "ScrapeConverter",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class MetricDef:
-    """Name, unit and kind of a metric a sender reports."""
+class HostMetric:
+    """A vocabulary metric as a sender reports it: gauge, or counter sent as its rate."""
 
-    name: str
-    unit: str
+    spec: MetricSpec
     kind: int
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
     def sample(self, value: float, ts_unix_ns: int) -> Sample:
-        return Sample(self.name, value, ts_unix_ns, self.unit, self.kind)
+        return Sample(self.spec.name, value, ts_unix_ns, self.spec.unit, self.kind)
 
 
-CPU_UTILIZATION = MetricDef("cpu.utilization", "percent", GAUGE)
-MEMORY_USED = MetricDef("memory.used", "bytes", GAUGE)
-DISK_READ = MetricDef("disk.read_bytes_per_second", "bytes_per_second", COUNTER)
-DISK_WRITE = MetricDef("disk.write_bytes_per_second", "bytes_per_second", COUNTER)
-NET_RECV = MetricDef("net.recv_bytes_per_second", "bytes_per_second", COUNTER)
-NET_SENT = MetricDef("net.sent_bytes_per_second", "bytes_per_second", COUNTER)
-PROCESSES = MetricDef("processes.count", "count", GAUGE)
+CPU_UTILIZATION = HostMetric(vocabulary.CPU_UTILIZATION, GAUGE)
+MEMORY_USAGE = HostMetric(vocabulary.MEMORY_USAGE, GAUGE)
+MEMORY_UTILIZATION = HostMetric(vocabulary.MEMORY_UTILIZATION, GAUGE)
+DISK_READ = HostMetric(vocabulary.DISK_READ, COUNTER)
+DISK_WRITE = HostMetric(vocabulary.DISK_WRITE, COUNTER)
+NETWORK_RECEIVE = HostMetric(vocabulary.NETWORK_RECEIVE, COUNTER)
+NETWORK_TRANSMIT = HostMetric(vocabulary.NETWORK_TRANSMIT, COUNTER)
+PROCESS_COUNT = HostMetric(vocabulary.PROCESS_COUNT, GAUGE)
 HOST_METRICS = (
     CPU_UTILIZATION,
-    MEMORY_USED,
+    MEMORY_USAGE,
+    MEMORY_UTILIZATION,
     DISK_READ,
     DISK_WRITE,
-    NET_RECV,
-    NET_SENT,
-    PROCESSES,
+    NETWORK_RECEIVE,
+    NETWORK_TRANSMIT,
+    PROCESS_COUNT,
 )
 
+NODE_EXPORTER: Mapping[str, HostMetric] = {
+    "node_disk_read_bytes_total": DISK_READ,
+    "node_disk_written_bytes_total": DISK_WRITE,
+    "node_network_receive_bytes_total": NETWORK_RECEIVE,
+    "node_network_transmit_bytes_total": NETWORK_TRANSMIT,
+    "node_processes_pids": PROCESS_COUNT,
+}
+"""node_exporter series summed into a host metric (loopback interfaces left out).
+CPU (``node_cpu_seconds_total`` by mode) and memory (``node_memory_MemTotal_bytes``
+and ``node_memory_MemAvailable_bytes``) are computed from several series."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramMapping:
+    """What an application's duration histogram becomes."""
+
+    duration: MetricSpec
+    """The mean duration over the interval: the change of ``_sum`` over that of ``_count``."""
+    rate: MetricSpec | None = None
+    """The change of ``_count`` per second: the offered load."""
+    error_ratio: MetricSpec | None = None
+    """The share of the interval's count with a 5xx ``http_response_status_code``."""
+
+
+HISTOGRAMS: Mapping[str, HistogramMapping] = {
+    "http_server_request_duration_seconds": HistogramMapping(
+        vocabulary.HTTP_REQUEST_DURATION, vocabulary.HTTP_REQUEST_RATE, vocabulary.HTTP_ERROR_RATIO
+    ),
+    "db_client_operation_duration_seconds": HistogramMapping(vocabulary.DB_OPERATION_DURATION),
+    "postgresql_transaction_duration_seconds": HistogramMapping(
+        vocabulary.DB_OPERATION_DURATION, vocabulary.POSTGRESQL_COMMITS
+    ),
+}
+"""Histograms as OpenTelemetry's Prometheus exporter names them, by family."""
+
 LOOPBACK_INTERFACES = frozenset({"lo"})
+_STATUS_LABELS = ("http_response_status_code", "status_code", "code", "status")
 
 
 class CounterRates:
@@ -103,23 +156,28 @@ class CounterRates:
         return None if step is None else step[0] / step[1]
 
     def utilization(self, key: str, busy: float, total: float, at_seconds: float) -> float | None:
-        """Percent of ``total`` time that was ``busy`` since the last reading."""
+        """Share (0 to 1) of ``total`` time that was ``busy`` since the last reading."""
         busy_step = self.delta(f"{key}/busy", busy, at_seconds)
         total_step = self.delta(f"{key}/total", total, at_seconds)
         if busy_step is None or total_step is None or total_step[0] <= 0:
             return None
-        return min(100.0, max(0.0, 100.0 * busy_step[0] / total_step[0]))
+        return min(1.0, max(0.0, busy_step[0] / total_step[0]))
 
 
-_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+def _is_server_error(sample: PromSample) -> bool:
+    for key in _STATUS_LABELS:
+        status = sample.label(key)
+        if status:
+            return status.startswith("5")
+    return False
 
 
-def series_name(sample: PromSample) -> str:
-    """A metric name for a Prometheus series: ``name:label.value:...``, labels sorted."""
-    parts = [sample.name]
-    for key, value in sorted(sample.labels):
-        parts.append(f"{key}.{_UNSAFE.sub('_', value) or '_'}")
-    return ":".join(parts)
+@dataclass
+class _HistogramTotals:
+    count: float = 0.0
+    total: float = 0.0
+    errors: float = 0.0
+    seen: bool = False
 
 
 @dataclass
@@ -129,19 +187,11 @@ class _NodeTotals:
     cpu_seen: bool = False
     memory_total: float | None = None
     memory_available: float | None = None
-    disk_read: float | None = None
-    disk_written: float | None = None
-    net_received: float | None = None
-    net_sent: float | None = None
-    processes: float | None = None
 
 
-def _add(total: float | None, value: float) -> float:
-    return value if total is None else total + value
-
-
-def _node_totals(samples: Sequence[PromSample]) -> _NodeTotals:
+def _node_totals(samples: Sequence[PromSample]) -> tuple[_NodeTotals, dict[HostMetric, float]]:
     totals = _NodeTotals()
+    summed: dict[HostMetric, float] = {}
     for sample in samples:
         name = sample.name
         if not name.startswith("node_"):
@@ -155,28 +205,38 @@ def _node_totals(samples: Sequence[PromSample]) -> _NodeTotals:
             totals.memory_total = sample.value
         elif name == "node_memory_MemAvailable_bytes":
             totals.memory_available = sample.value
-        elif name == "node_disk_read_bytes_total":
-            totals.disk_read = _add(totals.disk_read, sample.value)
-        elif name == "node_disk_written_bytes_total":
-            totals.disk_written = _add(totals.disk_written, sample.value)
-        elif name == "node_network_receive_bytes_total":
-            if sample.label("device") not in LOOPBACK_INTERFACES:
-                totals.net_received = _add(totals.net_received, sample.value)
-        elif name == "node_network_transmit_bytes_total":
-            if sample.label("device") not in LOOPBACK_INTERFACES:
-                totals.net_sent = _add(totals.net_sent, sample.value)
-        elif name == "node_processes_pids":
-            totals.processes = sample.value
-    return totals
+        else:
+            metric = NODE_EXPORTER.get(name)
+            if metric is not None and sample.label("device") not in LOOPBACK_INTERFACES:
+                summed[metric] = summed.get(metric, 0.0) + sample.value
+    return totals, summed
+
+
+def _histogram_totals(samples: Sequence[PromSample]) -> dict[str, _HistogramTotals]:
+    found: dict[str, _HistogramTotals] = {}
+    for sample in samples:
+        family, _, part = sample.name.rpartition("_")
+        if part not in ("count", "sum") or family not in HISTOGRAMS:
+            continue
+        totals = found.setdefault(family, _HistogramTotals())
+        totals.seen = True
+        if part == "sum":
+            totals.total += sample.value
+        else:
+            totals.count += sample.value
+            if _is_server_error(sample):
+                totals.errors += sample.value
+    return found
 
 
 class ScrapeConverter:
     """Turns successive scrapes of one endpoint into samples.
 
-    node_exporter's counters become the host metrics above; series whose name
-    starts with one of ``prefixes`` are kept as well, one metric per label set
-    (see :func:`series_name`), running totals as per-second rates. Keep one
-    converter per endpoint: it remembers the previous scrape's totals.
+    node_exporter's series become the host metrics above and the mapped
+    application histograms their vocabulary metrics; series whose name starts
+    with one of ``prefixes`` are kept as well, one series per label set,
+    running totals as per-second rates. Keep one converter per endpoint: it
+    remembers the previous scrape's totals.
     """
 
     def __init__(self, prefixes: Sequence[str] = ()) -> None:
@@ -185,12 +245,16 @@ class ScrapeConverter:
 
     def convert(self, exposition: Exposition, ts_unix_ns: int, at_seconds: float) -> list[Sample]:
         """Samples of one scrape taken at ``ts_unix_ns`` (``at_seconds`` on a monotonic clock)."""
-        samples = self._host_samples(_node_totals(exposition.samples), ts_unix_ns, at_seconds)
+        totals, summed = _node_totals(exposition.samples)
+        samples = self._host_samples(totals, summed, ts_unix_ns, at_seconds)
+        samples += self._histogram_samples(exposition, ts_unix_ns, at_seconds)
         if self.prefixes:
             samples += self._kept_samples(exposition, ts_unix_ns, at_seconds)
         return samples
 
-    def _host_samples(self, totals: _NodeTotals, ts: int, at: float) -> list[Sample]:
+    def _host_samples(
+        self, totals: _NodeTotals, summed: Mapping[HostMetric, float], ts: int, at: float
+    ) -> list[Sample]:
         samples: list[Sample] = []
         if totals.cpu_seen:
             busy = totals.cpu_total - totals.cpu_idle
@@ -198,19 +262,40 @@ class ScrapeConverter:
             if utilization is not None:
                 samples.append(CPU_UTILIZATION.sample(utilization, ts))
         if totals.memory_total is not None and totals.memory_available is not None:
-            samples.append(MEMORY_USED.sample(totals.memory_total - totals.memory_available, ts))
-        for metric, total in (
-            (DISK_READ, totals.disk_read),
-            (DISK_WRITE, totals.disk_written),
-            (NET_RECV, totals.net_received),
-            (NET_SENT, totals.net_sent),
-        ):
-            if total is not None:
+            used = totals.memory_total - totals.memory_available
+            samples.append(MEMORY_USAGE.sample(used, ts))
+            if totals.memory_total > 0:
+                samples.append(MEMORY_UTILIZATION.sample(used / totals.memory_total, ts))
+        for metric, total in summed.items():
+            if metric.kind == COUNTER:
                 rate = self._rates.rate(metric.name, total, at)
                 if rate is not None:
                     samples.append(metric.sample(rate, ts))
-        if totals.processes is not None:
-            samples.append(PROCESSES.sample(totals.processes, ts))
+            else:
+                samples.append(metric.sample(total, ts))
+        return samples
+
+    def _histogram_samples(self, exposition: Exposition, ts: int, at: float) -> list[Sample]:
+        samples: list[Sample] = []
+        for family, totals in _histogram_totals(exposition.samples).items():
+            mapping = HISTOGRAMS[family]
+            count = self._rates.delta(f"{family}/count", totals.count, at)
+            total = self._rates.delta(f"{family}/sum", totals.total, at)
+            errors = self._rates.delta(f"{family}/errors", totals.errors, at)
+            if count is None:
+                continue
+            if mapping.rate is not None:
+                spec = mapping.rate
+                samples.append(Sample(spec.name, count[0] / count[1], ts, spec.unit, COUNTER))
+            if count[0] <= 0:
+                continue
+            if total is not None:
+                spec = mapping.duration
+                samples.append(Sample(spec.name, total[0] / count[0], ts, spec.unit, GAUGE))
+            if mapping.error_ratio is not None and errors is not None:
+                spec = mapping.error_ratio
+                ratio = min(1.0, errors[0] / count[0])
+                samples.append(Sample(spec.name, ratio, ts, spec.unit, GAUGE))
         return samples
 
     def _kept_samples(self, exposition: Exposition, ts: int, at: float) -> list[Sample]:
@@ -218,13 +303,16 @@ class ScrapeConverter:
         for sample in exposition.samples:
             if not sample.name.startswith(self.prefixes) or not math.isfinite(sample.value):
                 continue
-            name = series_name(sample)
+            if sample.name.rpartition("_")[0] in HISTOGRAMS:
+                continue  # mapped above
+            name = vocabulary.series(sample.name, sample.labels)
             if not is_metric_name(name):
                 continue
+            spec = vocabulary.spec_of(name)
             if exposition.is_cumulative(sample.name):
                 rate = self._rates.rate(name, sample.value, at)
                 if rate is not None:
-                    samples.append(Sample(name, rate, ts, "per_second", COUNTER))
+                    samples.append(Sample(name, rate, ts, spec.unit if spec else "/s", COUNTER))
             else:
-                samples.append(Sample(name, sample.value, ts, "", GAUGE))
+                samples.append(Sample(name, sample.value, ts, spec.unit if spec else "", GAUGE))
         return samples

@@ -13,8 +13,12 @@ import asyncio
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+from cfgclone.common.message_checks import quote
 
 __all__ = ["FetchError", "HttpResult", "check_http_url", "http_get"]
 
@@ -39,17 +43,38 @@ def check_http_url(url: str) -> str | None:
     """What is wrong with ``url`` as an http(s) URL to fetch, or None when it is fine."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        return f"must be an http:// or https:// URL (got {url!r})"
+        return f"must be an http:// or https:// URL (got {quote(url)})"
     if not parts.hostname:
-        return f"has no host (got {url!r})"
+        return f"has no host (got {quote(url)})"
     return None
 
 
-def _get(url: str, timeout: float, max_bytes: int) -> HttpResult:
+Guard = Callable[[str], None]
+"""Checks a URL about to be fetched (the first and every redirect); raises to refuse it."""
+
+
+class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        self._guard(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _get(url: str, timeout: float, max_bytes: int, guard: Guard | None = None) -> HttpResult:
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    opener = _OPENER
+    if guard is not None:
+        guard(url)
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), _GuardedRedirects(guard)
+        )
     started = time.perf_counter()
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             body = response.read(max_bytes + 1)
             status = int(response.status)
     except urllib.error.HTTPError as error:
@@ -65,10 +90,18 @@ def _get(url: str, timeout: float, max_bytes: int) -> HttpResult:
 
 
 async def http_get(
-    url: str, within_seconds: float, max_bytes: int = 16 * 1024 * 1024
+    url: str,
+    within_seconds: float,
+    max_bytes: int = 16 * 1024 * 1024,
+    *,
+    guard: Guard | None = None,
 ) -> HttpResult:
-    """GET ``url``; any status is an answer, no answer ``within_seconds`` is a FetchError."""
+    """GET ``url``; any status is an answer, no answer ``within_seconds`` is a FetchError.
+
+    ``guard`` is called in the fetching thread with the URL and with every redirect
+    target before it is fetched; whatever it raises ends the fetch.
+    """
     problem = check_http_url(url)
     if problem is not None:
         raise FetchError(problem)
-    return await asyncio.to_thread(_get, url, within_seconds, max_bytes)
+    return await asyncio.to_thread(_get, url, within_seconds, max_bytes, guard)

@@ -4,8 +4,14 @@ A batch is first decoded and checked as columns (:mod:`.sample_columns`), its
 system and metric names are resolved to ids (the metric dictionary grows as new
 names arrive, cached in memory), and its COPY payload is built with numpy.
 Then one transaction claims the batch id in ``ingested_batches``, copies the
-rows and widens the ``series`` summary: a batch id seen before makes the claim
-insert nothing, and the batch is reported as a duplicate with nothing stored.
+rows and widens the ``series`` summary: a batch id the same system sent before
+makes the claim insert nothing, and the batch is reported as a duplicate with
+nothing stored. Batch ids are scoped by system, so one system's ids never make
+another's batches duplicates.
+
+A metric's unit and kind are kept per system (in ``series``), so one writer
+cannot redefine another system's metric; and each system may define at most
+``max_metrics_per_system`` metrics, so no writer grows the dictionary without bound.
 
 A stream is pipelined: the next batch is decoded and prepared while the
 previous ones are copied and committed on the database (two transactions at a
@@ -26,7 +32,7 @@ import numpy.typing as npt
 
 from cfgclone.collector.copy_format import sample_rows_payload, unix_ns_to_pg_micros
 from cfgclone.collector.sample_columns import BatchLimits, DecodedBatch, MetricSpec, decode_batch
-from cfgclone.common.errors import FieldViolation, InvalidArgument
+from cfgclone.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Store
 from cfgclone.v1 import common_pb2
@@ -71,6 +77,8 @@ class PreparedBatch:
     series_metric_ids: list[int]
     series_first_us: list[int]
     series_last_us: list[int]
+    series_units: list[str]
+    series_kinds: list[int]
 
 
 class MetricDictionary:
@@ -112,6 +120,16 @@ def _unknown_system(system_id: str) -> InvalidArgument:
         violations=[FieldViolation(path, description)],
         reason="UNKNOWN_SYSTEM",
         metadata={"system": f"systems/{system_id}"},
+    )
+
+
+def _too_many_metrics(system_id: str, defined: int, new: int, limit: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"systems/{system_id} has {defined} metrics and the batch adds {new}; a system may "
+        f"have at most {limit} (CFGCLONE_COLLECTOR_MAX_METRICS_PER_SYSTEM); nothing of the "
+        "batch was stored",
+        reason="TOO_MANY_METRICS",
+        metadata={"system": f"systems/{system_id}", "limit": str(limit)},
     )
 
 
@@ -164,15 +182,20 @@ class Ingestor:
         limits: BatchLimits | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         commits_in_flight: int = 2,
+        max_metrics_per_system: int = 10_000,
     ) -> None:
         if commits_in_flight < 1:
             raise ValueError("commits_in_flight must be at least 1")
+        if max_metrics_per_system < 1:
+            raise ValueError("max_metrics_per_system must be at least 1")
         self._store = store
         self._commits_in_flight = commits_in_flight
         self._limits = limits or BatchLimits()
         self._clock_ns = clock_ns
         self._metrics = MetricDictionary(store)
         self._system_keys: dict[str, int] = {}
+        self._max_metrics = max_metrics_per_system
+        self._system_metrics: dict[int, set[str]] = {}
 
     async def _system_key(self, system_id: str) -> int:
         key = self._system_keys.get(system_id)
@@ -185,16 +208,35 @@ class Ingestor:
             key = self._system_keys[system_id] = int(row[0])
         return key
 
+    async def _admit_metrics(
+        self, system_id: str, system_key: int, metrics: Sequence[MetricSpec]
+    ) -> None:
+        """FAILED_PRECONDITION when the batch would take the system past its metric bound."""
+        defined = self._system_metrics.get(system_key)
+        if defined is None:
+            async with self._store.connection() as conn:
+                cursor = await conn.execute(_QUERIES["system_metrics"], {"system": system_key})
+                defined = {name for (name,) in await cursor.fetchall()}
+            defined = self._system_metrics.setdefault(system_key, defined)
+        new = {m.name for m in metrics} - defined
+        if not new:
+            return
+        if len(defined) + len(new) > self._max_metrics:
+            raise _too_many_metrics(system_id, len(defined), len(new), self._max_metrics)
+        defined.update(new)
+
     async def prepare(self, batch: common_pb2.SampleBatch) -> PreparedBatch:
         """Check a batch and build its COPY payload; INVALID_ARGUMENT when it is refused."""
         decoded = decode_batch(batch, self._clock_ns(), self._limits)
         system_key = await self._system_key(decoded.system_id)
+        await self._admit_metrics(decoded.system_id, system_key, decoded.metrics)
         metric_ids = np.asarray(await self._metrics.ids(decoded.metrics), dtype=np.int32)
         row_metric_ids = metric_ids[decoded.metric_of_row()]
         payload = sample_rows_payload(
             decoded.ts_unix_ns, system_key, row_metric_ids, decoded.values
         )
         series_ids, firsts, lasts = _series_spans(decoded, metric_ids)
+        spec_of = {int(key): spec for key, spec in zip(metric_ids, decoded.metrics, strict=True)}
         return PreparedBatch(
             batch_id=decoded.batch_id,
             system_key=system_key,
@@ -203,6 +245,8 @@ class Ingestor:
             series_metric_ids=series_ids,
             series_first_us=firsts,
             series_last_us=lasts,
+            series_units=[spec_of[key].unit for key in series_ids],
+            series_kinds=[spec_of[key].kind for key in series_ids],
         )
 
     async def commit(self, prepared: PreparedBatch) -> IngestResult:
@@ -230,6 +274,8 @@ class Ingestor:
                         "metric_ids": prepared.series_metric_ids,
                         "first_us": prepared.series_first_us,
                         "last_us": prepared.series_last_us,
+                        "units": prepared.series_units,
+                        "kinds": prepared.series_kinds,
                     },
                 )
         return IngestResult(stored_samples=prepared.rows, duplicate=False)

@@ -22,7 +22,7 @@ async def build_services(settings: ServiceSettings, store: Store) -> Sequence[Se
     """The collector's servicer bound to ``store``, with its background loops: partition
     and retention maintenance, and the agentless scraper."""
     own = CollectorSettings.from_options(settings.options)
-    ingestor = Ingestor(store, limits=own.limits)
+    ingestor = Ingestor(store, limits=own.limits, max_metrics_per_system=own.max_metrics_per_system)
     retention = SampleRetention(
         store,
         settings.database.retention,
@@ -32,12 +32,17 @@ async def build_services(settings: ServiceSettings, store: Store) -> Sequence[Se
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [retention.run_forever]
     if own.scrape:
         background.append(
-            Scraper(store, ingestor, refresh_seconds=own.scrape_refresh_seconds).run_forever
+            Scraper(
+                store,
+                ingestor,
+                refresh_seconds=own.scrape_refresh_seconds,
+                addresses=own.scrape_addresses,
+            ).run_forever
         )
     return [
         ServiceDefinition(
             SERVICE_NAME,
-            CollectorServicer(store, ingestor),
+            CollectorServicer(store, ingestor, addresses=own.scrape_addresses),
             collector_service_pb2_grpc.add_CollectorServiceServicer_to_server,
             background=tuple(background),
         )

@@ -1,32 +1,24 @@
-"""A parser of the Prometheus text exposition format (version 0.0.4).
+"""Reading the Prometheus text exposition format, with ``prometheus_client``'s parser.
 
-Enough of the format for scraping: ``# TYPE`` lines, samples with labels
-(escaped values included), optional timestamps, and the special values
-``NaN`` and ``+Inf``/``-Inf``. ``# HELP`` and other comments are skipped, and so
-is a line that cannot be parsed (counted in ``skipped_lines``), as Prometheus
-itself would refuse the whole scrape only for a malformed line and a partial
-answer serves a collector better. Kept free of dependencies for the agent.
+Scrapes and exec plugins both speak it. Labels are kept (they become part of the
+series' identity), family types are kept (counters and histogram parts are
+running totals, made rates by the sender), and a line the parser refuses costs
+that line only (counted in ``skipped_lines``): a partial answer serves a
+collector better than none. Metric names with dots, which Prometheus writes
+quoted (``{"system.cpu.utilization"} 0.4``), may also be written bare by a plugin.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
+from prometheus_client.parser import text_string_to_metric_families
+
 __all__ = ["Exposition", "PromSample", "parse_exposition"]
 
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
-    r"(?:\{(?P<labels>.*)\})?"
-    r"[ \t]+(?P<value>\S+)"
-    r"(?:[ \t]+(?P<timestamp>-?\d+))?[ \t]*$"
-)
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
-_TYPE = re.compile(r"^#\s*TYPE\s+([a-zA-Z_:][a-zA-Z0-9_:]*)\s+(\w+)\s*$")
-_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-_ESCAPE = re.compile(r"\\[\\\"n]")
-_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_info")
+_BARE_DOTTED = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*\.[a-zA-Z0-9_.:]*)(?P<rest>[{\s].*)$")
+_TYPE = re.compile(r"^#\s*TYPE\s+(\S+)\s+(\w+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,82 +39,87 @@ class PromSample:
 
 @dataclass
 class Exposition:
-    """A parsed scrape: the samples in order and the declared family types."""
+    """A parsed scrape: the samples in order and the declared type of each sample name."""
 
     samples: list[PromSample] = field(default_factory=list)
     types: dict[str, str] = field(default_factory=dict)
+    """Declared type of the family of each sample name (``counter``, ``histogram``...)."""
     skipped_lines: int = 0
 
     def type_of(self, sample_name: str) -> str:
-        """Declared type of the family a sample belongs to; ``untyped`` when undeclared."""
-        declared = self.types.get(sample_name)
-        if declared is not None:
-            return declared
-        for suffix in _SUFFIXES:
-            if sample_name.endswith(suffix):
-                declared = self.types.get(sample_name[: -len(suffix)])
-                if declared is not None:
-                    return declared
-        return "untyped"
+        """Declared type of the family a sample belongs to; ``unknown`` when undeclared."""
+        return self.types.get(sample_name, "unknown")
 
     def is_cumulative(self, sample_name: str) -> bool:
         """Whether a sample is a running total (a counter, or a histogram/summary part)."""
         kind = self.type_of(sample_name)
         if kind == "counter":
-            return True
-        if kind in ("histogram", "summary"):
+            return sample_name.endswith("_total") or not sample_name.endswith("_created")
+        if kind in ("histogram", "summary", "gaugehistogram"):
             return sample_name.endswith(("_bucket", "_count", "_sum"))
         return False
 
 
-def _value(text: str) -> float:
-    lowered = text.lower()
-    if lowered in ("+inf", "inf"):
-        return math.inf
-    if lowered == "-inf":
-        return -math.inf
-    return float(text)
+def _quoted(line: str) -> str:
+    """A bare dotted name written the way the text format quotes it."""
+    match = _BARE_DOTTED.match(line)
+    if match is None:
+        return line
+    rest = match.group("rest")
+    name = f'"{match.group("name")}"'
+    if rest.startswith("{"):
+        inner = rest[1:]
+        return "{" + name + ("," + inner if not inner.lstrip().startswith("}") else inner)
+    return "{" + name + "}" + rest
 
 
-def _labels(text: str) -> tuple[tuple[str, str], ...] | None:
-    labels: list[tuple[str, str]] = []
-    position = 0
-    text = text.strip()
-    while position < len(text):
-        match = _LABEL.match(text, position)
-        if match is None:
-            return None
-        raw = match.group(2)
-        value = _ESCAPE.sub(lambda m: _ESCAPES[m.group(0)], raw) if "\\" in raw else raw
-        labels.append((match.group(1), value))
-        position = match.end()
-    return tuple(labels)
+def _families(text: str, exposition: Exposition) -> None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            value = float(sample.value)
+            timestamp = sample.timestamp
+            exposition.types[sample.name] = family.type
+            exposition.samples.append(
+                PromSample(
+                    sample.name,
+                    tuple(sorted(sample.labels.items())),
+                    value,
+                    None if timestamp is None else int(float(timestamp) * 1000),
+                )
+            )
 
 
 def parse_exposition(text: str) -> Exposition:
     """Samples and family types of a Prometheus text exposition."""
     exposition = Exposition()
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
+    lines = [_quoted(line.strip()) for line in text.splitlines() if line.strip()]
+    try:
+        _families("\n".join(lines) + "\n", exposition)
+        return exposition
+    except (ValueError, TypeError, IndexError):
+        exposition = Exposition()
+    # Some line is malformed: read the lines one by one, each with the TYPE
+    # declared before it, and skip what the parser refuses.
+    declared: dict[str, str] = {}
+    for line in lines:
+        typed = _TYPE.match(line)
+        if typed is not None:
+            declared[typed.group(1)] = typed.group(2)
             continue
-        if line[0] == "#":
-            typed = _TYPE.match(line)
-            if typed is not None:
-                exposition.types[typed.group(1)] = typed.group(2).lower()
+        if line.startswith("#"):
             continue
-        match = _SAMPLE.match(line)
-        labels = _labels(match.group("labels") or "") if match is not None else None
-        if match is None or labels is None:
-            exposition.skipped_lines += 1
-            continue
-        try:
-            value = _value(match.group("value"))
-        except ValueError:
-            exposition.skipped_lines += 1
-            continue
-        timestamp = match.group("timestamp")
-        exposition.samples.append(
-            PromSample(match.group("name"), labels, value, int(timestamp) if timestamp else None)
+        before = len(exposition.samples)
+        header = "".join(
+            f"# TYPE {name} {kind}\n"
+            for name, kind in declared.items()
+            if line.lstrip('{"').startswith(name)
         )
+        try:
+            _families(header + line + "\n", exposition)
+        except (ValueError, TypeError, IndexError):
+            del exposition.samples[before:]
+            exposition.skipped_lines += 1
+            continue
+        if len(exposition.samples) == before:
+            exposition.skipped_lines += 1
     return exposition

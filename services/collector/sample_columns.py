@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from cfgclone.collector.batching import MAX_METRIC_NAME_LENGTH, is_metric_name
 from cfgclone.common.errors import FieldViolation, InvalidArgument
+from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import system_id_from_name
 from cfgclone.v1 import common_pb2
 
@@ -114,7 +115,7 @@ def _check_series_shape(
             problem = (
                 f"is {len(name)} characters long; at most {MAX_METRIC_NAME_LENGTH}"
                 if len(name) > MAX_METRIC_NAME_LENGTH
-                else f"{name!r} does not match [a-zA-Z_][a-zA-Z0-9_.:]*"
+                else f"{quote(name)} does not match [a-zA-Z_][a-zA-Z0-9_.:]*"
             )
             raise _refuse(f"{path}.metric", problem, "INVALID_METRIC_NAME", series=str(index))
         if len(series.unit) > MAX_UNIT_LENGTH:

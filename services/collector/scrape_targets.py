@@ -8,9 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cfgclone.collector.http_fetch import check_http_url
+from cfgclone.collector.scrape_addresses import AddressPolicy, ForbiddenAddress
 from cfgclone.common.errors import AlreadyExists, InvalidArgument, NotFound
+from cfgclone.common.limits import MAX_SMALL_ID
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
-from cfgclone.common.requests import Page, child_id_from_name, system_id_from_name
+from cfgclone.common.requests import Page, child_id_from_name, numeric_id, system_id_from_name
 from cfgclone.common.store import Store
 from cfgclone.v1 import collector_service_pb2 as pb
 
@@ -23,6 +26,7 @@ __all__ = [
     "delete_scrape_target",
     "list_scrape_targets",
     "record_scrape",
+    "scrape_batch_secret",
     "scrape_targets_to_run",
 ]
 
@@ -83,7 +87,7 @@ def _checked_prefixes(target: pb.ScrapeTarget) -> list[str]:
         if len(prefix) > 200 or _PREFIX.fullmatch(prefix) is None:
             raise InvalidArgument.for_field(
                 f"scrape_target.metric_prefixes[{index}]",
-                f"{prefix!r} is not the start of a Prometheus metric name",
+                f"{quote(prefix)} is not the start of a Prometheus metric name",
             )
     return prefixes
 
@@ -102,15 +106,27 @@ async def _system_key(store: Store, system_id: str) -> int:
 
 
 async def create_scrape_target(
-    store: Store, parent: str, target: pb.ScrapeTarget
+    store: Store,
+    parent: str,
+    target: pb.ScrapeTarget,
+    addresses: AddressPolicy | None = None,
 ) -> pb.ScrapeTarget:
-    """Add a target; ALREADY_EXISTS when the system has one with the same URL."""
+    """Add a target; ALREADY_EXISTS when the system has one with the same URL.
+
+    INVALID_ARGUMENT when the URL's host is or resolves to an address ``addresses``
+    refuses (metadata, link-local, loopback unless allowed)."""
     system_id = system_id_from_name(parent, "parent")
     problem = check_http_url(target.url)
     if problem is not None:
         raise InvalidArgument.for_field("scrape_target.url", problem)
     if len(target.url) > MAX_URL_LENGTH:
         raise InvalidArgument.for_field("scrape_target.url", f"at most {MAX_URL_LENGTH} characters")
+    try:
+        await (addresses or AddressPolicy()).check_url_async(target.url)
+    except ForbiddenAddress as forbidden:
+        raise InvalidArgument.for_field(
+            "scrape_target.url", f"may not be scraped: {forbidden}", reason="FORBIDDEN_ADDRESS"
+        ) from None
     interval = _checked_interval(target)
     prefixes = _checked_prefixes(target)
     system_key = await _system_key(store, system_id)
@@ -153,11 +169,10 @@ async def list_scrape_targets(
 async def delete_scrape_target(store: Store, name: str) -> None:
     """Remove a target; NOT_FOUND when there is none by that name."""
     system_id, raw_id = child_id_from_name(name, COLLECTION)
-    if not raw_id.isdigit():
-        raise InvalidArgument.for_field("name", f"the target id must be a number (got {raw_id!r})")
+    target_id = numeric_id(raw_id, "name", "the target id", MAX_SMALL_ID)
     async with store.connection() as conn:
         cursor = await conn.execute(
-            _QUERIES["delete_target"], {"id": int(raw_id), "system_id": system_id}
+            _QUERIES["delete_target"], {"id": target_id, "system_id": system_id}
         )
         row = await cursor.fetchone()
     if row is None:
@@ -179,6 +194,16 @@ async def scrape_targets_to_run(store: Store) -> list[ScrapeTargetSpec]:
         )
         for target_id, system_id, url, interval_seconds, prefixes in rows
     ]
+
+
+async def scrape_batch_secret(store: Store) -> bytes:
+    """The deployment's secret behind the scraper's batch ids."""
+    async with store.connection() as conn:
+        cursor = await conn.execute(_QUERIES["scrape_batch_secret"])
+        row = await cursor.fetchone()
+    if row is None:
+        raise RuntimeError("collector_secrets has no scrape_batch_ids row; migrations not applied")
+    return bytes(row[0])
 
 
 async def record_scrape(store: Store, target_id: int, scraped_at: datetime, error: str) -> None:

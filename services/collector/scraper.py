@@ -2,16 +2,25 @@
 
 Each target is scraped once per interval slot, aligned on the Unix epoch
 (slot ``n`` of a 15 s target starts at ``15 n`` s). The slot names the batch
-(``scrape-<target>-<slot>``), so when several collector replicas scrape the
-same target in the same slot, the first batch is stored and the others are
-duplicates: replicas need no coordination. The samples go through the same
-ingest as an agent's, with the same validation and metric names.
+(``scrape-`` and an HMAC of the target and slot under a per-deployment secret
+kept in the database), so when several collector replicas scrape the same
+target in the same slot, the first batch is stored and the others are
+duplicates: replicas need no coordination, and no agent can guess the id of a
+future scrape to have it dropped as a duplicate. The samples go through the
+same ingest as an agent's, with the same validation and metric names.
+
+Every scrape resolves the target's host again and refuses link-local, metadata
+and (unless allowed) loopback addresses, for the URL and for every redirect
+(:mod:`.scrape_addresses`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,9 +32,11 @@ from cfgclone.collector.host_metrics import ScrapeConverter
 from cfgclone.collector.http_fetch import FetchError, HttpResult, http_get
 from cfgclone.collector.ingest import Ingestor
 from cfgclone.collector.prometheus_text import parse_exposition
+from cfgclone.collector.scrape_addresses import AddressPolicy
 from cfgclone.collector.scrape_targets import (
     ScrapeTargetSpec,
     record_scrape,
+    scrape_batch_secret,
     scrape_targets_to_run,
 )
 from cfgclone.common.errors import CfgcloneError
@@ -56,14 +67,17 @@ class Scraper:
         *,
         refresh_seconds: float = 5.0,
         max_timeout_seconds: float = 10.0,
-        fetch: Fetch = http_get,
+        fetch: Fetch | None = None,
+        addresses: AddressPolicy | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._store = store
         self._ingestor = ingestor
         self._refresh_seconds = refresh_seconds
         self._max_timeout = max_timeout_seconds
-        self._fetch = fetch
+        policy = addresses or AddressPolicy()
+        self._fetch = fetch or functools.partial(http_get, guard=policy.check_url)
+        self._secret: bytes | None = None
         self._clock_ns = clock_ns
         self._targets: dict[int, _TargetState] = {}
 
@@ -85,8 +99,16 @@ class Scraper:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    def batch_id(self, target_id: int, slot: int) -> str:
+        """The id of a target's batch of a slot: the same in every replica, guessable by none."""
+        assert self._secret is not None
+        digest = hmac.new(self._secret, f"{target_id}-{slot}".encode(), hashlib.sha256)
+        return f"scrape-{digest.hexdigest()[:32]}"
+
     async def _refresh(self) -> None:
         try:
+            if self._secret is None:
+                self._secret = await scrape_batch_secret(self._store)
             specs = await scrape_targets_to_run(self._store)
         except CfgcloneError as error:
             logger.warning("scrape targets not loaded, keeping the last list: %s", error.message)
@@ -138,7 +160,7 @@ class Scraper:
                 builder = BatchBuilder(
                     f"systems/{spec.system_id}",
                     max_samples=len(samples) + 1,
-                    batch_id=lambda: f"scrape-{spec.target_id}-{slot}",
+                    batch_id=lambda: self.batch_id(spec.target_id, slot),
                 )
                 builder.add_many(samples)
                 batch = builder.flush()

@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from cfgclone.collector import scrape_targets, systems, timeseries
 from cfgclone.collector.ingest import Ingestor
+from cfgclone.collector.scrape_addresses import AddressPolicy
 from cfgclone.common.auth import Role, require_own_system, require_role
 from cfgclone.common.errors import InvalidArgument
 from cfgclone.common.requests import (
@@ -52,16 +53,27 @@ def _metric_message(metric: timeseries.MetricInfo) -> common_pb2.Metric:
 class CollectorServicer(pb_grpc.CollectorServiceServicer):
     """Systems, samples, time-series queries and scrape targets."""
 
-    def __init__(self, store: Store, ingestor: Ingestor | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ingestor: Ingestor | None = None,
+        *,
+        addresses: AddressPolicy | None = None,
+    ) -> None:
         self._store = store
         self._ingestor = ingestor or Ingestor(store)
+        self._addresses = addresses or AddressPolicy()
 
     async def RegisterSystem(
         self, request: pb.RegisterSystemRequest, context: Any
     ) -> pb.RegisterSystemResponse:
         require(request.system.name, "system.name")
-        require_own_system(system_id_from_name(request.system.name, "system.name"), "register")
-        system = await systems.register_system(self._store, request.system)
+        identity = require_own_system(
+            system_id_from_name(request.system.name, "system.name"), "register"
+        )
+        system = await systems.register_system(
+            self._store, request.system, by_operator=identity.may(Role.OPERATOR)
+        )
         return pb.RegisterSystemResponse(system=system)
 
     async def GetSystem(self, request: pb.GetSystemRequest, context: Any) -> pb.GetSystemResponse:
@@ -170,7 +182,7 @@ class CollectorServicer(pb_grpc.CollectorServiceServicer):
         require(request.parent, "parent")
         require(request.scrape_target.url, "scrape_target.url")
         target = await scrape_targets.create_scrape_target(
-            self._store, request.parent, request.scrape_target
+            self._store, request.parent, request.scrape_target, self._addresses
         )
         return pb.CreateScrapeTargetResponse(scrape_target=target)
 

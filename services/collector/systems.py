@@ -7,7 +7,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.errors import InvalidArgument, NotFound, PermissionDenied
+from cfgclone.common.limits import MAX_LABELS
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, system_id_from_name
 from cfgclone.common.store import Store
@@ -15,7 +17,23 @@ from cfgclone.v1 import common_pb2
 
 _QUERIES = load_queries("cfgclone.collector", "systems.sql")
 
-MAX_LABELS = 64
+STEERING_LABEL_PREFIX = "cfgclone.dev/"
+"""Labels under this prefix steer the appliers (the PostgreSQL applier's connection
+string, the host a command applier is given): only operators may set them, and a
+registration by the system's own agent keeps the ones an operator set."""
+
+
+def _check_steering_labels(system: common_pb2.System, by_operator: bool) -> None:
+    if by_operator:
+        return
+    for key in sorted(system.labels):
+        if key.startswith(STEERING_LABEL_PREFIX):
+            raise PermissionDenied(
+                f"system.labels: {key[:80]!r} steers how changes are applied; labels under "
+                f"{STEERING_LABEL_PREFIX} may be set only by an operator",
+                reason="OPERATOR_LABEL",
+                metadata={"label": key[:80]},
+            )
 
 
 def _check_metadata(system: common_pb2.System) -> None:
@@ -33,7 +51,7 @@ def _check_metadata(system: common_pb2.System) -> None:
     for key in system.labels:
         if not key or len(key) > 63:
             raise InvalidArgument.for_field(
-                "system.labels", f"label keys are 1-63 characters (got {key!r})"
+                "system.labels", f"label keys are 1-63 characters (got {quote(key)})"
             )
 
 
@@ -59,10 +77,17 @@ def _to_message(row: tuple[Any, ...]) -> common_pb2.System:
     return system
 
 
-async def register_system(store: Store, system: common_pb2.System) -> common_pb2.System:
-    """Create the system, or replace the metadata of a registered one."""
+async def register_system(
+    store: Store, system: common_pb2.System, *, by_operator: bool = True
+) -> common_pb2.System:
+    """Create the system, or replace the metadata of a registered one.
+
+    Without ``by_operator`` (the system's own agent registering it) a label under
+    :data:`STEERING_LABEL_PREFIX` is PERMISSION_DENIED, and the stored ones are kept.
+    """
     system_id = system_id_from_name(system.name, "system.name")
     _check_metadata(system)
+    _check_steering_labels(system, by_operator)
     params = {
         "system_id": system_id,
         "hostname": system.hostname,
@@ -79,6 +104,8 @@ async def register_system(store: Store, system: common_pb2.System) -> common_pb2
         "kernel": system.kernel,
         "architecture": system.architecture,
         "labels": Jsonb(dict(system.labels)),
+        "keep_steering": not by_operator,
+        "steering_prefix": STEERING_LABEL_PREFIX,
     }
     async with store.connection() as conn:
         cursor = await conn.execute(_QUERIES["upsert_system"], params)

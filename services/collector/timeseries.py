@@ -8,10 +8,7 @@ through a long series costs the database one index range scan per page.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +17,8 @@ import numpy.typing as npt
 
 from cfgclone.collector.copy_format import pg_micros_to_unix_ns
 from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
+from cfgclone.common.page_tokens import TokenKind, open_token, query_digest, seal_token
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page, system_id_from_name
 from cfgclone.common.store import Connection, Store
@@ -111,15 +110,15 @@ async def _system_key(conn: Connection, system: str, field: str) -> int:
     return int(row[0])
 
 
-async def _metric(conn: Connection, metric: str) -> tuple[int, MetricInfo]:
+async def _metric(conn: Connection, system_key: int, metric: str) -> tuple[int, MetricInfo]:
     name = metric.removeprefix("metrics/")
     if not name:
         raise InvalidArgument.for_field("metric", "is required")
-    cursor = await conn.execute(_QUERIES["metric_by_name"], {"name": name})
+    cursor = await conn.execute(_QUERIES["metric_by_name"], {"name": name, "system": system_key})
     row = await cursor.fetchone()
     if row is None:
         raise NotFound(
-            f"no samples of metric {name!r} were ever stored",
+            f"no samples of metric {quote(name)} were ever stored",
             reason="METRIC_NOT_FOUND",
             metadata={"metric": name},
         )
@@ -135,28 +134,18 @@ class _PageKey:
     skip: int
 
 
-def _query_key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+_SAMPLE_TOKEN = TokenKind(2, struct.Struct(">qdq"))
 
 
-def _encode_key(key: _PageKey, query: str) -> str:
-    raw = json.dumps({"t": key.micros, "v": key.value, "s": key.skip, "q": query})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _encode_key(key: _PageKey, query: bytes) -> str:
+    return seal_token(_SAMPLE_TOKEN, query, key.micros, key.value, key.skip)
 
 
-def _decode_key(token: str, query: str) -> _PageKey:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
-        key = _PageKey(int(raw["t"]), float(raw["v"]), int(raw["s"]))
-        issued_for = str(raw["q"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument.for_field(
-            "page_token", "is not a token this service issued"
-        ) from None
-    if issued_for != query or key.skip < 0:
-        raise InvalidArgument.for_field(
-            "page_token", "was issued for a different query; start again without a token"
-        )
+def _decode_key(token: str, query: bytes) -> _PageKey:
+    micros, value, skip = open_token(_SAMPLE_TOKEN, query, token)
+    key = _PageKey(int(micros), float(value), int(skip))
+    if not 0 <= key.skip <= MAX_SAMPLE_PAGE:
+        raise InvalidArgument.for_field("page_token", "holds a position out of range")
     return key
 
 
@@ -196,11 +185,11 @@ async def query_samples(
 ) -> SamplePage:
     """One page of the raw samples of ``metric`` of ``system`` in ``span``."""
     size = _page_size(page_size)
-    query = _query_key(system, metric, span.start.isoformat(), span.end.isoformat())
+    query = query_digest([system, metric, span.start.isoformat(), span.end.isoformat()])
     previous = _decode_key(page_token, query) if page_token else None
     async with store.connection() as conn:
         system_key = await _system_key(conn, system, "system")
-        metric_key, info = await _metric(conn, metric)
+        metric_key, info = await _metric(conn, system_key, metric)
         if previous is None:
             from_ts, from_value, skip = span.start, float("-inf"), 0
         else:
@@ -243,7 +232,7 @@ async def query_downsampled(
         )
     async with store.connection() as conn:
         system_key = await _system_key(conn, system, "system")
-        metric_key, _ = await _metric(conn, metric)
+        metric_key, _ = await _metric(conn, system_key, metric)
         cursor = await conn.execute(
             _QUERIES["downsampled"],
             {

@@ -116,6 +116,13 @@ class DeadlineExceeded(CfgcloneError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+class ResourceExhausted(CfgcloneError):
+    """A bounded resource (concurrent runs, bytes in flight) is in full use; retry later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
 def system_not_found(system_id: str) -> NotFound:
     """The one answer for a system no agent or user has registered."""
     return NotFound(

@@ -6,27 +6,29 @@ field, so a bad request is refused before anything is read or written.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import re
+import struct
 from dataclasses import dataclass
+from datetime import datetime
 
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.limits import EARLIEST_SAMPLE_TIME, LATEST_SAMPLE_TIME, MAX_RESOURCE_ID
+from cfgclone.common.message_checks import quote
+from cfgclone.common.page_tokens import TokenKind, open_token, query_digest, seal_token
 
-SYSTEM_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_SYSTEM_NAME = re.compile(r"^systems/([a-z][a-z0-9-]{0,62})$")
+SYSTEM_ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,62}")
+"""A system id; use with ``fullmatch`` (``$`` would accept a trailing newline)."""
+_SYSTEM_NAME = re.compile(r"systems/([a-z][a-z0-9-]{0,62})")
 
 
 def system_id_from_name(name: str, field: str = "name") -> str:
     """The id of ``systems/{system_id}``; INVALID_ARGUMENT when the name is not of that form."""
-    match = _SYSTEM_NAME.match(name)
+    match = _SYSTEM_NAME.fullmatch(name)
     if match is None:
         raise InvalidArgument.for_field(
             field,
             f"must be systems/{{system_id}} with an id of 1-63 lower-case letters, digits "
-            f"and '-', starting with a letter (got {name!r})",
+            f"and '-', starting with a letter (got {quote(name)})",
         )
     return match.group(1)
 
@@ -36,9 +38,36 @@ def child_id_from_name(name: str, collection: str, field: str = "name") -> tuple
     parts = name.split("/")
     if len(parts) != 4 or parts[0] != "systems" or parts[2] != collection or not parts[3]:
         raise InvalidArgument.for_field(
-            field, f"must be systems/{{system_id}}/{collection}/{{id}} (got {name!r})"
+            field, f"must be systems/{{system_id}}/{collection}/{{id}} (got {quote(name)})"
         )
     return system_id_from_name("/".join(parts[:2]), field), parts[3]
+
+
+def sample_time(moment: datetime, field: str) -> datetime:
+    """``moment``, when samples can exist then; INVALID_ARGUMENT otherwise.
+
+    Samples carry int64 nanoseconds since the Unix epoch, so a window over
+    samples lies within 1678 to 2262; later arithmetic on it cannot overflow.
+    """
+    if not EARLIEST_SAMPLE_TIME <= moment <= LATEST_SAMPLE_TIME:
+        raise InvalidArgument.for_field(
+            field,
+            f"must be between {EARLIEST_SAMPLE_TIME.date()} and {LATEST_SAMPLE_TIME.date()}, "
+            f"the range of sample times (got {moment.isoformat()})",
+        )
+    return moment
+
+
+def numeric_id(ident: str, field: str, what: str = "id", maximum: int = MAX_RESOURCE_ID) -> int:
+    """A numeric resource id, 1 to ``maximum``; INVALID_ARGUMENT otherwise."""
+    if not (ident.isascii() and ident.isdigit()) or len(ident) > 19 or int(ident) < 1:
+        raise InvalidArgument.for_field(
+            field, f"{what} must be a whole number of at least 1 (got {quote(ident)})"
+        )
+    number = int(ident)
+    if number > maximum:
+        raise InvalidArgument.for_field(field, f"{what} {quote(ident)} is out of range")
+    return number
 
 
 def require(value: object, field: str) -> None:
@@ -47,29 +76,24 @@ def require(value: object, field: str) -> None:
         raise InvalidArgument.for_field(field, "is required")
 
 
+_OFFSET_TOKEN = TokenKind(1, struct.Struct(">q"))
+MAX_OFFSET = 2**62
+"""Largest offset a List page may start at."""
+
+
 @dataclass(frozen=True)
 class Page:
     """A validated page request: how many items and from which offset."""
 
     size: int
     offset: int
-    query_key: str
+    query_key: bytes
 
     def next_token(self, returned: int, has_more: bool) -> str:
         """The token of the next page, empty when this was the last."""
         if not has_more:
             return ""
-        return encode_page_token(self.offset + returned, self.query_key)
-
-
-def _query_key(query: object) -> str:
-    return hashlib.sha256(json.dumps(query, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def encode_page_token(offset: int, query_key: str) -> str:
-    """An opaque token for the item at ``offset`` of the query identified by ``query_key``."""
-    raw = json.dumps({"o": offset, "q": query_key}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return seal_token(_OFFSET_TOKEN, self.query_key, self.offset + returned)
 
 
 def page_request(
@@ -85,27 +109,18 @@ def page_request(
     A negative size is INVALID_ARGUMENT, zero means ``default_size`` and a size
     above ``max_size`` is lowered to it (AIP-158). ``query`` holds the request's
     other filters: a token made for different filters is refused, so a client
-    cannot page through one list with the token of another.
+    cannot page through one list with the token of another. Tokens are signed
+    (:mod:`cfgclone.common.page_tokens`): a forged one is INVALID_ARGUMENT.
     """
     if page_size < 0:
         raise InvalidArgument.for_field("page_size", f"must not be negative (got {page_size})")
     size = min(page_size or default_size, max_size)
-    key = _query_key(query)
+    key = query_digest(query)
     if not page_token:
         return Page(size=size, offset=0, query_key=key)
-    try:
-        padded = page_token + "=" * (-len(page_token) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset = int(decoded["o"])
-        token_key = str(decoded["q"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidArgument.for_field(
-            "page_token", "is not a token this service issued"
-        ) from None
-    if offset < 0 or token_key != key:
-        raise InvalidArgument.for_field(
-            "page_token", "was issued for a different query; start again without a token"
-        )
+    (offset,) = open_token(_OFFSET_TOKEN, key, page_token)
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidArgument.for_field("page_token", "holds an offset out of range")
     return Page(size=size, offset=offset, query_key=key)
 
 
@@ -115,6 +130,6 @@ def parse_label_selector(selector: str, field: str = "label_selector") -> dict[s
     for term in filter(None, (t.strip() for t in selector.split(","))):
         key, sep, value = term.partition("=")
         if not sep or not key.strip():
-            raise InvalidArgument.for_field(field, f"term {term!r} is not key=value")
+            raise InvalidArgument.for_field(field, f"term {quote(term)} is not key=value")
         labels[key.strip()] = value.strip()
     return labels

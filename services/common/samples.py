@@ -131,6 +131,13 @@ async def system_key(conn: Connection, system_id: str) -> int:
     return int(row[0])
 
 
+async def metric_known(conn: Connection, name: str) -> bool:
+    """Whether samples of metric ``name`` were ever stored, for any system."""
+    cursor = await conn.execute(_QUERIES["metric_known"], {"name": name})
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def read_samples(
     conn: Connection, system_id: str, start: datetime, end: datetime
 ) -> dict[str, MetricSamples]:

@@ -28,10 +28,14 @@ from cfgclone.common.auth import AuthInterceptor, Credentials
 from cfgclone.common.embedded import start_embedded_database
 from cfgclone.common.errors import CfgcloneError, to_status
 from cfgclone.common.handlers import Continuation, ServerInterceptor, wrap_method_handler
+from cfgclone.common.incidents import internal_error
 from cfgclone.common.logs import configure_logging
+from cfgclone.common.page_tokens import PAGE_TOKEN_KEY_NAME, use_page_token_key
+from cfgclone.common.request_limits import RequestLimitsInterceptor
 from cfgclone.common.settings import ServerSettings, ServiceSettings, load_settings
 from cfgclone.common.store import Store
 from cfgclone.common.telemetry import configure_tracing, server_interceptor
+from cfgclone.common.validation import RequestValidationInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ LIVENESS = "liveness"
 """Health service name that reports SERVING for as long as the process runs."""
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest request or response; sample batches are the big ones."""
+"""Largest response; requests are bounded by ``ServerSettings.max_message_bytes``."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,8 @@ async def _abort(context: Any, error: CfgcloneError) -> None:
 
 
 def _internal(method: str) -> CfgcloneError:
-    """Called from an ``except`` block: logs the traceback being handled."""
-    logger.exception("unexpected error in %s", method)  # noqa: LOG004
-    return CfgcloneError(f"internal error in {method}; see the service log", reason="INTERNAL")
+    """Called from an ``except`` block: logs the traceback under an error id the caller gets."""
+    return internal_error(method)
 
 
 async def _map_errors(call: Callable[[], Awaitable[Any]], context: Any, method: str) -> Any:
@@ -176,11 +179,14 @@ async def start_server(
         interceptors=[
             server_interceptor(tracer_provider),
             AuthInterceptor(credentials),
+            RequestLimitsInterceptor(settings.max_inflight_bytes, settings.stream_idle_seconds),
             ErrorMappingInterceptor(),
+            RequestValidationInterceptor(),
         ],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
         ],
     )
     health_servicer = health_aio.HealthServicer()
@@ -210,11 +216,19 @@ async def start_server(
     return running
 
 
-async def watch_readiness(running: RunningServer, store: Store, *, interval: float = 1.0) -> None:
+async def watch_readiness(
+    running: RunningServer,
+    store: Store,
+    *,
+    interval: float = 1.0,
+    page_token_key_from_database: bool = False,
+) -> None:
     """Keep health in step with the database: SERVING only while it answers and is migrated.
 
     Migrations run as soon as the database is first reachable, so a service
-    started before its database comes up by itself once it does.
+    started before its database comes up by itself once it does; with
+    ``page_token_key_from_database`` the deployment's page-token key is then
+    loaded before the service reports SERVING.
     """
     migrated = False
     serving: bool | None = None
@@ -223,6 +237,8 @@ async def watch_readiness(running: RunningServer, store: Store, *, interval: flo
         if ready and not migrated:
             try:
                 await store.migrate()
+                if page_token_key_from_database:
+                    use_page_token_key(await store.deployment_key(PAGE_TOKEN_KEY_NAME))
                 migrated = True
             except CfgcloneError as error:
                 logger.warning("migrations not applied yet: %s", error.message)
@@ -268,7 +284,13 @@ async def serve(settings: ServiceSettings, build: BuildServices) -> None:
         credentials=credentials,
         tracer_provider=trace.get_tracer_provider(),
     )
-    readiness = asyncio.create_task(watch_readiness(running, store))
+    if settings.auth.page_token_key:
+        use_page_token_key(settings.auth.page_token_key.encode())
+    readiness = asyncio.create_task(
+        watch_readiness(
+            running, store, page_token_key_from_database=not settings.auth.page_token_key
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

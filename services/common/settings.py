@@ -15,6 +15,12 @@ Environment variables (flag in brackets):
 * ``CFGCLONE_HOST`` [--host], ``CFGCLONE_PORT`` [--port]: where the service listens;
   port 0 picks a free port.
 * ``CFGCLONE_GRACE_SECONDS``: grace period for in-flight calls on shutdown.
+* ``CFGCLONE_MAX_MESSAGE_BYTES``: largest request message a server accepts (32 MiB).
+* ``CFGCLONE_MAX_INFLIGHT_BYTES``: request bytes a server works on at once; past it
+  a request is RESOURCE_EXHAUSTED (128 MiB).
+* ``CFGCLONE_STREAM_IDLE_SECONDS``: a client stream that sends nothing this long is
+  closed with DEADLINE_EXCEEDED (60).
+* ``CFGCLONE_MAX_STREAMS_PER_CONNECTION``: concurrent calls on one HTTP/2 connection (100).
 * ``CFGCLONE_TLS_CERT``, ``CFGCLONE_TLS_KEY``: server certificate and key (PEM);
   both or neither.
 * ``CFGCLONE_TLS_CLIENT_CA``: CA bundle; when set, clients must present a
@@ -24,6 +30,8 @@ Environment variables (flag in brackets):
   presents for mutual TLS.
 * ``CFGCLONE_AUTH_TOKENS_FILE``: file of ``token identity role`` lines; unset
   disables authentication (every caller is the ``anonymous`` operator).
+* ``CFGCLONE_PAGE_TOKEN_KEY``: secret (16 bytes or more) that signs page tokens,
+  the same on every replica; unset uses a key generated once and kept in the database.
 * ``CFGCLONE_TOKEN``: bearer token a client (another service, the CLI, an agent) sends.
 * ``CFGCLONE_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``): OTLP/gRPC
   endpoint for traces; unset exports nothing.
@@ -134,12 +142,30 @@ class ServerSettings:
     """How long in-flight calls may run on after SIGTERM."""
     tls: ServerTls | None = None
     """TLS; None serves plaintext (fine on loopback, not across machines)."""
+    max_message_bytes: int = 32 * 1024 * 1024
+    """Largest request message accepted."""
+    max_inflight_bytes: int = 128 * 1024 * 1024
+    """Request bytes worked on at once; past it a request is RESOURCE_EXHAUSTED."""
+    stream_idle_seconds: float = 60.0
+    """A client stream silent this long is closed."""
+    max_streams_per_connection: int = 100
+    """Concurrent calls one HTTP/2 connection may have open."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"CFGCLONE_PORT must be 0-65535 (got {self.port})")
         if self.grace_seconds < 0:
             raise SettingsError("CFGCLONE_GRACE_SECONDS must not be negative")
+        if not 1024 <= self.max_message_bytes <= 1024 * 1024 * 1024:
+            raise SettingsError("CFGCLONE_MAX_MESSAGE_BYTES must be between 1 KiB and 1 GiB")
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise SettingsError(
+                "CFGCLONE_MAX_INFLIGHT_BYTES must be at least CFGCLONE_MAX_MESSAGE_BYTES"
+            )
+        if self.stream_idle_seconds <= 0:
+            raise SettingsError("CFGCLONE_STREAM_IDLE_SECONDS must be positive")
+        if self.max_streams_per_connection < 1:
+            raise SettingsError("CFGCLONE_MAX_STREAMS_PER_CONNECTION must be at least 1")
 
     @property
     def address(self) -> str:
@@ -153,10 +179,15 @@ class AuthSettings:
 
     tokens_file: Path | None = None
     """File of ``token identity role`` lines; None disables authentication."""
+    page_token_key: str | None = field(default=None, repr=False)
+    """Secret that signs page tokens, the same on every replica; None uses the key the
+    migrations generated and stored in the database (table ``deployment_keys``)."""
 
     def __post_init__(self) -> None:
         if self.tokens_file is not None and not self.tokens_file.is_file():
             raise SettingsError(f"CFGCLONE_AUTH_TOKENS_FILE not found: {self.tokens_file}")
+        if self.page_token_key is not None and len(self.page_token_key.encode()) < 16:
+            raise SettingsError("CFGCLONE_PAGE_TOKEN_KEY must have at least 16 bytes")
 
 
 @dataclass(frozen=True)
@@ -330,9 +361,26 @@ def load_settings(
             port=env_int(env, "CFGCLONE_PORT", DEFAULT_PORTS[service]),
             grace_seconds=env_float(env, "CFGCLONE_GRACE_SECONDS", 10.0),
             tls=_server_tls(env),
+            max_message_bytes=env_int(
+                env, "CFGCLONE_MAX_MESSAGE_BYTES", ServerSettings.max_message_bytes
+            ),
+            max_inflight_bytes=env_int(
+                env, "CFGCLONE_MAX_INFLIGHT_BYTES", ServerSettings.max_inflight_bytes
+            ),
+            stream_idle_seconds=env_float(
+                env, "CFGCLONE_STREAM_IDLE_SECONDS", ServerSettings.stream_idle_seconds
+            ),
+            max_streams_per_connection=env_int(
+                env,
+                "CFGCLONE_MAX_STREAMS_PER_CONNECTION",
+                ServerSettings.max_streams_per_connection,
+            ),
         ),
         database=database_from_env(env),
-        auth=AuthSettings(tokens_file=_path(env.get("CFGCLONE_AUTH_TOKENS_FILE"))),
+        auth=AuthSettings(
+            tokens_file=_path(env.get("CFGCLONE_AUTH_TOKENS_FILE")),
+            page_token_key=env.get("CFGCLONE_PAGE_TOKEN_KEY") or None,
+        ),
         telemetry=TelemetrySettings(
             otlp_endpoint=env.get("CFGCLONE_OTLP_ENDPOINT")
             or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")

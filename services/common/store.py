@@ -4,6 +4,14 @@ The pool is opened explicitly and closed on shutdown. Driver errors are turned
 into the project's own errors here, in one place: a database that cannot be
 reached is :class:`Unavailable` (gRPC UNAVAILABLE), never a crash, and the pool
 reconnects by itself once the database is back.
+
+Waiting for a connection tells two cases apart. When the pool has not handed one
+out within ``unreachable_after`` (1 s) although it had room for more (fewer than
+``max_size`` in use by this process) and its last attempt to connect failed, it
+cannot connect: the database is down, and the caller gets UNAVAILABLE at once
+rather than at its own deadline. Otherwise every connection is in use, or a new
+one is still being opened, and the caller waits on, up to ``busy_timeout``. While
+the database stays unreachable later callers are told within 0.1 s.
 """
 
 from __future__ import annotations
@@ -70,9 +78,16 @@ class Store:
         max_size: int = 8,
         name: str = "cfgclone",
         connect_timeout: float = 5.0,
+        unreachable_after: float = 1.0,
+        busy_timeout: float = 30.0,
     ) -> None:
         self.url = url
         self._connect_timeout = connect_timeout
+        self._unreachable_after = unreachable_after
+        self._busy_timeout = busy_timeout
+        self._max_size = max_size
+        self._in_use = 0
+        self._errors_before_last_connect = 0
         self._pool = psycopg_pool.AsyncConnectionPool(
             url,
             min_size=min_size,
@@ -82,6 +97,7 @@ class Store:
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             timeout=connect_timeout,
             reconnect_timeout=0,  # keep trying for as long as the service runs
+            configure=self._connected,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
         )
 
@@ -93,17 +109,51 @@ class Store:
         """Close every connection."""
         await self._pool.close()
 
+    def _connect_errors(self) -> int:
+        return self._pool.get_stats().get("connections_errors", 0)
+
+    async def _connected(self, conn: Connection) -> None:
+        """Called by the pool for each new connection: the database can be reached."""
+        self._errors_before_last_connect = self._connect_errors()
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the pool's latest attempt to connect failed."""
+        return self._connect_errors() > self._errors_before_last_connect
+
+    async def _checkout(self) -> Connection:
+        """A connection from the pool: UNAVAILABLE within ``unreachable_after`` when the
+        pool cannot connect, a longer wait when it is only busy."""
+        # Once an attempt has failed, each caller gives the pool only a moment: its
+        # request still makes the pool try to connect again, which ends the outage.
+        wait = min(0.1, self._unreachable_after) if self.unreachable else self._unreachable_after
+        try:
+            return await self._pool.getconn(timeout=wait)
+        except psycopg_pool.PoolTimeout as exc:
+            if self._in_use < self._max_size and self.unreachable:
+                raise Unavailable(
+                    "the database is unreachable; retry when the service reports SERVING",
+                    reason="DATABASE_UNAVAILABLE",
+                ) from exc
+        try:
+            return await self._pool.getconn(timeout=self._busy_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            raise Unavailable(
+                f"every database connection stayed busy for {self._busy_timeout:g} s; retry later",
+                reason="DATABASE_BUSY",
+            ) from exc
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection in autocommit mode; use ``conn.transaction()`` for atomic work."""
         try:
-            async with self._pool.connection() as conn:
+            conn = await self._checkout()
+            self._in_use += 1
+            try:
                 yield conn
-        except psycopg_pool.PoolTimeout as exc:
-            raise Unavailable(
-                "the database is unreachable; retry when the service reports SERVING",
-                reason="DATABASE_UNAVAILABLE",
-            ) from exc
+            finally:
+                self._in_use -= 1
+                await self._pool.putconn(conn)
         except psycopg.OperationalError as exc:
             raise Unavailable(
                 f"the database connection failed: {_first_line(exc)}",
@@ -160,6 +210,18 @@ class Store:
             cursor = await conn.execute(_QUERIES["applied_migrations"])
             versions = [row[0] for row in await cursor.fetchall()]
         return max(versions, default=0)
+
+    async def deployment_key(self, name: str) -> bytes:
+        """A secret the migrations generated once for the whole deployment (see 0060)."""
+        async with self.connection() as conn:
+            cursor = await conn.execute(_QUERIES["deployment_key"], {"name": name})
+            row = await cursor.fetchone()
+        if row is None:
+            raise Unavailable(
+                f"deployment key {name!r} is missing; run the migrations",
+                reason="DATABASE_UNAVAILABLE",
+            )
+        return bytes(row[0])
 
     async def has_timescaledb(self) -> bool:
         """Whether the TimescaleDB extension is installed in the database."""

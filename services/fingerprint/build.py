@@ -14,12 +14,13 @@ statistic is a ``bincount``; no Python loop runs per sample.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from cfgclone import vocabulary
 from cfgclone.fingerprint.correlation import pair_moments_from_buckets
 from cfgclone.fingerprint.errors import InsufficientData, InvalidSamples
 from cfgclone.fingerprint.model import (
@@ -29,7 +30,7 @@ from cfgclone.fingerprint.model import (
     KpiProfile,
     SystemProfile,
 )
-from cfgclone.fingerprint.regimes import DEFAULT_LOAD_SCALE, LoadScale, regime_stats_by_group
+from cfgclone.fingerprint.regimes import LoadScale, regime_stats_by_group
 from cfgclone.fingerprint.sketch import DEFAULT_RELATIVE_ACCURACY
 
 __all__ = [
@@ -76,12 +77,19 @@ class SampleSeries:
         return int(self.values.size)
 
 
-def resolve_load_metric(metrics: Mapping[str, SampleSeries], load_metric: str | None) -> str:
-    """The load metric to use: the one named, else ``cpu.utilization``, else a lone metric.
+def resolve_load_metric(
+    metrics: Mapping[str, SampleSeries],
+    load_metric: str | None,
+    preferred: Sequence[str] = (),
+) -> str:
+    """The load metric to use: the one named; else the first of ``preferred`` present,
+    else the vocabulary's offered load (requests or transactions per second), else
+    ``system.cpu.utilization``; else a lone metric.
 
-    When none is named and the window has no ``cpu.utilization`` samples but exactly
-    one metric, that metric is the load (a single-metric system). Anything else
-    raises ``InsufficientData`` naming the metric that is missing.
+    Offered load comes first because CPU moves with the configuration: at equal CPU
+    a change's effect on capacity is invisible. When none is named and the window has
+    none of those but exactly one metric, that metric is the load (a single-metric
+    system). Anything else raises ``InsufficientData`` naming what is missing.
     """
     present = sorted(name for name, series in metrics.items() if len(series))
     if not present:
@@ -93,13 +101,15 @@ def resolve_load_metric(metrics: Mapping[str, SampleSeries], load_metric: str | 
                 f"metrics with samples: {present}"
             )
         return load_metric
-    if DEFAULT_LOAD_METRIC in present:
-        return DEFAULT_LOAD_METRIC
+    chosen = vocabulary.choose_load_metric(present, preferred)
+    if chosen is not None:
+        return chosen
     if len(present) == 1:
         return present[0]
     raise InsufficientData(
-        f"no load metric named and the window has no samples of the default "
-        f"{DEFAULT_LOAD_METRIC!r}; name one of {present}"
+        f"no load metric named and the window has no samples of the offered load "
+        f"({', '.join(vocabulary.OFFERED_LOAD)}) nor of {DEFAULT_LOAD_METRIC!r}; "
+        f"name one of {present}"
     )
 
 
@@ -107,22 +117,26 @@ def build_fingerprint(
     metrics: Mapping[str, SampleSeries],
     *,
     load_metric: str | None = None,
+    preferred_load_metrics: Sequence[str] = (),
     system: SystemProfile | None = None,
-    scale: LoadScale = DEFAULT_LOAD_SCALE,
+    scale: LoadScale | None = None,
     relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY,
     align_ns: int = DEFAULT_ALIGN_NS,
     min_regime_count: float = DEFAULT_MIN_REGIME_COUNT,
 ) -> Fingerprint:
     """The fingerprint of one window of samples, by metric name.
 
-    Raises ``InsufficientData`` when the window has no samples, none of the load
-    metric, or no load regime with at least ``min_regime_count`` load samples.
+    ``scale`` defaults to one spanning the window's load (:meth:`LoadScale.spanning`);
+    windows to be merged later must share one. Raises ``InsufficientData`` when the
+    window has no samples, none of the load metric, or no load regime with at least
+    ``min_regime_count`` load samples.
     """
+    load = resolve_load_metric(metrics, load_metric, preferred_load_metrics)
     fingerprint = _window(
         metrics,
-        load_metric=resolve_load_metric(metrics, load_metric),
+        load_metric=load,
         system=system or SystemProfile(),
-        scale=scale,
+        scale=scale or LoadScale.spanning(metrics[load].values),
         relative_accuracy=relative_accuracy,
         align_ns=align_ns,
     )
@@ -168,7 +182,9 @@ def _require_a_supported_regime(fingerprint: Fingerprint, min_regime_count: floa
         raise InsufficientData(
             f"no load regime has {min_regime_count:g} samples of the load metric "
             f"{fingerprint.load_metric!r}; the best, regime {best.regime} "
-            f"[{low:.6g}, {high:.6g}), has {best.count:g}: widen the window"
+            f"[{low:.6g}, {high:.6g}), has {best.count:g}: widen the window",
+            progress=f"{best.count:g} of {min_regime_count:g} samples of "
+            f"{fingerprint.load_metric} in the busiest load regime",
         )
 
 

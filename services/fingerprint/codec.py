@@ -31,7 +31,7 @@ from cfgclone.fingerprint.model import (
     KpiProfile,
     SystemProfile,
 )
-from cfgclone.fingerprint.regimes import DEFAULT_LOAD_SCALE, LoadScale, RegimeStats
+from cfgclone.fingerprint.regimes import REGIME_COUNT, LoadScale, RegimeStats
 from cfgclone.fingerprint.sketch import QuantileSketch
 from cfgclone.v1 import common_pb2
 
@@ -92,6 +92,11 @@ def fingerprint_to_proto(
         load_metric=fingerprint.load_metric,
         window_start=_timestamp(fingerprint.window_start_ns),
         window_end=_timestamp(fingerprint.window_end_ns),
+        load_scale=common_pb2.LoadScale(
+            base=fingerprint.scale.base,
+            regimes_per_octave=fingerprint.scale.regimes_per_octave,
+            regime_count=fingerprint.scale.regime_count,
+        ),
     )
     for kpi in fingerprint.kpis:
         profile = fingerprint.profiles[kpi]
@@ -217,10 +222,34 @@ def _swapped(moments: PairMoments) -> PairMoments:
     )
 
 
+def scale_of(message: common_pb2.Fingerprint) -> LoadScale:
+    """The load scale a message was built on: its ``load_scale``, or, in a message from
+    before it had one, the scale its load metric's regime edges show."""
+    if message.HasField("load_scale"):
+        stored = message.load_scale
+        try:
+            return LoadScale(stored.base, stored.regimes_per_octave, stored.regime_count)
+        except ValueError as error:
+            raise IncompatibleFingerprint(f"load_scale: {error}") from None
+    for entry in message.kpis:
+        if entry.kpi == message.load_metric and entry.regimes:
+            first = entry.regimes[0]
+            try:
+                return LoadScale.from_edges(
+                    first.regime, first.load_low, first.load_high, REGIME_COUNT
+                )
+            except ValueError as error:
+                raise IncompatibleFingerprint(f"load metric regime edges: {error}") from None
+    raise IncompatibleFingerprint(
+        f"fingerprint has no profile of its load metric {message.load_metric!r}"
+    )
+
+
 def fingerprint_from_proto(
-    message: common_pb2.Fingerprint, *, scale: LoadScale = DEFAULT_LOAD_SCALE
+    message: common_pb2.Fingerprint, *, scale: LoadScale | None = None
 ) -> Fingerprint:
-    """The domain fingerprint stored in a message; ``scale`` is the fleet's load scale.
+    """The domain fingerprint stored in a message, on ``scale`` (default: the scale its
+    regime edges show).
 
     Raises ``IncompatibleFingerprint`` for another model version, a message built on
     another scale, or stored state that is not a valid fingerprint.
@@ -230,6 +259,7 @@ def fingerprint_from_proto(
             f"fingerprint model version {message.model_version} cannot be read; "
             f"this service reads version {MODEL_VERSION}"
         )
+    scale = scale or scale_of(message)
     profiles: dict[str, KpiProfile] = {}
     accuracies: set[float] = set()
     for entry in message.kpis:

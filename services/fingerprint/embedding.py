@@ -30,6 +30,7 @@ from itertools import combinations
 import numpy as np
 import numpy.typing as npt
 
+from cfgclone import vocabulary
 from cfgclone.fingerprint.errors import IncompatibleFingerprint
 from cfgclone.fingerprint.model import Fingerprint, KpiProfile, SystemProfile
 from cfgclone.fingerprint.regimes import DEFAULT_LOAD_SCALE, LoadScale
@@ -43,17 +44,9 @@ __all__ = [
     "embed",
 ]
 
-STANDARD_KPIS: tuple[str, ...] = (
-    "cpu.utilization",
-    "memory.utilization",
-    "disk.read.bytes_per_second",
-    "disk.write.bytes_per_second",
-    "network.receive.bytes_per_second",
-    "network.transmit.bytes_per_second",
-    "network.latency",
-    "app.response_time",
-)
-"""KPIs with a place in the embedding, in embedding order. Other KPIs are not embedded."""
+STANDARD_KPIS: tuple[str, ...] = vocabulary.STANDARD_KPIS
+"""KPIs with a place in the embedding, in embedding order (the vocabulary's). Other KPIs
+are not embedded."""
 
 _ARCHITECTURES = {
     "x86_64": "x86_64",
@@ -188,7 +181,7 @@ def _band_means(profile: KpiProfile, layout: EmbeddingLayout) -> list[float | No
 
 def _curves(fingerprint: Fingerprint, layout: EmbeddingLayout) -> list[float]:
     entries: list[float] = []
-    scale = layout.scale
+    scale = fingerprint.scale
     for kpi in layout.kpis:
         profile = fingerprint.profiles.get(kpi)
         if profile is None or profile.count <= 0.0:
@@ -244,13 +237,15 @@ def embed(
 ) -> Embedding:
     """The fixed-length embedding of a fingerprint; never NaN.
 
-    Raises ``IncompatibleFingerprint`` when the fingerprint was built on another
-    load scale than the layout's (its regimes would land in the wrong bands).
+    Regimes are positions in the system's own load range (see
+    :mod:`cfgclone.fingerprint.regimes`). Raises ``IncompatibleFingerprint`` when the
+    fingerprint's scale has another number of regimes than the layout's (its regimes
+    would land in the wrong bands).
     """
-    if fingerprint.scale != layout.scale:
+    if fingerprint.scale.regime_count != layout.scale.regime_count:
         raise IncompatibleFingerprint(
-            f"fingerprint load scale {fingerprint.scale} differs from the embedding's "
-            f"{layout.scale}"
+            f"fingerprint load scale has {fingerprint.scale.regime_count} regimes, the "
+            f"embedding's {layout.scale.regime_count}"
         )
     entries = (
         _hardware(fingerprint.system)

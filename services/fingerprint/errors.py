@@ -23,6 +23,11 @@ class FingerprintError(Exception):
 class InsufficientData(FingerprintError):
     """The window holds too little data for a fingerprint (no samples, no load, thin regimes)."""
 
+    def __init__(self, message: str, progress: str | None = None) -> None:
+        super().__init__(message)
+        self.progress = progress or message
+        """How far the data is from enough, in a few words for ``fingerprint show``."""
+
 
 class InvalidSamples(FingerprintError, ValueError):
     """Sample arrays that break the input contract (lengths differ, values not finite)."""

@@ -24,19 +24,21 @@ logger = logging.getLogger(__name__)
 def refinement_loop(
     store: Store, settings: FingerprintSettings
 ) -> Callable[[], Coroutine[Any, Any, None]]:
-    """The background loop that refines fingerprints of systems with new samples."""
+    """The background loop that builds the first fingerprint of systems with enough
+    samples and refines fingerprints of systems with new samples."""
 
     async def loop() -> None:
         interval = settings.refine_interval.total_seconds()
         while True:
             await asyncio.sleep(interval)
             try:
+                built = await service.build_missing(store, settings)
                 refined = await service.refine_stale(store, settings)
             except CfgcloneError as error:
-                logger.warning("refinement skipped: %s", error.message)
+                logger.warning("building and refinement skipped: %s", error.message)
                 continue
-            if refined:
-                logger.info("refined %s fingerprints", refined)
+            if built or refined:
+                logger.info("built %s and refined %s fingerprints", built, refined)
 
     return loop
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from cfgclone import vocabulary
 from cfgclone.fingerprint.correlation import PairMoments
 from cfgclone.fingerprint.curves import LoadCurve, fit_load_curve
 from cfgclone.fingerprint.errors import IncompatibleFingerprint
@@ -38,7 +39,7 @@ __all__ = [
 MODEL_VERSION = 1
 """Version of the model format, stored in ``Fingerprint.model_version``."""
 
-DEFAULT_LOAD_METRIC = "cpu.utilization"
+DEFAULT_LOAD_METRIC = vocabulary.CPU_UTILIZATION.name
 """Load metric used when none is named (CPU utilisation in percent, which every agent sends)."""
 
 DEFAULT_MIN_REGIME_COUNT = 30.0
@@ -186,7 +187,7 @@ class Fingerprint:
                 f"cannot merge fingerprints of load metric {self.load_metric!r} "
                 f"and {other.load_metric!r}"
             )
-        if other.scale != self.scale:
+        if not other.scale.same_as(self.scale):
             raise IncompatibleFingerprint(
                 f"cannot merge fingerprints on load scales {self.scale} and {other.scale}"
             )

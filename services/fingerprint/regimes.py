@@ -1,10 +1,18 @@
-"""Load regimes on a fleet-wide log scale, and the statistics a KPI keeps per regime.
+"""Load regimes on a system's own log scale, and the statistics a KPI keeps per regime.
 
-Why a fixed log scale: fingerprints of different systems are compared regime by
-regime, so the regime edges must not depend on the system. Regime ``i`` covers
-loads ``[base * 2**(i/k), base * 2**((i+1)/k))`` with ``k`` regimes per doubling of
-load; loads below the first edge (idle, zero or negative) fall into regime 0 and
-loads beyond the last edge into the last regime, so every sample has a regime.
+Regime ``i`` covers loads ``[base * 2**(i/k), base * 2**((i+1)/k))`` with ``k``
+regimes per doubling of load; loads below the first edge (idle, zero or negative)
+fall into regime 0 and loads beyond the last edge into the last regime, so every
+sample has a regime.
+
+The edges follow the observed range of the system's load metric
+(:meth:`LoadScale.spanning`: log-spaced between robust quantiles), because load
+metrics differ by orders of magnitude between systems and kinds (a CPU share of 0.3,
+4,000 requests per second). A system keeps the scale of its first fingerprint for
+all later ones, so its configuration versions compare regime by regime. Every scale
+has the same number of regimes, so regime ``i`` is the same *position* in each
+system's own range: systems are compared by the shape of their behaviour over their
+range, and the range itself is part of what their fingerprints record.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from cfgclone.fingerprint.sketch import (
 
 __all__ = [
     "DEFAULT_LOAD_SCALE",
+    "REGIME_COUNT",
     "LoadScale",
     "RegimeStats",
     "regime_stats_by_group",
@@ -32,32 +41,77 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+REGIME_COUNT = 20
+"""Regimes of every load scale (the embedding's bands depend on it)."""
+_SPAN_QUANTILES = (0.01, 0.99)
+_SPAN_MARGIN = 1.5
+"""Room beyond the observed range, as a factor on each side, for load that moves later."""
+_MIN_SPAN_OCTAVES = 2.0
+"""A steady load still gets a scale four times wide."""
+
+
 @dataclass(frozen=True)
 class LoadScale:
-    """Fleet-wide edges of the load regimes. One setting for the whole fleet, never per system.
+    """Edges of a system's load regimes.
 
-    The default suits the default load metric, CPU utilisation in percent: twenty
-    half-doubling regimes from 0.125% to 128%, so 0.1% and 100% busy machines both
-    land inside the scale. A fleet that uses another load metric (requests per
-    second, say) sets its own base and count.
+    The default (twenty half-doubling regimes from 0.125 to 128) suits loads of that
+    order; :meth:`spanning` fits a scale to the loads a system shows, which is how
+    fingerprints get theirs.
     """
 
     base: float = 0.125
     """Lower edge of regime 0, in the load metric's unit."""
-    regimes_per_octave: int = 2
+    regimes_per_octave: float = 2.0
     """Regimes per doubling of load; 2 makes each regime span a factor of about 1.41."""
-    regime_count: int = 20
+    regime_count: int = REGIME_COUNT
     """Number of regimes; loads beyond the last edge fall into the last regime."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.base) and self.base > 0.0):
             raise ValueError(f"load scale base must be a positive number, got {self.base!r}")
-        if self.regimes_per_octave < 1:
+        if not (math.isfinite(self.regimes_per_octave) and self.regimes_per_octave > 0.0):
             raise ValueError(
-                f"regimes per octave must be at least 1, got {self.regimes_per_octave}"
+                f"regimes per octave must be a positive number, got {self.regimes_per_octave}"
             )
         if self.regime_count < 1:
             raise ValueError(f"regime count must be at least 1, got {self.regime_count}")
+
+    @classmethod
+    def spanning(cls, loads: FloatArray, regime_count: int = REGIME_COUNT) -> LoadScale:
+        """A scale log-spaced over the robust range of ``loads`` (1st to 99th percentile
+        of the positive ones, widened by half on each side, at least two doublings
+        wide); the default scale when no load is positive."""
+        values = np.asarray(loads, dtype=np.float64)
+        positive = values[np.isfinite(values) & (values > 0.0)]
+        if positive.size == 0:
+            return cls(regime_count=regime_count)
+        low, high = (float(q) for q in np.quantile(positive, _SPAN_QUANTILES))
+        octaves = max(math.log2(high / low) + 2.0 * math.log2(_SPAN_MARGIN), _MIN_SPAN_OCTAVES)
+        middle = math.sqrt(low * high)
+        base = middle / math.pow(2.0, octaves / 2.0)
+        if not (math.isfinite(base) and base > 0.0):
+            return cls(regime_count=regime_count)
+        return cls(base=base, regimes_per_octave=regime_count / octaves, regime_count=regime_count)
+
+    @classmethod
+    def from_edges(cls, regime: int, low: float, high: float, regime_count: int) -> LoadScale:
+        """The scale whose regime ``regime`` spans ``[low, high)``."""
+        if not (0.0 < low < high and math.isfinite(high)):
+            raise ValueError(f"regime edges must be positive and grow, got {low!r}, {high!r}")
+        per_octave = 1.0 / math.log2(high / low)
+        return cls(
+            base=low / math.pow(2.0, regime / per_octave),
+            regimes_per_octave=per_octave,
+            regime_count=regime_count,
+        )
+
+    def same_as(self, other: LoadScale) -> bool:
+        """Equal up to floating-point rounding (a scale read back from its edges)."""
+        return (
+            self.regime_count == other.regime_count
+            and math.isclose(self.base, other.base, rel_tol=1e-9)
+            and math.isclose(self.regimes_per_octave, other.regimes_per_octave, rel_tol=1e-9)
+        )
 
     def lower_edge(self, regime: int) -> float:
         """Nominal lower edge of a regime (regime 0 also takes every smaller load)."""

@@ -23,6 +23,8 @@ class SystemRecord:
     key: int
     system_id: str
     profile: SystemProfile
+    load_metric: str | None = None
+    """The load metric the system's ``cfgclone.dev/load-metric`` label names, if any."""
 
     @property
     def name(self) -> str:
@@ -59,7 +61,7 @@ async def system(conn: Connection, system_id: str) -> SystemRecord:
     row = await cursor.fetchone()
     if row is None:
         raise system_not_found(system_id)
-    key, sid, _hostname, cpu_model, cores, memory, os_name, kernel, arch = row
+    key, sid, _hostname, cpu_model, cores, memory, os_name, kernel, arch, load = row
     profile = SystemProfile(
         cpu_cores=cores,
         memory_bytes=memory,
@@ -68,7 +70,7 @@ async def system(conn: Connection, system_id: str) -> SystemRecord:
         kernel=kernel,
         cpu_model=cpu_model,
     )
-    return SystemRecord(key, sid, profile)
+    return SystemRecord(key, sid, profile, load or None)
 
 
 async def configuration(
@@ -169,7 +171,7 @@ async def get(conn: Connection, system_id: str, fingerprint_id: str) -> StoredFi
     name = f"systems/{system_id}/fingerprints/{fingerprint_id}"
     if fingerprint_id == "-":
         cursor = await conn.execute(_QUERIES["newest_fingerprint"], {"system_id": system_id})
-    elif fingerprint_id.isdigit():
+    elif fingerprint_id.isascii() and fingerprint_id.isdigit() and len(fingerprint_id) <= 18:
         cursor = await conn.execute(
             _QUERIES["get_fingerprint"], {"system_id": system_id, "id": int(fingerprint_id)}
         )
@@ -182,8 +184,13 @@ async def get(conn: Connection, system_id: str, fingerprint_id: str) -> StoredFi
             if fingerprint_id == "-"
             else f"{name} does not exist"
         )
+        if fingerprint_id == "-":
+            found = await progress(conn, system_id)
+            if found is not None:
+                what += f" yet: {found[0]}"
         raise NotFound(
-            f"{what}; build one with BuildFingerprint",
+            f"{what}; it builds itself once there are enough samples, or build one with "
+            "BuildFingerprint (cfgclone fingerprint build)",
             reason="FINGERPRINT_NOT_FOUND",
             metadata={"fingerprint": name},
         )
@@ -213,6 +220,43 @@ async def closing_time(
     )
     row = await cursor.fetchone()
     return row[0] if row else None
+
+
+async def newest_on(
+    conn: Connection, system: SystemRecord, load_metric: str
+) -> common_pb2.Fingerprint | None:
+    """The system's newest fingerprint on ``load_metric``, if it has one."""
+    cursor = await conn.execute(
+        _QUERIES["newest_on_load_metric"], {"system": system.key, "load_metric": load_metric}
+    )
+    row = await cursor.fetchone()
+    return common_pb2.Fingerprint.FromString(bytes(row[0])) if row else None
+
+
+async def without_fingerprint(conn: Connection) -> list[str]:
+    """Systems with samples and no fingerprint of their current configuration."""
+    cursor = await conn.execute(_QUERIES["systems_without_fingerprint"])
+    return [str(row[0]) for row in await cursor.fetchall()]
+
+
+async def record_progress(
+    conn: Connection, system: SystemRecord, version: int | None, message: str | None
+) -> None:
+    """Remember why a system's fingerprint could not be built yet; None forgets it."""
+    if message is None:
+        await conn.execute(_QUERIES["clear_progress"], {"system": system.key})
+    else:
+        await conn.execute(
+            _QUERIES["record_progress"],
+            {"system": system.key, "version": version, "message": message},
+        )
+
+
+async def progress(conn: Connection, system_id: str) -> tuple[str, datetime] | None:
+    """What the last attempt to build a system's first fingerprint lacked, and when."""
+    cursor = await conn.execute(_QUERIES["progress"], {"system_id": system_id})
+    row = await cursor.fetchone()
+    return (str(row[0]), row[1]) if row else None
 
 
 async def stale(conn: Connection) -> list[tuple[str, int]]:

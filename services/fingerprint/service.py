@@ -16,15 +16,22 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from cfgclone.common.errors import FailedPrecondition, InvalidArgument
+from cfgclone.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import Page
-from cfgclone.common.samples import MetricSamples, read_samples
+from cfgclone.common.samples import MetricSamples, metric_known, read_samples
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import repository
-from cfgclone.fingerprint.build import SampleSeries, build_fingerprint, refine_fingerprint
-from cfgclone.fingerprint.codec import fingerprint_from_proto, fingerprint_to_proto
+from cfgclone.fingerprint.build import (
+    SampleSeries,
+    build_fingerprint,
+    refine_fingerprint,
+    resolve_load_metric,
+)
+from cfgclone.fingerprint.codec import fingerprint_from_proto, fingerprint_to_proto, scale_of
 from cfgclone.fingerprint.errors import IncompatibleFingerprint, InsufficientData, InvalidSamples
 from cfgclone.fingerprint.model import Fingerprint
+from cfgclone.fingerprint.regimes import LoadScale
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import common_pb2
 
@@ -91,20 +98,51 @@ class BuildRequest:
     load_metric: str | None = None
 
 
+async def _system_scale(
+    store: Store, system: repository.SystemRecord, load_metric: str
+) -> LoadScale | None:
+    """The load scale of the system's newest fingerprint on ``load_metric``, so that its
+    configuration versions compare regime by regime; None for its first."""
+    async with store.connection() as conn:
+        newest = await repository.newest_on(conn, system, load_metric)
+    return scale_of(newest) if newest is not None else None
+
+
+def _refuse_empty_window(request: BuildRequest, start: datetime, end: datetime) -> None:
+    """The error for a window that ends before it starts, blaming a field the caller gave."""
+    if request.start is not None:
+        raise InvalidArgument.for_field(
+            "start_time", f"must be before the end of the window ({end.isoformat()})"
+        )
+    if request.end is not None:
+        raise InvalidArgument.for_field(
+            "end_time", f"must be after the start of the window ({start.isoformat()})"
+        )
+    raise FailedPrecondition(
+        f"systems/{request.system_id}: the window would start at {start.isoformat()} (when its "
+        f"configuration was applied), after it ends at {end.isoformat()}; give start_time",
+        reason="INSUFFICIENT_DATA",
+    )
+
+
 async def build(
     store: Store, settings: FingerprintSettings, request: BuildRequest
 ) -> common_pb2.Fingerprint:
     """Build and store the fingerprint of a system's configuration over a window."""
     async with store.connection() as conn:
         system = await repository.system(conn, request.system_id)
+        if request.load_metric and not await metric_known(conn, request.load_metric):
+            raise InvalidArgument.for_field(
+                "load_metric",
+                f"no samples of {quote(request.load_metric)} were ever stored; name a metric "
+                "the collector has (ListMetrics)",
+            )
         config = await repository.configuration(conn, system, request.configuration_version)
         end = _aligned(request.end or datetime.now(UTC), settings.align_ns)
         start = request.start or (config.applied_at if config and config.applied_at else None)
         start = _aligned(start or end - settings.default_window, settings.align_ns)
         if start >= end:
-            raise InvalidArgument.for_field(
-                "start_time", f"must be before the end of the window ({end.isoformat()})"
-            )
+            _refuse_empty_window(request, start, end)
         samples = await read_samples(conn, system.system_id, start, end)
     subject = f"{system.name} from {start.isoformat()} to {end.isoformat()}"
     if not samples:
@@ -114,9 +152,14 @@ async def build(
             reason="INSUFFICIENT_DATA",
         )
     with model_errors(subject):
+        series = _series(samples)
+        load_metric = resolve_load_metric(
+            series, request.load_metric or system.load_metric, settings.load_metrics
+        )
         fingerprint = build_fingerprint(
-            _series(samples),
-            load_metric=request.load_metric or settings.load_metric,
+            series,
+            load_metric=load_metric,
+            scale=await _system_scale(store, system, load_metric),
             system=system.profile,
             align_ns=settings.align_ns,
             min_regime_count=settings.min_regime_count,
@@ -233,6 +276,40 @@ async def compare_stored(
         b = await repository.get(conn, *second)
     with model_errors(f"comparing {a.name} with {b.name}"):
         return compare(fingerprint_from_proto(a.message), fingerprint_from_proto(b.message))
+
+
+def _progress(error: FailedPrecondition | InvalidArgument) -> str:
+    """What a failed first build lacked, in the words ``fingerprint show`` prints."""
+    cause = error.__cause__
+    if isinstance(cause, InsufficientData):
+        return cause.progress
+    return "no samples yet under the configuration it runs now"
+
+
+async def build_missing(store: Store, settings: FingerprintSettings) -> int:
+    """Build the first fingerprint of every system that has samples under its current
+    configuration and none yet; remember what a system still lacks. Returns how many."""
+    async with store.connection() as conn:
+        waiting = await repository.without_fingerprint(conn)
+    built = 0
+    for system_id in waiting:
+        try:
+            message = await build(store, settings, BuildRequest(system_id))
+        except NotFound:
+            continue  # deleted meanwhile
+        except (FailedPrecondition, InvalidArgument) as error:
+            # Too few samples yet, or none since the configuration was applied a moment ago.
+            async with store.connection() as conn:
+                system = await repository.system(conn, system_id)
+                await repository.record_progress(conn, system, None, _progress(error))
+            logger.info("systems/%s: no fingerprint yet: %s", system_id, error.message)
+            continue
+        async with store.connection() as conn:
+            system = await repository.system(conn, system_id)
+            await repository.record_progress(conn, system, None, None)
+        logger.info("built %s", message.name)
+        built += 1
+    return built
 
 
 async def refine_stale(store: Store, settings: FingerprintSettings) -> int:

@@ -9,10 +9,13 @@ from google.protobuf import timestamp_pb2
 
 from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.limits import MAX_SMALL_ID
 from cfgclone.common.requests import (
     child_id_from_name,
+    numeric_id,
     page_request,
     require,
+    sample_time,
     system_id_from_name,
 )
 from cfgclone.common.store import Store
@@ -22,8 +25,8 @@ from cfgclone.v1 import fingerprint_service_pb2 as pb
 from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
 
 
-def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return stamp.ToDatetime(tzinfo=UTC) if present else None
+def _time(stamp: timestamp_pb2.Timestamp, present: bool, field: str) -> datetime | None:
+    return sample_time(stamp.ToDatetime(tzinfo=UTC), field) if present else None
 
 
 def _configuration_version(name: str, system_id: str) -> int | None:
@@ -34,9 +37,7 @@ def _configuration_version(name: str, system_id: str) -> int | None:
         raise InvalidArgument.for_field(
             "configuration", f"belongs to systems/{owner}, not systems/{system_id}"
         )
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidArgument.for_field("configuration", f"version must be 1 or more: {name!r}")
-    return int(version)
+    return numeric_id(version, "configuration", "version", MAX_SMALL_ID)
 
 
 class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
@@ -55,8 +56,8 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
         build = service.BuildRequest(
             system_id=system_id,
             configuration_version=_configuration_version(request.configuration, system_id),
-            start=_time(request.start_time, request.HasField("start_time")),
-            end=_time(request.end_time, request.HasField("end_time")),
+            start=_time(request.start_time, request.HasField("start_time"), "start_time"),
+            end=_time(request.end_time, request.HasField("end_time"), "end_time"),
             load_metric=request.load_metric or None,
         )
         fingerprint = await service.build(self._store, self._settings, build)
@@ -68,7 +69,7 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
         require_role(Role.OPERATOR, "RefineFingerprint")
         require(request.name, "name")
         system_id, fingerprint_id = child_id_from_name(request.name, "fingerprints")
-        end = _time(request.end_time, request.HasField("end_time"))
+        end = _time(request.end_time, request.HasField("end_time"), "end_time")
         fingerprint, merged = await service.refine(
             self._store, self._settings, system_id, fingerprint_id, end
         )

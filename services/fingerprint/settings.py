@@ -8,15 +8,17 @@ from datetime import timedelta
 
 from cfgclone.common.settings import SettingsError, env_float
 from cfgclone.fingerprint.build import DEFAULT_ALIGN_NS
-from cfgclone.fingerprint.model import DEFAULT_LOAD_METRIC, DEFAULT_MIN_REGIME_COUNT
+from cfgclone.fingerprint.model import DEFAULT_MIN_REGIME_COUNT
 
 
 @dataclass(frozen=True)
 class FingerprintSettings:
     """How fingerprints are built and refined."""
 
-    load_metric: str = DEFAULT_LOAD_METRIC
-    """Metric used as load when a request names none (``LOAD_METRIC``)."""
+    load_metrics: tuple[str, ...] = ()
+    """Load metrics in order of preference when neither the request nor the system's
+    ``cfgclone.dev/load-metric`` label names one (``LOAD_METRICS``, comma-separated);
+    after them the vocabulary's offered load, then ``system.cpu.utilization``."""
     align: timedelta = timedelta(microseconds=DEFAULT_ALIGN_NS // 1000)
     """Buckets in which KPI samples meet load samples (``ALIGN_SECONDS``)."""
     min_regime_count: float = DEFAULT_MIN_REGIME_COUNT
@@ -49,7 +51,9 @@ class FingerprintSettings:
         """Read from the service's ``CFGCLONE_FINGERPRINT_*`` variables (prefix removed)."""
         defaults = cls()
         return cls(
-            load_metric=options.get("LOAD_METRIC") or defaults.load_metric,
+            load_metrics=tuple(
+                name.strip() for name in options.get("LOAD_METRICS", "").split(",") if name.strip()
+            ),
             align=timedelta(
                 seconds=env_float(options, "ALIGN_SECONDS", defaults.align.total_seconds())
             ),

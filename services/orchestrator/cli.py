@@ -301,8 +301,24 @@ def _typical_regime(profile: common_pb2.KpiProfile) -> common_pb2.RegimeStats | 
     return max(profile.regimes, key=lambda r: r.count, default=None)
 
 
+def cmd_fingerprint_build(args: argparse.Namespace) -> int:
+    """Build a system's fingerprint now, rather than wait for the service to build it."""
+
+    async def build(services: _Services) -> int:
+        reply = await services.fingerprint.BuildFingerprint(
+            fingerprint_service_pb2.BuildFingerprintRequest(
+                system=_system(args.system), load_metric=args.load_metric
+            ),
+            timeout=services.timeout,
+        )
+        return _show_fingerprint(reply.fingerprint, args.json)
+
+    return _run(build)
+
+
 def cmd_fingerprint_show(args: argparse.Namespace) -> int:
-    """Show a system's newest fingerprint: its KPIs at the load the system sees most."""
+    """Show a system's newest fingerprint: its KPIs at the load the system sees most.
+    Before the first is built, says how far the system's samples are from enough."""
 
     async def show(services: _Services) -> int:
         reply = await services.fingerprint.GetFingerprint(
@@ -311,37 +327,40 @@ def cmd_fingerprint_show(args: argparse.Namespace) -> int:
             ),
             timeout=services.timeout,
         )
-        fingerprint = reply.fingerprint
-        if args.json:
-            _print_json(fingerprint)
-            return EXIT_OK
-        quality = fingerprint.quality
-        print(f"{fingerprint.name}  ({fingerprint.configuration or 'no configuration'})")
-        print(
-            f"window {fingerprint.window_start.ToJsonString()} - "
-            f"{fingerprint.window_end.ToJsonString()}, {quality.samples} samples, "
-            f"load {fingerprint.load_metric} {quality.load_min:.3g}-{quality.load_max:.3g}"
-        )
-        rows = []
-        for profile in fingerprint.kpis:
-            typical = _typical_regime(profile)
-            knee = f"{profile.curve.knee_load:.3g}" if profile.curve.HasField("knee_load") else "-"
-            rows.append(
-                (
-                    profile.kpi,
-                    len(profile.regimes),
-                    f"{typical.mean:.4g}" if typical else "-",
-                    f"{typical.p95:.4g}" if typical else "-",
-                    f"{profile.curve.slope:+.3g}",
-                    knee,
-                )
-            )
-        _print_table(("kpi", "regimes", "mean", "p95", "slope", "knee load"), rows)
-        for note in quality.notes:
-            print(f"note: {note}")
-        return EXIT_OK
+        return _show_fingerprint(reply.fingerprint, args.json)
 
     return _run(show)
+
+
+def _show_fingerprint(fingerprint: common_pb2.Fingerprint, json_output: bool) -> int:
+    if json_output:
+        _print_json(fingerprint)
+        return EXIT_OK
+    quality = fingerprint.quality
+    print(f"{fingerprint.name}  ({fingerprint.configuration or 'no configuration'})")
+    print(
+        f"window {fingerprint.window_start.ToJsonString()} - "
+        f"{fingerprint.window_end.ToJsonString()}, {quality.samples} samples, "
+        f"load {fingerprint.load_metric} {quality.load_min:.3g}-{quality.load_max:.3g}"
+    )
+    rows = []
+    for profile in fingerprint.kpis:
+        typical = _typical_regime(profile)
+        knee = f"{profile.curve.knee_load:.3g}" if profile.curve.HasField("knee_load") else "-"
+        rows.append(
+            (
+                profile.kpi,
+                len(profile.regimes),
+                f"{typical.mean:.4g}" if typical else "-",
+                f"{typical.p95:.4g}" if typical else "-",
+                f"{profile.curve.slope:+.3g}",
+                knee,
+            )
+        )
+    _print_table(("kpi", "regimes", "mean", "p95", "slope", "knee load"), rows)
+    for note in quality.notes:
+        print(f"note: {note}")
+    return EXIT_OK
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -752,6 +771,16 @@ def _add_clone_commands(commands: Any) -> None:
     show.add_argument("system", help="system id or systems/{id}")
     _add_json(show)
     show.set_defaults(func=cmd_fingerprint_show)
+    build = actions.add_parser("build", help=cmd_fingerprint_build.__doc__)
+    build.add_argument("system", help="system id or systems/{id}")
+    build.add_argument(
+        "--load-metric",
+        default="",
+        help="metric whose levels are the load regimes (default: the system's offered load, "
+        "else system.cpu.utilization)",
+    )
+    _add_json(build)
+    build.set_defaults(func=cmd_fingerprint_build)
 
     similar = commands.add_parser("similar", help=cmd_similar.__doc__)
     similar.add_argument("system", help="system id or systems/{id}")

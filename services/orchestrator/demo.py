@@ -153,15 +153,15 @@ def demo_policy() -> common_pb2.Policy:
     return common_pb2.Policy(
         name=POLICY,
         thresholds=[
-            # Patterns, so that the shadow run's KPIs (latency.mean_ms, throughput.tps,
-            # cpu.seconds_per_second) and the live ones (app.response_time, throughput,
-            # cpu.utilization) are both read.
-            threshold("*response_time*", False, 0.15, True),
-            threshold("*latency*", False, 0.15, True),
-            threshold("throughput*", True, 0.15, True),
+            # Patterns, so that the shadow run's KPIs (db.client.operation.duration,
+            # postgresql.commits) and the live ones (http.server.request.duration and
+            # .rate) are both read; CPU and memory have the same names in both.
+            threshold("*.duration", False, 0.15, True),
+            threshold("*.request.rate", True, 0.15, True),
+            threshold("*.commits", True, 0.15, True),
             # Resources are sized on purpose: a bigger cache uses more memory.
-            threshold("cpu*", False, 0.5, False),
-            threshold("memory*", False, 2.0, False),
+            threshold("system.cpu.*", False, 0.5, False),
+            threshold("system.memory.*", False, 2.0, False),
         ],
         min_confidence=0.9,
         on_inconclusive=common_pb2.POLICY_ACTION_HOLD,
@@ -185,8 +185,8 @@ async def prepare(stubs: Stubs, say: Say) -> SimulatedFleet:
         quality = reply.fingerprint.quality
         say(
             f"   {machine.name:<17} {machine.cpu_cores:>2} cores {machine.memory_bytes // GIB:>3}"
-            f" GiB  {quality.samples:>6} samples, load {quality.load_min:.0f}-"
-            f"{quality.load_max:.0f}% CPU"
+            f" GiB  {quality.samples:>6} samples, {quality.load_min:.0f}-"
+            f"{quality.load_max:.0f} requests/s"
         )
     await stubs.predictor.CreatePolicy(predictor_pb.CreatePolicyRequest(policy=demo_policy()))
     await _until_indexed(stubs, [m.name for m in FLEET])

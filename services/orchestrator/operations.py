@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from cfgclone.common.errors import ERROR_DOMAIN, CfgcloneError, InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page
 from cfgclone.common.store import Store
@@ -43,7 +44,7 @@ def operation_id_from_name(name: str, field: str = "name") -> str:
     """The id of ``operations/{id}``; INVALID_ARGUMENT otherwise."""
     collection, _, operation_id = name.partition("/")
     if collection != "operations" or not operation_id or "/" in operation_id:
-        raise InvalidArgument.for_field(field, f"must be operations/{{id}} (got {name!r})")
+        raise InvalidArgument.for_field(field, f"must be operations/{{id}} (got {quote(name)})")
     return operation_id
 
 

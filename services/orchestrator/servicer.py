@@ -16,6 +16,7 @@ from typing import Any
 
 from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import (
     page_request,
     parse_label_selector,
@@ -34,8 +35,8 @@ from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import orchestrator_service_pb2_grpc as pb_grpc
 
-_POLICY_NAME = re.compile(r"^policies/[a-z][a-z0-9-]{0,62}$")
-_COHORT_NAME = re.compile(r"^cohorts/[^/]+$")
+_POLICY_NAME = re.compile(r"policies/[a-z][a-z0-9-]{0,62}")
+_COHORT_NAME = re.compile(r"cohorts/[^/]+")
 
 
 def _check_targets(request: pb.CloneConfigurationRequest) -> None:
@@ -63,9 +64,9 @@ def _check_targets(request: pb.CloneConfigurationRequest) -> None:
         request.target_selector, "target_selector"
     ):
         raise InvalidArgument.for_field("target_selector", "needs at least one key=value term")
-    if request.target_cohort and not _COHORT_NAME.match(request.target_cohort):
+    if request.target_cohort and not _COHORT_NAME.fullmatch(request.target_cohort):
         raise InvalidArgument.for_field(
-            "target_cohort", f"must be cohorts/{{cohort_id}} (got {request.target_cohort!r})"
+            "target_cohort", f"must be cohorts/{{cohort_id}} (got {quote(request.target_cohort)})"
         )
 
 
@@ -80,9 +81,9 @@ def _check_options(options: pb.CloneOptions) -> None:
     ):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise InvalidArgument.for_field(field, f"must be within 0-1 (got {value})")
-    if options.policy and not _POLICY_NAME.match(options.policy):
+    if options.policy and not _POLICY_NAME.fullmatch(options.policy):
         raise InvalidArgument.for_field(
-            "options.policy", f"must be policies/{{policy_id}} (got {options.policy!r})"
+            "options.policy", f"must be policies/{{policy_id}} (got {quote(options.policy)})"
         )
     if options.mode not in common_pb2.PredictionMode.values():
         raise InvalidArgument.for_field("options.mode", f"unknown mode {options.mode}")

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf import timestamp_pb2
 
+from cfgclone import vocabulary
 from cfgclone.orchestrator.adaptation.codec import content_from_struct
 from cfgclone.predictor.shadow.model import (
     KPI_CPU,
@@ -70,12 +71,16 @@ __all__ = [
 KIND = "simulated"
 """Configuration kind of the simulated machines (the predictor applies it in memory)."""
 
-LOAD = "cpu.utilization"
-RESPONSE_TIME = "app.response_time"
-MEMORY = "memory.utilization"
-THROUGHPUT = "throughput"
+LOAD = vocabulary.CPU_UTILIZATION.name
+RESPONSE_TIME = vocabulary.HTTP_REQUEST_DURATION.name
+MEMORY = vocabulary.MEMORY_UTILIZATION.name
+THROUGHPUT = vocabulary.HTTP_REQUEST_RATE.name
 
-_UNITS = {LOAD: "percent", RESPONSE_TIME: "seconds", MEMORY: "percent", THROUGHPUT: "tps"}
+_UNITS = {
+    name: spec.unit
+    for name, spec in vocabulary.METRICS.items()
+    if name in (LOAD, RESPONSE_TIME, MEMORY, THROUGHPUT)
+}
 
 DEFAULT_CONFIGURATION: Mapping[str, Any] = MappingProxyType(
     {"workers": 4, "cache_mb": 256, "debug_logging": False, "request_timeout_s": 30}
@@ -128,11 +133,11 @@ def machine_kpis(
 
     cores_busy = noisy([s[KPI_CPU] * factor for s in surfaces])
     cache = float(configuration.get("cache_mb", 0)) * _MIB
-    memory = 100.0 * (_BASE_MEMORY_BYTES + cache) / machine.memory_bytes
+    memory = (_BASE_MEMORY_BYTES + cache) / machine.memory_bytes
     return {
-        LOAD: np.clip(100.0 * cores_busy / machine.cpu_cores, 0.01, 100.0),
-        RESPONSE_TIME: noisy([s[KPI_LATENCY_MEAN] / 1000.0 * factor for s in surfaces]),
-        MEMORY: np.clip(noisy([memory] * len(surfaces)), 0.0, 100.0),
+        LOAD: np.clip(cores_busy / machine.cpu_cores, 0.0001, 1.0),
+        RESPONSE_TIME: noisy([s[KPI_LATENCY_MEAN] * factor for s in surfaces]),
+        MEMORY: np.clip(noisy([memory] * len(surfaces)), 0.0, 1.0),
         THROUGHPUT: noisy([s[KPI_THROUGHPUT] for s in surfaces]),
     }
 

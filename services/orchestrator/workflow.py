@@ -19,7 +19,9 @@ How an operation ends:
 
 * SUCCEEDED, with its ``clone`` result, when every target was worked on (some
   may have been refused, rolled back or held: that is the guard doing its job);
-* FAILED when the rollout could not run to its end: the source is not ready
+* FAILED when a target failed (its change could not be proposed, applied or rolled
+  back: FAILED_PRECONDITION, reason ``TARGETS_FAILED``), or when the rollout could
+  not run to its end: the source is not ready
   (FAILED_PRECONDITION), a service was unreachable (UNAVAILABLE) or the failure
   budget stopped it (ABORTED, reason ``FAILURE_BUDGET_EXCEEDED``);
 * CANCELLED when cancelled; targets not started were left untouched.
@@ -823,6 +825,15 @@ class CloneWorkflow:
             skipped=[t for t in self.request.targets if t not in touched],
             stopped_by_failure_budget=stop is not None and stop.by_budget,
         )
+        failed = [r for r in clone.targets if r.state == common_pb2.CHANGE_STATE_FAILED]
+        if stop is None and failed:
+            stop = _Stop(
+                code_pb2.FAILED_PRECONDITION,
+                "TARGETS_FAILED",
+                f"{len(failed)} of {len(clone.targets)} targets failed: "
+                + "; ".join(f"{r.system}: {r.explanation[:200]}" for r in failed[:3])
+                + ("; ..." if len(failed) > 3 else ""),
+            )
         if stop is None:
             await self.progress.succeed(clone, _summary(clone))
         elif stop.code == code_pb2.CANCELLED:

@@ -5,6 +5,11 @@ label (``CFGCLONE_PREDICTOR_POSTGRES_DSN_LABEL``); ``simulated`` through the in-
 applier used by tests and the demo; every other kind through the team's own tool, a
 command (``APPLY_COMMAND``) or an Ansible playbook (``ANSIBLE_PLAYBOOK``). A kind with
 no applier is refused when the change is proposed, before anything is stored.
+
+An applier is told the system's host from the label ``cfgclone.dev/host``
+(``CFGCLONE_PREDICTOR_HOST_LABEL``), else the system's id. Both labels are under
+``cfgclone.dev/``, which only operators may set: an agent registering its own system
+can steer neither where nor how a change is applied.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ class Appliers:
 
     def target(self, system: SystemRow, kind: str) -> Target:
         """The applier of ``kind`` for ``system``; FAILED_PRECONDITION saying what is missing."""
-        host = system.hostname or system.system_id
+        # Only what an operator set: the host label, else the system's id (which an
+        # operator gave the agent's credential); never the hostname an agent reports.
+        host = system.labels.get(self._settings.host_label) or system.system_id
         if kind == "simulated":
             return Target(ManagedSystem(system.name, host), self.simulated)
         if kind == "postgresql":

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from cfgclone import vocabulary
+
 ParameterValue = int | float | bool | str
 """A configuration parameter's value. ``bool`` is checked before ``int`` (it is a subclass)."""
 
@@ -201,9 +203,17 @@ class DirectionTable:
     patterns: tuple[tuple[str, KpiDirection], ...] = DEFAULT_DIRECTION_PATTERNS
 
     def direction(self, kpi: str) -> KpiDirection:
-        """The direction of ``kpi``; raises :class:`UnknownKpiDirection` when none applies."""
+        """The direction of ``kpi``: an override, the vocabulary's, a name pattern's;
+        raises :class:`UnknownKpiDirection` when none applies."""
         if kpi in self.overrides:
             return self.overrides[kpi]
+        spec = vocabulary.spec_of(kpi)
+        if spec is not None and spec.higher_is_worse is not None:
+            return (
+                KpiDirection.LOWER_IS_BETTER
+                if spec.higher_is_worse
+                else KpiDirection.HIGHER_IS_BETTER
+            )
         name = kpi.lower()
         for pattern, direction in self.patterns:
             if re.search(pattern, name):

@@ -8,10 +8,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from google.protobuf import duration_pb2, struct_pb2
 
 from cfgclone.common.errors import InvalidArgument
+from cfgclone.common.limits import MAX_POLICY_WINDOW_SECONDS
 from cfgclone.orchestrator.adaptation import codec as adaptation_codec
 from cfgclone.predictor.change import KpiDirection
 from cfgclone.predictor.policy import KpiThreshold, Policy, PolicyAction, PolicyVerdict
@@ -166,8 +168,12 @@ def _threshold(message: common_pb2.KpiThreshold, index: int) -> KpiThreshold:
         raise InvalidArgument.for_field(
             f"{field}.direction", "must be LOWER_IS_BETTER or HIGHER_IS_BETTER"
         )
-    if message.max_relative_change < 0 or message.max_absolute_change < 0:
-        raise InvalidArgument.for_field(field, "thresholds must not be negative")
+    for name in ("max_relative_change", "max_absolute_change"):
+        value = getattr(message, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument.for_field(
+                f"{field}.{name}", f"must be a finite number, 0 or more (got {value})"
+            )
     confidence = message.confidence if message.HasField("confidence") else None
     if confidence is not None and not 0.0 < confidence < 1.0:
         raise InvalidArgument.for_field(f"{field}.confidence", "must be in (0, 1)")
@@ -206,9 +212,31 @@ def policy_from_message(message: common_pb2.Policy, name: str) -> StoredPolicy:
         window=_duration(message.verification_window, defaults.window),
         min_samples=message.min_samples or defaults.min_samples,
     )
-    if message.HasField("verification_delay") and message.verification_delay.seconds < 0:
-        raise InvalidArgument.for_field("policy.verification_delay", "must not be negative")
+    _check_window(message, "verification_delay", allow_zero=True)
+    _check_window(message, "verification_window", allow_zero=False)
     return StoredPolicy(policy, rules, message)
+
+
+def _check_window(
+    message: common_pb2.Policy,
+    name: Literal["verification_delay", "verification_window"],
+    *,
+    allow_zero: bool,
+) -> None:
+    """A verification delay or window: unset, or a sensible length (0 only for the delay)."""
+    if not message.HasField(name):
+        return
+    duration = getattr(message, name)
+    seconds = duration.seconds + duration.nanos / 1e9
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InvalidArgument.for_field(
+            f"policy.{name}",
+            f"must be {'0 or more' if allow_zero else 'positive'} (got {seconds:g} s)",
+        )
+    if seconds > MAX_POLICY_WINDOW_SECONDS:
+        raise InvalidArgument.for_field(
+            f"policy.{name}", f"must be at most {MAX_POLICY_WINDOW_SECONDS} s (got {seconds:g} s)"
+        )
 
 
 def policy_to_message(policy: Policy, rules: VerificationRules, name: str) -> common_pb2.Policy:

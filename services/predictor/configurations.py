@@ -15,7 +15,9 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from cfgclone.common.errors import InvalidArgument, NotFound
-from cfgclone.common.requests import Page
+from cfgclone.common.limits import MAX_SMALL_ID
+from cfgclone.common.message_checks import quote
+from cfgclone.common.requests import Page, numeric_id
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.codec import (
@@ -126,8 +128,8 @@ def _parent_version(parent: str, system_id: str) -> int | None:
     """The version number of a same-system parent; a parent on another system is kept as
     provenance in ``source`` and not linked."""
     prefix = f"systems/{system_id}/configurations/"
-    if parent.startswith(prefix) and parent[len(prefix) :].isdigit():
-        return int(parent[len(prefix) :])
+    if parent.startswith(prefix):
+        return numeric_id(parent[len(prefix) :], "configuration.parent", "version", MAX_SMALL_ID)
     return None
 
 
@@ -136,11 +138,8 @@ async def get(store: Store, system_id: str, version: str) -> repository.StoredCo
         system = await repository.system(conn, system_id)
         if version == "-":
             return await repository.current_configuration(conn, system)
-        if not version.isdigit() or int(version) < 1:
-            raise InvalidArgument.for_field(
-                "name", f"version must be 1 or more or `-`: {version!r}"
-            )
-        return await repository.configuration(conn, system, int(version))
+        number = numeric_id(version, "name", "version (or `-`)", MAX_SMALL_ID)
+        return await repository.configuration(conn, system, number)
 
 
 async def list_page(
@@ -177,7 +176,9 @@ def policy_id(name: str, field: str = "name") -> str:
     prefix = "policies/"
     ident = name[len(prefix) :] if name.startswith(prefix) else ""
     if not ident or "/" in ident or not ident.replace("-", "").replace("_", "").isalnum():
-        raise InvalidArgument.for_field(field, f"must be `policies/{{policy_id}}`, got {name!r}")
+        raise InvalidArgument.for_field(
+            field, f"must be `policies/{{policy_id}}`, got {quote(name)}"
+        )
     return ident
 
 

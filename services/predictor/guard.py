@@ -109,8 +109,13 @@ class Guard:
     # -- entry points --------------------------------------------------------------
 
     async def propose(self, proposal: Proposal) -> int:
-        """Store the proposed version and the change, then drive it in the background."""
-        self._appliers.target(proposal.system, proposal.configuration.kind)
+        """Store the proposed version and the change, then drive it in the background.
+
+        A dry run needs no applier and blocks nothing: it is predicted and explained,
+        and its record (a version never applied, a change that is never in flight)
+        is all it leaves."""
+        if not proposal.dry_run:
+            self._appliers.target(proposal.system, proposal.configuration.kind)
         async with self._store.transaction() as conn:
             version = await repository.insert_configuration(
                 conn, proposal.system, proposal.configuration
@@ -161,7 +166,8 @@ class Guard:
             task = self._tasks.pop(change_id, None)
             if task is not None:
                 task.cancel()
-            if state in (S.CHANGE_STATE_APPLYING, S.CHANGE_STATE_VERIFYING):
+            applied = state == S.CHANGE_STATE_HELD and row.applied_at is not None
+            if state in (S.CHANGE_STATE_APPLYING, S.CHANGE_STATE_VERIFYING) or applied:
                 await repository.update_change(
                     conn, change_id, repository.StateUpdate(state, f"{why}; rolling back")
                 )
@@ -216,9 +222,18 @@ class Guard:
             proposed = await repository.configuration(conn, system, row.to_version)
         proposal = ProposedConfiguration(system, current, proposed.kind, proposed.content)
         mode = S.PredictionMode.ValueType(row.mode)
-        prediction = await self._predictor.predict(proposal, mode, policy)
+        prediction = await self._predictor.predict(proposal, mode, policy, wait_for_shadow=True)
         body = prediction.SerializeToString()
         action = _action(policy, verdict_of(prediction))
+        if row.dry_run and action is not PolicyAction.PROCEED:
+            would = "be refused" if action is PolicyAction.REJECT else "be held for an operator"
+            state = (
+                S.CHANGE_STATE_REJECTED if action is PolicyAction.REJECT else S.CHANGE_STATE_HELD
+            )
+            why = f"dry run: would {would}: {prediction.explanation}; nothing applied"
+            await self._set(row, repository.StateUpdate(state, why, body))
+            self.counters.changes.labels("dry_run").inc()
+            return
         if action is PolicyAction.REJECT:
             async with self._store.transaction() as conn:
                 await repository.update_change(
@@ -292,11 +307,22 @@ class Guard:
             results, reading, mode=S.PREDICTION_MODE_UNSPECIFIED, policy_name=policy.message.name
         )
         body = verification.SerializeToString()
-        keep = _action(policy, reading.verdict) is PolicyAction.PROCEED
-        if keep:
+        # The policy's action for the verdict, exactly as before the change was applied:
+        # NEGATIVE rolls back; INCONCLUSIVE and NODATA do what the policy says.
+        action = _action(policy, reading.verdict)
+        if action is PolicyAction.PROCEED:
             why = f"verified live: {reading.explanation}"
             await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, why, None, body))
             self.counters.changes.labels("kept").inc()
+        elif action is PolicyAction.HOLD:
+            why = (
+                f"applied, held for an operator after live verification "
+                f"{reading.verdict.value}: {reading.explanation}; approve keeps it, "
+                "abort rolls it back"
+            )
+            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_HELD, why, None, body))
+            self._notify("held", await self._row(row.id), why)
+            return
         else:
             async with self._store.transaction() as conn:
                 await repository.update_change(
@@ -484,14 +510,19 @@ class Guard:
             if state == S.CHANGE_STATE_REJECTED:
                 await repository.ensure_idle(conn, await repository.system(conn, system_id))
             why = f"{verb} by {override['actor']}: {override['reason']}"
-            next_state = S.CHANGE_STATE_KEPT if row.dry_run else S.CHANGE_STATE_APPLYING
-            reason = f"dry run: {why}; nothing applied" if row.dry_run else why
+            next_state = S.CHANGE_STATE_APPLYING
+            reason = why
+            if row.dry_run:
+                next_state, reason = S.CHANGE_STATE_KEPT, f"dry run: {why}; nothing applied"
+            elif row.applied_at is not None:
+                # Held after live verification: it runs already, and now it is kept.
+                next_state, reason = S.CHANGE_STATE_KEPT, f"{why}; kept as applied"
             await repository.update_change(
                 conn,
                 change_id,
                 repository.StateUpdate(next_state, reason, override=override),
             )
-        if not row.dry_run:
+        if next_state == S.CHANGE_STATE_APPLYING:
             self._start(change_id)
 
     async def _row(self, change_id: int) -> repository.ChangeRow:

@@ -256,11 +256,19 @@ def _combine(readings: list[KpiVerdict]) -> tuple[Verdict, str]:
 
 DEFAULT_POLICY = Policy(
     thresholds=(
+        # The vocabulary's names (docs/metrics.md) by pattern, so that a KPI a system
+        # does not report is not missed: response times, errors, offered load served.
+        KpiThreshold("*.duration", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
+        KpiThreshold("*.duration.p95", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
+        KpiThreshold("*error*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
+        KpiThreshold("*.request.rate", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
+        KpiThreshold("*.commits", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
+        # Custom metrics named the usual way.
         KpiThreshold("*latency*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*response_time*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
-        KpiThreshold("*error*", KpiDirection.LOWER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*throughput*", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
         KpiThreshold("*tps*", KpiDirection.HIGHER_IS_BETTER, 0.10, critical=True),
+        # Resources: system.cpu.utilization, system.memory.* and custom ones.
         KpiThreshold("*cpu*", KpiDirection.LOWER_IS_BETTER, 0.10),
         KpiThreshold("*mem*", KpiDirection.LOWER_IS_BETTER, 0.10),
     ),

@@ -6,14 +6,25 @@ the target runs its load under the current and the proposed configuration, and t
 judge compares the two. Both: each KPI takes the decisive answer where only one is
 decisive, and the worse of the two where both are. The policy turns the per-KPI
 results into the verdict.
+
+A shadow run starts a throw-away copy of the target and its load for tens of
+seconds, so at most ``max_shadow_runs`` run at once. A caller waiting on the answer
+(PredictImpact) is refused at once with RESOURCE_EXHAUSTED when every slot is busy:
+queued, it would hold its call for minutes and most likely pass its deadline with
+no answer, while RESOURCE_EXHAUSTED says to retry later. A proposed change, which the
+guard predicts in the background, waits for a slot instead: it is already accepted
+and stays PREDICTING until its turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from cfgclone import vocabulary
+from cfgclone.common.errors import ResourceExhausted
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import DEFAULT_DIRECTIONS, ConfigurationDelta
@@ -85,6 +96,7 @@ class Predictor:
         self._providers = dict(shadow_providers)
         self._similarity = similarity
         self._judge = judge or Judge()
+        self._shadow_slots = asyncio.Semaphore(settings.max_shadow_runs)
 
     @property
     def models(self) -> ModelCache:
@@ -96,8 +108,13 @@ class Predictor:
         proposal: ProposedConfiguration,
         mode: common_pb2.PredictionMode.ValueType,
         policy: StoredPolicy,
+        *,
+        wait_for_shadow: bool = False,
     ) -> common_pb2.Prediction:
-        """The verdict of ``policy`` on the predicted effect of ``proposal``."""
+        """The verdict of ``policy`` on the predicted effect of ``proposal``.
+
+        A shadow run needs a free slot: without ``wait_for_shadow`` RESOURCE_EXHAUSTED
+        when there is none, with it the prediction waits for one."""
         mode = mode or common_pb2.PREDICTION_MODE_LEARNED
         delta = ConfigurationDelta.between(proposal.current.content, proposal.content)
         if not delta:
@@ -106,7 +123,7 @@ class Predictor:
         if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
             parts.append(await self._learned(proposal, delta, policy))
         if mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
-            parts.append(await self._shadow(proposal, policy))
+            parts.append(await self._shadow(proposal, policy, wait_for_shadow))
         results = combine([p.results for p in parts])
         reading = policy.policy.verdict(results)
         return prediction_message(
@@ -160,7 +177,7 @@ class Predictor:
         return Evidence(prediction.kpis, prediction.model_version, note)
 
     def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:
-        kpi = "app.response_time"
+        kpi = vocabulary.HTTP_REQUEST_DURATION.name
         return (
             KpiResult(
                 kpi=kpi,
@@ -170,7 +187,9 @@ class Predictor:
             ),
         )
 
-    async def _shadow(self, proposal: ProposedConfiguration, policy: StoredPolicy) -> Evidence:
+    async def _shadow(
+        self, proposal: ProposedConfiguration, policy: StoredPolicy, wait: bool
+    ) -> Evidence:
         provider = self._providers.get(proposal.kind)
         if provider is None:
             known = ", ".join(sorted(self._providers)) or "none"
@@ -178,15 +197,23 @@ class Predictor:
             return Evidence(self._inconclusive_all(why))
         target = ShadowTarget(system=proposal.system.name, load=WorkloadShape())
         s = self._settings
-        run = await run_shadow_comparison(
-            provider,
-            target,
-            proposal.current.content,
-            proposal.content,
-            rounds=s.shadow_rounds,
-            duration=s.shadow_seconds,
-            timeout=s.shadow_timeout.total_seconds(),
-        )
+        if not wait and self._shadow_slots.locked():
+            raise ResourceExhausted(
+                f"{s.max_shadow_runs} shadow runs are running, the most at once "
+                "(CFGCLONE_PREDICTOR_MAX_SHADOW_RUNS); retry when one has finished",
+                reason="SHADOW_RUNS_BUSY",
+                metadata={"max_shadow_runs": str(s.max_shadow_runs)},
+            )
+        async with self._shadow_slots:
+            run = await run_shadow_comparison(
+                provider,
+                target,
+                proposal.current.content,
+                proposal.content,
+                rounds=s.shadow_rounds,
+                duration=s.shadow_seconds,
+                timeout=s.shadow_timeout.total_seconds(),
+            )
         if run.outcome is not ShadowOutcome.COMPLETED:
             why = f"shadow run {run.outcome.value}: {run.failure_reason or 'no reason given'}"
             return Evidence(self._inconclusive_all(why), note=why)

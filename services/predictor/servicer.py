@@ -9,7 +9,13 @@ from google.protobuf import timestamp_pb2
 
 from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument
-from cfgclone.common.requests import child_id_from_name, page_request, require, system_id_from_name
+from cfgclone.common.requests import (
+    child_id_from_name,
+    numeric_id,
+    page_request,
+    require,
+    system_id_from_name,
+)
 from cfgclone.common.store import Store
 from cfgclone.predictor import audit, configurations, repository
 from cfgclone.predictor.guard import Guard, Proposal
@@ -27,9 +33,7 @@ def _time(stamp: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
 def _change_id(name: str) -> tuple[str, int]:
     require(name, "name")
     system_id, ident = child_id_from_name(name, "changes")
-    if not ident.isdigit():
-        raise InvalidArgument.for_field("name", f"change id must be a number: {name!r}")
-    return system_id, int(ident)
+    return system_id, numeric_id(ident, "name", "change id")
 
 
 def _mode(mode: int) -> int:
@@ -137,6 +141,9 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         self, request: pb.PredictImpactRequest, context: Any
     ) -> pb.PredictImpactResponse:
         require_role(Role.READER, "PredictImpact")
+        if request.mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
+            # A shadow run starts a copy of the target and its load: an operator's call.
+            require_role(Role.OPERATOR, "PredictImpact with a shadow run")
         proposal = await self._proposal(request.change, request.policy)
         prediction = await self._predictor.predict(
             ProposedConfiguration(

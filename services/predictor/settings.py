@@ -3,6 +3,8 @@
 * ``SHADOW_ROUNDS``, ``SHADOW_SECONDS``, ``SHADOW_TIMEOUT_SECONDS``: pairs of baseline and
   candidate workload runs of a shadow prediction, seconds of each run, and the bound of
   the whole shadow comparison (default 3, 10, 120: the judge needs 20 samples a side).
+* ``MAX_SHADOW_RUNS``: shadow runs at once (default 2); PredictImpact beyond it is
+  RESOURCE_EXHAUSTED, a proposed change waits for a slot.
 * ``APPLY_TIMEOUT_SECONDS``: bound of one apply or rollback (default 300).
 * ``APPLY_COMMAND``: the team's tool for configuration kinds without a built-in applier,
   for example ``ansible-playbook site.yml -l {host} -e @{file}``.
@@ -10,6 +12,9 @@
   built-in applier (when ``APPLY_COMMAND`` is unset).
 * ``POSTGRES_DSN_LABEL``: system label holding the libpq connection string that the
   PostgreSQL applier uses (default ``cfgclone.dev/postgres-dsn``).
+* ``HOST_LABEL``: system label holding the host an applier is given as ``{host}``
+  (default ``cfgclone.dev/host``; unset, the system's id). Labels under
+  ``cfgclone.dev/`` may be set only by operators.
 * ``HISTORY_DAYS``: days of samples before a change used as the verification baseline
   (default 7).
 * ``SIMILAR_SYSTEMS``: most similar systems whose history a prediction may borrow
@@ -49,10 +54,12 @@ class PredictorSettings:
     shadow_rounds: int = 3
     shadow_seconds: float = 10.0
     shadow_timeout: timedelta = timedelta(seconds=120)
+    max_shadow_runs: int = 2
     apply_timeout: timedelta = timedelta(seconds=300)
     apply_command: str | None = None
     ansible_playbook: str | None = None
     postgres_dsn_label: str = "cfgclone.dev/postgres-dsn"
+    host_label: str = "cfgclone.dev/host"
     history: timedelta = timedelta(days=7)
     similar_systems: int = 20
     webhook_url: str | None = None
@@ -64,6 +71,8 @@ class PredictorSettings:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_ROUNDS must be at least 1")
         if self.shadow_seconds <= 0:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_SECONDS must be positive")
+        if self.max_shadow_runs < 1:
+            raise SettingsError("CFGCLONE_PREDICTOR_MAX_SHADOW_RUNS must be at least 1")
         if self.similar_systems < 1:
             raise SettingsError("CFGCLONE_PREDICTOR_SIMILAR_SYSTEMS must be at least 1")
 
@@ -75,10 +84,12 @@ class PredictorSettings:
             shadow_rounds=int(_number(options, "SHADOW_ROUNDS", 3)),
             shadow_seconds=_number(options, "SHADOW_SECONDS", 10.0),
             shadow_timeout=timedelta(seconds=_number(options, "SHADOW_TIMEOUT_SECONDS", 120)),
+            max_shadow_runs=int(_number(options, "MAX_SHADOW_RUNS", 2)),
             apply_timeout=timedelta(seconds=_number(options, "APPLY_TIMEOUT_SECONDS", 300)),
             apply_command=options.get("APPLY_COMMAND") or None,
             ansible_playbook=options.get("ANSIBLE_PLAYBOOK") or None,
             postgres_dsn_label=options.get("POSTGRES_DSN_LABEL") or cls.postgres_dsn_label,
+            host_label=options.get("HOST_LABEL") or cls.host_label,
             history=timedelta(days=_number(options, "HISTORY_DAYS", 7)),
             similar_systems=int(_number(options, "SIMILAR_SYSTEMS", 20)),
             webhook_url=options.get("WEBHOOK_URL") or None,

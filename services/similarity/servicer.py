@@ -9,6 +9,7 @@ from typing import Any
 
 from cfgclone.common.auth import Role, require_role
 from cfgclone.common.errors import InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import (
     page_request,
     parse_label_selector,
@@ -158,7 +159,7 @@ class SimilarityServicer(pb_grpc.SimilarityServiceServicer):
         collection, _, cohort_id = request.name.partition("/")
         if collection != "cohorts" or not cohort_id:
             raise InvalidArgument.for_field(
-                "name", f"must be cohorts/{{id}} (got {request.name!r})"
+                "name", f"must be cohorts/{{id}} (got {quote(request.name)})"
             )
         if len(self._fleet.index) == 0:
             raise NotFound(f"{request.name} does not exist: the fleet has no fingerprints yet")

@@ -1086,6 +1086,7 @@ class Fingerprint(_message.Message):
     SYSTEM_SNAPSHOT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    LOAD_SCALE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `systems/{system_id}/fingerprints/{fingerprint_id}`."""
     configuration: _builtins.str
@@ -1134,6 +1135,12 @@ class Fingerprint(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When last refined."""
 
+    @_builtins.property
+    def load_scale(self) -> Global___LoadScale:
+        """The load regimes' edges: the system's own, log-spaced over the observed range of
+        its load metric when its first fingerprint was built.
+        """
+
     def __init__(
         self,
         *,
@@ -1151,14 +1158,47 @@ class Fingerprint(_message.Message):
         system_snapshot: Global___System | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        load_scale: Global___LoadScale | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quality", b"quality", "system_snapshot", b"system_snapshot", "update_time", b"update_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "load_scale", b"load_scale", "quality", b"quality", "system_snapshot", b"system_snapshot", "update_time", b"update_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "correlations", b"correlations", "create_time", b"create_time", "embedding", b"embedding", "embedding_groups", b"embedding_groups", "kpis", b"kpis", "load_metric", b"load_metric", "model_version", b"model_version", "name", b"name", "quality", b"quality", "system_snapshot", b"system_snapshot", "update_time", b"update_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "correlations", b"correlations", "create_time", b"create_time", "embedding", b"embedding", "embedding_groups", b"embedding_groups", "kpis", b"kpis", "load_metric", b"load_metric", "load_scale", b"load_scale", "model_version", b"model_version", "name", b"name", "quality", b"quality", "system_snapshot", b"system_snapshot", "update_time", b"update_time", "window_end", b"window_end", "window_start", b"window_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Fingerprint: _TypeAlias = Fingerprint  # noqa: Y015
+
+@_typing.final
+class LoadScale(_message.Message):
+    """Edges of load regimes: regime `i` covers loads
+    `[base * 2^(i / regimes_per_octave), base * 2^((i + 1) / regimes_per_octave))`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_FIELD_NUMBER: _builtins.int
+    REGIMES_PER_OCTAVE_FIELD_NUMBER: _builtins.int
+    REGIME_COUNT_FIELD_NUMBER: _builtins.int
+    base: _builtins.float
+    """Lower edge of regime 0, in the load metric's unit."""
+    regimes_per_octave: _builtins.float
+    """Regimes per doubling of load."""
+    regime_count: _builtins.int
+    """Number of regimes; loads beyond the last edge fall into the last regime."""
+    def __init__(
+        self,
+        *,
+        base: _builtins.float = ...,
+        regimes_per_octave: _builtins.float = ...,
+        regime_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "regime_count", b"regime_count", "regimes_per_octave", b"regimes_per_octave"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadScale: _TypeAlias = LoadScale  # noqa: Y015
 
 @_typing.final
 class KpiPrediction(_message.Message):

@@ -17,7 +17,7 @@ import pytest
 from cfgclone.collector.main import build_services
 from cfgclone.common.auth import Credentials
 from cfgclone.common.server import RunningServer
-from cfgclone.common.settings import ServerSettings
+from cfgclone.common.settings import ServerSettings, ServerTls
 from cfgclone.common.store import Store
 from cfgclone.v1 import collector_service_pb2 as pb
 from cfgclone.v1 import collector_service_pb2_grpc as pb_grpc
@@ -48,14 +48,18 @@ async def start_collector(
     options: Mapping[str, str] | None = None,
     credentials: Credentials | None = None,
     port: int = 0,
+    tls: ServerTls | None = None,
 ) -> AsyncIterator[Collector]:
-    """A collector served in process on ``store``; scraper off unless ``options`` turn it on."""
+    """A collector served in process on ``store``; scraper off unless ``options`` turn it on.
+    With ``tls`` it serves TLS (and the test's own plaintext channel cannot call it)."""
     settings = dataclasses.replace(
         service_settings("collector", store.url), options={"SCRAPE": "0", **(options or {})}
     )
     services = await build_services(settings, store)
     async with serve_in_process(
-        services, credentials=credentials, settings=ServerSettings(host="127.0.0.1", port=port)
+        services,
+        credentials=credentials,
+        settings=ServerSettings(host="127.0.0.1", port=port, tls=tls),
     ) as (running, channel):
         yield Collector(running, channel, pb_grpc.CollectorServiceStub(channel), store)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cfgclone.collector import agent_config, agent_main
+from cfgclone import vocabulary
+from cfgclone.collector import agent_main
 from cfgclone.collector.agent_client import Backoff, CollectorClient
 from cfgclone.collector.agent_config import (
     ConfigError,
@@ -180,16 +181,22 @@ async def test_the_host_sampler_reports_the_host_metrics() -> None:
     samples = {s.metric: s for s in await sampler.collect(time.time_ns())}
 
     assert set(samples) >= {
-        "cpu.utilization",
-        "memory.used",
-        "disk.read_bytes_per_second",
-        "disk.write_bytes_per_second",
-        "processes.count",
+        "system.cpu.utilization",
+        "system.memory.usage",
+        "system.memory.utilization",
+        'system.disk.io{direction="read"}',
+        'system.disk.io{direction="write"}',
+        "system.process.count",
     }
-    assert 0.0 <= samples["cpu.utilization"].value <= 100.0
-    assert samples["memory.used"].value == pytest.approx(psutil.virtual_memory().used, rel=0.5)
-    assert samples["processes.count"].value == pytest.approx(len(psutil.pids()), rel=0.5)
-    assert samples["disk.read_bytes_per_second"].kind == common_pb2.METRIC_KIND_COUNTER
+    assert set(samples) <= set(vocabulary.METRICS)
+    assert 0.0 <= samples["system.cpu.utilization"].value <= 1.0
+    memory = psutil.virtual_memory()
+    used = memory.total - memory.available
+    assert samples["system.memory.usage"].value == pytest.approx(used, rel=0.5)
+    assert samples["system.memory.utilization"].value == pytest.approx(used / memory.total, rel=0.5)
+    assert samples["system.process.count"].value == pytest.approx(len(psutil.pids()), rel=0.5)
+    assert samples['system.disk.io{direction="read"}'].kind == common_pb2.METRIC_KIND_COUNTER
+    assert samples['system.disk.io{direction="read"}'].unit == "By/s"
 
 
 async def test_probes_measure_what_answers_and_report_what_does_not(
@@ -210,52 +217,62 @@ async def test_probes_measure_what_answers_and_report_what_does_not(
     http = {s.metric: s.value for s in await http_down.collect(now)}
     custom = {s.metric: s.value for s in await plugin.collect(now)}
 
-    assert up["tcp.collector.up"] == 1.0
-    assert 0.0 < up["tcp.collector.connect_seconds"] < 2.0
-    assert down == {"tcp.nothing.up": 0.0}
-    assert http == {"http.nothing.status": 0.0}
+    assert up['cfgclone.probe.tcp.up{probe="collector"}'] == 1.0
+    assert 0.0 < up['cfgclone.probe.tcp.connect.duration{probe="collector"}'] < 2.0
+    assert down == {'cfgclone.probe.tcp.up{probe="nothing"}': 0.0}
+    assert http == {'http.response.status_code{probe="nothing"}': 0.0}
     assert custom == {"queue.depth": 12.0, "jobs.running": 3.5}
 
 
-def _documented_example() -> str:
-    doc = agent_config.__doc__ or ""
-    block = doc.split("::\n\n", 1)[1].split("\n\nProbe and plugin names", 1)[0]
-    return "\n".join(line[4:] for line in block.splitlines())
+def test_plugin_output_keeps_labels_and_makes_counters_rates() -> None:
+    plugin = ExecPlugin(ExecConfig("queue", ("true",), 10.0, 5.0))
+    first = """\
+# TYPE jobs_done_total counter
+jobs_done_total{queue="orders"} 100
+queue_depth{queue="orders"} 7
+queue_depth{queue="refunds"} 2
+http.server.request.duration 0.012
+this is not prometheus
+"""
+    second = first.replace(
+        'jobs_done_total{queue="orders"} 100', 'jobs_done_total{queue="orders"} 130'
+    )
 
+    before = {s.metric: s for s in plugin.parse(first, 1_000, 100.0)}
+    after = {s.metric: s for s in plugin.parse(second, 2_000, 110.0)}
 
-def test_the_documented_configuration_example_is_valid(tmp_path: Path) -> None:
-    text = _documented_example().replace("/etc/cfgclone/", f"{tmp_path}/")
-    for name in ("ca.pem", "agent.pem", "agent-key.pem"):
-        (tmp_path / name).write_text("pem")
-
-    config = parse_agent_config(text)
-
-    assert config.collector == "collector.example.com:50051"
-    assert config.system_name == "systems/db-01"
-    assert config.tls is not None
-    assert config.labels == {"role": "db"}
-    assert [(p.name, p.host, p.port) for p in config.tcp] == [("primary_db", "10.0.0.5", 5432)]
-    assert config.http[0].url == "https://127.0.0.1:8443/health"
-    assert config.prometheus[0].prefixes == ("node_load",)
-    assert config.exec[0].command == ("/usr/local/bin/queue-depth", "--all")
-    assert config.spool_max_bytes == 256 * 2**20
+    assert before['queue_depth{queue="orders"}'].value == 7
+    assert before['queue_depth{queue="refunds"}'].value == 2
+    assert before["http.server.request.duration"].unit == "s"
+    assert 'jobs_done_total{queue="orders"}' not in before  # a rate needs two readings
+    assert after['jobs_done_total{queue="orders"}'].value == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ('system = "db-01"', "collector is required"),
-        ('collector = "c:1"\nsystem = "DB_01"', "system must be"),
-        ('collector = "c"\nsystem = "db-01"', "collector must be host:port"),
-        ('collector = "c:1"\nsystem = "db-01"\ninterval_seconds = "fast"', "interval_seconds"),
+        ("[system]\nname = 'db-01'", "collector.address is required"),
+        ('[collector]\naddress = "c:1"\n[system]\nname = "DB_01"', "system.name must be"),
+        ('[collector]\naddress = "c"', "collector.address must be host:port"),
         (
-            'collector = "c:1"\nsystem = "db-01"\n[[tcp]]\nname = "a-b"\naddress = "h:1"',
-            "tcp[0].name",
+            '[collector]\naddress = "c:1"\n[sampling]\nintreval_seconds = 1',
+            "sampling: unknown key 'intreval_seconds' (did you mean 'interval_seconds'?)",
         ),
         (
-            'collector = "c:1"\nsystem = "db-01"\n[[exec]]\nname = "x"\ncommand = []',
-            "exec[0].command",
+            '[collector]\naddress = "c:1"\n[sampling]\ninterval_seconds = "fast"',
+            "sampling.interval_seconds must be a number",
         ),
+        ('[collector]\naddress = "c:1"\n[probes]\nx = 1', "unknown table [probes]"),
+        (
+            '[collector]\naddress = "c:1"\n[[tcp_probe]]\nname = "a b"\nhost = "h"\nport = 1',
+            "tcp_probe[0].name",
+        ),
+        (
+            '[collector]\naddress = "c:1"\n[[tcp_probe]]\nname = "a"\nhost = "h"',
+            "tcp_probe[0].port is required",
+        ),
+        ('[collector]\naddress = "c:1"\n[[exec]]\ncommand = []', "exec[0].command"),
+        ('[collector]\naddress = "c:1"\n[spool]\nmax_bytes = 1.5', "spool.max_bytes"),
     ],
 )
 def test_a_bad_configuration_names_the_key(text: str, named: str) -> None:
@@ -264,13 +281,51 @@ def test_a_bad_configuration_names_the_key(text: str, named: str) -> None:
     assert named in str(caught.value)
 
 
+def test_variables_override_the_file(tmp_path: Path) -> None:
+    text = '[collector]\naddress = "c:1"\ntoken_file = "missing"\n[system]\nname = "db-01"'
+
+    config = parse_agent_config(
+        text,
+        tmp_path,
+        environ={
+            "CFGCLONE_COLLECTOR_ADDRESS": "127.0.0.1:9",
+            "CFGCLONE_TOKEN": "secret",
+            "CFGCLONE_AGENT_SYSTEM": "db-02",
+            "CFGCLONE_AGENT_SPOOL": "spool",
+        },
+    )
+
+    assert config.collector == "127.0.0.1:9"
+    assert config.token == "secret"  # token_file is not read
+    assert config.system_name == "systems/db-02"
+    assert config.spool_folder == tmp_path / "spool"
+
+
 def test_the_agent_command_refuses_a_bad_file_with_exit_code_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "agent.toml"
-    config.write_text('collector = "c:1"\nsystem = "Bad Name"\n')
+    config.write_text('[collector]\naddress = "c:1"\n[system]\nname = "Bad Name"\n')
 
     code = agent_main.main(["--config", str(config)])
 
     assert code == 2
-    assert f"{config}: system must be" in capsys.readouterr().err
+    assert f"{config}: system.name must be" in capsys.readouterr().err
+
+
+def test_the_agent_command_stops_when_the_collector_does_not_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.toml"
+    address = f"127.0.0.1:{_free_port()}"
+    config.write_text(
+        f'[collector]\naddress = "{address}"\nconnect_timeout_seconds = 1\n'
+        f'[system]\nname = "db-01"\n[spool]\npath = "spool"\n'
+    )
+
+    code = agent_main.main(["--config", str(config)])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert f"collector.address: the collector at {address} did not answer" in err

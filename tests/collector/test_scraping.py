@@ -16,6 +16,7 @@ import grpc
 import psutil
 import pytest
 
+from cfgclone import vocabulary
 from cfgclone.collector.host_metrics import ScrapeConverter
 from cfgclone.collector.prometheus_text import parse_exposition
 from cfgclone.common.store import Store
@@ -74,7 +75,7 @@ def test_the_text_format_is_parsed_with_labels_escapes_and_timestamps() -> None:
     exposition = parse_exposition(FIRST_SCRAPE)
 
     requests = [s for s in exposition.samples if s.name == "http_requests_total"]
-    assert requests[0].labels == (("path", '/a "b"'), ("code", "200"))
+    assert requests[0].labels == (("code", "200"), ("path", '/a "b"'))
     assert requests[0].value == 10
     assert requests[0].timestamp_ms == 1_700_000_000_000
     assert exposition.type_of("node_cpu_seconds_total") == "counter"
@@ -82,6 +83,7 @@ def test_the_text_format_is_parsed_with_labels_escapes_and_timestamps() -> None:
     assert not exposition.is_cumulative("app_queue_depth")
     assert math.isnan(next(s.value for s in exposition.samples if s.name == "app_queue_weird"))
     assert exposition.skipped_lines == 1
+    assert requests[0].value == 10  # the line after a refused one is still read
 
 
 def test_node_exporter_counters_become_the_agents_host_metrics_and_rates() -> None:
@@ -90,24 +92,52 @@ def test_node_exporter_counters_become_the_agents_host_metrics_and_rates() -> No
     second = converter.convert(parse_exposition(SECOND_SCRAPE), 2_000, 110.0)
 
     # Gauges come at once; rates need a second scrape.
-    assert {s.metric for s in first} == {"memory.used", "app_queue_depth"}
+    assert {s.metric for s in first} == {
+        "system.memory.usage",
+        "system.memory.utilization",
+        "app_queue_depth",
+    }
     values = {s.metric: s.value for s in second}
     # CPU: 200 s passed over both cores, 120 of them idle or in iowait.
-    assert values["cpu.utilization"] == pytest.approx(40.0)
-    assert values["memory.used"] == 3e9
-    assert values["disk.read_bytes_per_second"] == pytest.approx(300.0)
-    assert values["disk.write_bytes_per_second"] == pytest.approx(40.0)
+    assert values["system.cpu.utilization"] == pytest.approx(0.4)
+    assert values["system.memory.usage"] == 3e9
+    assert values["system.memory.utilization"] == pytest.approx(3 / 8)
+    assert values['system.disk.io{direction="read"}'] == pytest.approx(300.0)
+    assert values['system.disk.io{direction="write"}'] == pytest.approx(40.0)
     # Loopback is left out; it went backwards anyway.
-    assert values["net.recv_bytes_per_second"] == pytest.approx(50.0)
-    assert values["net.sent_bytes_per_second"] == pytest.approx(20.0)
-    assert values["http_requests_total:code.200:path._a__b_"] == pytest.approx(2.0)
+    assert values['system.network.io{direction="receive"}'] == pytest.approx(50.0)
+    assert values['system.network.io{direction="transmit"}'] == pytest.approx(20.0)
+    # Labels are part of the series, as in Prometheus.
+    assert values['http_requests_total{code="200",path="/a \\"b\\""}'] == pytest.approx(2.0)
     assert values["app_queue_depth"] == 9
     units = {s.metric: (s.unit, s.kind) for s in second}
-    assert units["disk.read_bytes_per_second"] == (
-        "bytes_per_second",
-        common_pb2.METRIC_KIND_COUNTER,
-    )
-    assert units["cpu.utilization"] == ("percent", common_pb2.METRIC_KIND_GAUGE)
+    assert units['system.disk.io{direction="read"}'] == ("By/s", common_pb2.METRIC_KIND_COUNTER)
+    assert units["system.cpu.utilization"] == ("1", common_pb2.METRIC_KIND_GAUGE)
+    known = {s.metric for s in second if not s.metric.startswith(("http_", "app_"))}
+    assert all(vocabulary.is_known(name) for name in known)
+
+
+def test_an_applications_http_histogram_becomes_offered_load_duration_and_errors() -> None:
+    def scrape(ok: float, failed: float, seconds: float) -> str:
+        family = "http_server_request_duration_seconds"
+        return (
+            f"# TYPE {family} histogram\n"
+            f'{family}_bucket{{http_response_status_code="200",le="+Inf"}} {ok}\n'
+            f'{family}_count{{http_response_status_code="200"}} {ok}\n'
+            f'{family}_sum{{http_response_status_code="200"}} {seconds}\n'
+            f'{family}_bucket{{http_response_status_code="503",le="+Inf"}} {failed}\n'
+            f'{family}_count{{http_response_status_code="503"}} {failed}\n'
+            f'{family}_sum{{http_response_status_code="503"}} 0\n'
+        )
+
+    converter = ScrapeConverter()
+    assert converter.convert(parse_exposition(scrape(100, 0, 5.0)), 1_000, 100.0) == []
+    second = converter.convert(parse_exposition(scrape(280, 20, 11.0)), 2_000, 110.0)
+
+    values = {s.metric: s.value for s in second}
+    assert values["http.server.request.rate"] == pytest.approx(20.0)  # 200 requests in 10 s
+    assert values["http.server.request.duration"] == pytest.approx(6.0 / 200)
+    assert values["http.server.request.error.ratio"] == pytest.approx(0.1)
 
 
 def _free_port() -> int:
@@ -144,7 +174,8 @@ def node_exporter() -> Iterator[str]:
 async def scraping_collector(store: Store) -> AsyncIterator[Collector]:
     """A collector with its scraper on, noticing new targets within a fraction of a second."""
     async with start_collector(
-        store, options={"SCRAPE": "1", "SCRAPE_REFRESH_SECONDS": "0.2"}
+        store,
+        options={"SCRAPE": "1", "SCRAPE_REFRESH_SECONDS": "0.2", "SCRAPE_ALLOW_LOOPBACK": "1"},
     ) as collector:
         yield collector
 
@@ -163,12 +194,10 @@ async def _latest(collector: Collector, system: str, metric: str) -> float:
 
 
 HOST_METRICS = {
-    "cpu.utilization",
-    "memory.used",
-    "disk.read_bytes_per_second",
-    "disk.write_bytes_per_second",
-    "net.recv_bytes_per_second",
-    "net.sent_bytes_per_second",
+    "system.cpu.utilization",
+    "system.memory.usage",
+    'system.disk.io{direction="read"}',
+    'system.disk.io{direction="write"}',
 }
 
 
@@ -196,11 +225,12 @@ async def test_the_collector_scrapes_node_exporter_without_an_agent(
                 pb.DeleteScrapeTargetRequest(name=created.scrape_target.name)
             )
 
-    assert 0.0 <= await _latest(collector, system, "cpu.utilization") <= 100.0
-    used = await _latest(collector, system, "memory.used")
-    assert 0 < used < psutil.virtual_memory().total
-    assert used == pytest.approx(psutil.virtual_memory().used, rel=0.5)
-    for rate in HOST_METRICS - {"cpu.utilization", "memory.used"}:
+    assert 0.0 <= await _latest(collector, system, "system.cpu.utilization") <= 1.0
+    used = await _latest(collector, system, "system.memory.usage")
+    memory = psutil.virtual_memory()
+    assert 0 < used < memory.total
+    assert used == pytest.approx(memory.total - memory.available, rel=0.5)
+    for rate in HOST_METRICS - {"system.cpu.utilization", "system.memory.usage"}:
         assert await _latest(collector, system, rate) >= 0.0
     [seen] = listed.scrape_targets
     assert seen.last_error == ""

@@ -10,9 +10,12 @@ from cfgclone.common.store import Store, latest_migration, migrations
 
 EXPECTED_TABLES = {
     "changes",
+    "collector_secrets",
     "configurations",
+    "deployment_keys",
     "fingerprints",
     "history_imports",
+    "fingerprint_progress",
     "ingested_batches",
     "metrics",
     "operations",

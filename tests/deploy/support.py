@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cfgclone.collector import agent_config
 from cfgclone.common import settings
 from cfgclone.orchestrator.cli import build_parser
 
@@ -110,9 +111,10 @@ def cli_subcommands() -> dict[str, argparse.ArgumentParser]:
 
 @functools.cache
 def settings_variables() -> frozenset[str]:
-    """Every ``CFGCLONE_*`` variable the settings module's docstring documents."""
+    """Every ``CFGCLONE_*`` variable the settings module's docstring documents, and those
+    the agent's configuration reads (``agent_config.ENVIRONMENT``)."""
     assert settings.__doc__ is not None
-    names: set[str] = set()
+    names: set[str] = set(agent_config.ENVIRONMENT)
     for token in re.findall(r"CFGCLONE_[A-Z0-9_{},]*[A-Z0-9}]", settings.__doc__):
         names.update(_expand_braces(token))
     return frozenset(names)

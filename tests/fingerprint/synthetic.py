@@ -14,10 +14,10 @@ from cfgclone.fingerprint import DEFAULT_ALIGN_NS, SampleSeries
 
 SECOND_NS = 1_000_000_000
 BUCKET_SECONDS = DEFAULT_ALIGN_NS // SECOND_NS
-LOAD = "cpu.utilization"
-LATENCY = "app.response_time"
-MEMORY = "memory.utilization"
-NETWORK = "network.latency"
+LOAD = "system.cpu.utilization"
+LATENCY = "http.server.request.duration"
+MEMORY = "system.memory.utilization"
+NETWORK = "db.client.operation.duration"
 
 
 def latency_at(

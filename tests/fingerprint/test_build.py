@@ -48,7 +48,7 @@ def expected_by_regime(metrics: dict[str, SampleSeries], kpi: str) -> dict[int, 
 
 def test_per_regime_count_mean_variance_and_quantiles_match_numpy() -> None:
     metrics = hockey_system(buckets=300, seed=3)
-    fingerprint = build_fingerprint(metrics)
+    fingerprint = build_fingerprint(metrics, scale=DEFAULT_LOAD_SCALE)
     for kpi in (LATENCY, MEMORY, NETWORK, LOAD):
         expected = expected_by_regime(metrics, kpi)
         profile = fingerprint.profiles[kpi]
@@ -76,7 +76,9 @@ def test_kpi_samples_are_aligned_to_the_load_of_their_time_bucket() -> None:
         np.array([3 * SECOND_NS, bucket + 7 * SECOND_NS, 5 * bucket]),
         np.array([1.0, 2.0, 99.0]),  # the last one's bucket has no load sample
     )
-    fingerprint = build_fingerprint({LOAD: load, LATENCY: kpi}, min_regime_count=1)
+    fingerprint = build_fingerprint(
+        {LOAD: load, LATENCY: kpi}, min_regime_count=1, scale=DEFAULT_LOAD_SCALE
+    )
     low, high = DEFAULT_LOAD_SCALE.regime_of(np.array([10.0, 80.0])).tolist()
     regimes = fingerprint.profiles[LATENCY].regimes
     assert {regime: stats.mean for regime, stats in regimes.items()} == {low: 1.0, high: 2.0}
@@ -128,7 +130,7 @@ def test_a_named_load_metric_is_used() -> None:
 def test_no_load_metric_among_several_metrics_says_which_to_name() -> None:
     metrics = hockey_system(buckets=100)
     del metrics[LOAD]
-    with pytest.raises(InsufficientData, match=r"'cpu\.utilization'") as raised:
+    with pytest.raises(InsufficientData, match=r"'system\.cpu\.utilization'") as raised:
         build_fingerprint(metrics)
     assert LATENCY in str(raised.value)
 

@@ -7,7 +7,6 @@ import pytest
 from cfgclone.fingerprint import (
     DEFAULT_ALIGN_NS,
     DEFAULT_EMBEDDING_LAYOUT,
-    DEFAULT_LOAD_SCALE,
     MODEL_VERSION,
     Fingerprint,
     IncompatibleFingerprint,
@@ -91,8 +90,8 @@ def test_the_message_carries_every_part_of_the_model(fingerprint: Fingerprint) -
     memory = next(k for k in message.kpis if k.kpi == MEMORY)
     assert not memory.curve.HasField("knee_load")
     for regime in latency.regimes:
-        assert regime.load_low == DEFAULT_LOAD_SCALE.lower_edge(regime.regime)
-        assert regime.load_high == DEFAULT_LOAD_SCALE.upper_edge(regime.regime)
+        assert regime.load_low == fingerprint.scale.lower_edge(regime.regime)
+        assert regime.load_high == fingerprint.scale.upper_edge(regime.regime)
         assert regime.p50 <= regime.p95 <= regime.p99
         assert regime.sketch.relative_accuracy == 0.01
     assert len(message.embedding) == DEFAULT_EMBEDDING_LAYOUT.length
@@ -112,8 +111,9 @@ def test_a_fingerprint_read_back_can_be_refined_like_the_original() -> None:
     metrics = hockey_system(buckets=600, seed=12)
     first, second = split_at(metrics, 300 * DEFAULT_ALIGN_NS)
     stored = fingerprint_from_proto(fingerprint_to_proto(build_fingerprint(first)))
-    refined = stored.merge(build_fingerprint(second))
-    union = build_fingerprint(metrics)
+    # The stored scale comes back as it was built, so later windows build on it.
+    refined = stored.merge(build_fingerprint(second, scale=stored.scale))
+    union = build_fingerprint(metrics, scale=stored.scale)
     for kpi in union.kpis:
         for regime, expected in union.profiles[kpi].regimes.items():
             got = refined.profiles[kpi].regimes[regime]

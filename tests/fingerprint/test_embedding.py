@@ -92,11 +92,12 @@ def test_systems_with_the_same_knee_are_closer_in_curves_than_ones_with_another(
     assert np.abs(a - twin).sum() < np.abs(a - other).sum()
 
 
-def test_embedding_on_another_load_scale_is_refused() -> None:
-    fingerprint = build_fingerprint(hockey_system(buckets=300), scale=LoadScale(base=1.0))
+def test_embedding_on_a_scale_with_other_regimes_is_refused() -> None:
+    coarse = LoadScale(base=1.0, regime_count=10)
+    fingerprint = build_fingerprint(hockey_system(buckets=300), scale=coarse)
     with pytest.raises(IncompatibleFingerprint, match="load scale"):
         embed(fingerprint)
-    layout = EmbeddingLayout(scale=LoadScale(base=1.0))
+    layout = EmbeddingLayout(scale=coarse)
     assert isinstance(embed(fingerprint, layout), Embedding)
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from cfgclone.fingerprint import (
     DEFAULT_ALIGN_NS,
+    DEFAULT_LOAD_SCALE,
     Fingerprint,
     IncompatibleFingerprint,
     InsufficientData,
@@ -25,7 +26,8 @@ BUCKETS = 240
 
 
 def build(metrics: dict[str, SampleSeries]) -> Fingerprint:
-    return build_fingerprint(metrics, min_regime_count=1)
+    """A window's fingerprint on the one scale windows of a system share."""
+    return build_fingerprint(metrics, min_regime_count=1, scale=DEFAULT_LOAD_SCALE)
 
 
 def assert_same_model(merged: Fingerprint, union: Fingerprint) -> None:
@@ -126,7 +128,7 @@ def test_refine_is_decay_then_merge_with_the_new_window() -> None:
 def test_refine_keeps_hardware_unless_new_metadata_is_given() -> None:
     system = SystemProfile(cpu_cores=4, memory_bytes=2**34, architecture="x86_64", os="ubuntu")
     first, second = split_at(hockey_system(buckets=BUCKETS), 150 * DEFAULT_ALIGN_NS)
-    existing = build_fingerprint(first, system=system, min_regime_count=1)
+    existing = build_fingerprint(first, system=system, min_regime_count=1, scale=DEFAULT_LOAD_SCALE)
     assert refine_fingerprint(existing, second, min_regime_count=1).system == system
     upgraded = SystemProfile(cpu_cores=8, memory_bytes=2**35, architecture="x86_64", os="ubuntu")
     refined = refine_fingerprint(existing, second, system=upgraded, min_regime_count=1)

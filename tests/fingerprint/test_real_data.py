@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfgclone.fingerprint import SampleSeries, build_fingerprint, embed
+from cfgclone.fingerprint import DEFAULT_LOAD_SCALE, SampleSeries, build_fingerprint, embed
 
 NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab"
 SERIES = ["ec2_cpu_utilization_5f5533.csv", "ec2_cpu_utilization_24ae8d.csv"]
@@ -32,7 +32,7 @@ def read_series(name: str) -> SampleSeries:
 @pytest.mark.parametrize("name", SERIES)
 def test_quantiles_of_real_cpu_utilisation_are_within_one_percent(name: str) -> None:
     series = read_series(name)
-    fingerprint = build_fingerprint({"cpu.utilization": series}, align_ns=300 * 10**9)
+    fingerprint = build_fingerprint({"system.cpu.utilization": series}, align_ns=300 * 10**9)
     assert fingerprint.samples == len(series)
     overall = fingerprint.load_profile.overall()
     assert overall.mean == pytest.approx(float(series.values.mean()), rel=1e-12)
@@ -44,9 +44,17 @@ def test_quantiles_of_real_cpu_utilisation_are_within_one_percent(name: str) -> 
 
 
 def test_a_busy_and_an_idle_machine_fall_into_different_regimes() -> None:
-    busy = build_fingerprint({"cpu.utilization": read_series(SERIES[0])}, align_ns=300 * 10**9)
+    # On one scale, as a system's configuration versions are compared.
+    busy = build_fingerprint(
+        {"system.cpu.utilization": read_series(SERIES[0])},
+        align_ns=300 * 10**9,
+        scale=DEFAULT_LOAD_SCALE,
+    )
     idle = build_fingerprint(
-        {"cpu.utilization": read_series(SERIES[1])}, align_ns=300 * 10**9, min_regime_count=10
+        {"system.cpu.utilization": read_series(SERIES[1])},
+        align_ns=300 * 10**9,
+        min_regime_count=10,
+        scale=DEFAULT_LOAD_SCALE,
     )
     assert max(idle.load_profile.regimes) < min(busy.load_profile.regimes)
     assert busy.load_min > 30.0

@@ -26,19 +26,32 @@ def test_idle_and_overload_fall_into_the_end_regimes() -> None:
     assert scale.regime_of(loads).tolist() == [0, 0, 0, 9]
 
 
-def test_two_systems_with_different_loads_share_the_same_regime_edges() -> None:
-    quiet = build_fingerprint(hockey_system(load_range=(1.0, 20.0), seed=1, buckets=600))
-    busy = build_fingerprint(hockey_system(load_range=(10.0, 95.0), seed=2, buckets=600))
-    shared = set(quiet.load_profile.regimes) & set(busy.load_profile.regimes)
-    assert shared, "the load ranges overlap, so some regimes must be shared"
-    assert quiet.scale == busy.scale == DEFAULT_LOAD_SCALE
-    for regime in shared:
-        quiet_loads = quiet.load_profile.regimes[regime]
-        busy_loads = busy.load_profile.regimes[regime]
-        low, high = DEFAULT_LOAD_SCALE.lower_edge(regime), DEFAULT_LOAD_SCALE.upper_edge(regime)
-        # Each system's loads in a shared regime lie within the same fixed edges.
-        for stats in (quiet_loads, busy_loads):
-            assert low * 0.99 <= stats.mean < high * 1.01
+def test_each_system_gets_regime_edges_that_follow_its_own_load() -> None:
+    quiet = build_fingerprint(hockey_system(load_range=(0.01, 0.2), seed=1, buckets=600))
+    busy = build_fingerprint(hockey_system(load_range=(100.0, 9500.0), seed=2, buckets=600))
+    for fingerprint, (low, high) in ((quiet, (0.01, 0.2)), (busy, (100.0, 9500.0))):
+        scale = fingerprint.scale
+        # The observed range sits inside the scale, clear of the clamping end regimes.
+        assert scale.lower_edge(0) < low
+        assert scale.upper_edge(scale.regime_count - 1) > high
+        regimes = fingerprint.load_profile.regimes
+        top = regimes.get(scale.regime_count - 1)
+        assert top is None or top.count / fingerprint.load_profile.count < 0.05
+        # Regime 0 holds the idle end (the synthetic noise makes some loads zero or less).
+        bottom = regimes.get(0)
+        assert bottom is None or bottom.mean < scale.lower_edge(1)
+        assert len(regimes) >= scale.regime_count // 2, "the range is spread over the regimes"
+    assert quiet.scale.regime_count == busy.scale.regime_count
+
+
+def test_a_steady_load_still_gets_a_scale_two_doublings_wide() -> None:
+    scale = LoadScale.spanning(np.full(100, 40.0))
+    assert scale.upper_edge(scale.regime_count - 1) / scale.lower_edge(0) == pytest.approx(4.0)
+    assert scale.regime_of(np.array([40.0]))[0] in (9, 10)
+
+
+def test_no_positive_load_falls_back_to_the_default_scale() -> None:
+    assert LoadScale.spanning(np.zeros(10)) == DEFAULT_LOAD_SCALE
 
 
 def test_the_default_scale_spans_idle_to_fully_busy_cpu_percent() -> None:

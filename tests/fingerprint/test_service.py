@@ -277,3 +277,48 @@ async def test_a_closed_versions_fingerprint_takes_no_samples_past_its_window(
     assert grown.window_end.ToDatetime(tzinfo=UTC) > START + HOUR + HOUR / 2
     newest = await service.get(store, "fp-closed-01", "-")
     assert newest.name == current.name
+
+
+async def test_a_system_with_enough_samples_gets_its_first_fingerprint_with_no_call(
+    fresh_database: str,
+) -> None:
+    store = Store(fresh_database, min_size=1, max_size=4, name="tests")
+    await store.open(wait=True)
+    try:
+        await store.migrate()
+        await _first_fingerprint_builds_itself(store)
+    finally:
+        await store.close()
+
+
+async def _first_fingerprint_builds_itself(store: Store) -> None:
+    now_bucket = int(datetime.now(UTC).timestamp()) // 10
+    thin = hockey_system(buckets=3, seed=8, start_bucket=now_bucket - 30)
+    await store_samples(store, "fp-auto-01", {n: (s.ts_unix_ns, s.values) for n, s in thin.items()})
+    settings = FingerprintSettings(min_regime_count=30)
+
+    assert await service.build_missing(store, settings) == 0
+    services = await build_services(_settings(store.url), store)
+    async with serve_in_process(services) as (_, channel):
+        stub = pb_grpc.FingerprintServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.GetFingerprint(
+                pb.GetFingerprintRequest(name="systems/fp-auto-01/fingerprints/-")
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        # What "enough" is, while it is not reached.
+        assert f"of 30 samples of {LOAD} in the busiest load regime" in (
+            missing.value.details() or ""
+        )
+
+        more = hockey_system(buckets=360, seed=9, start_bucket=now_bucket - 400)
+        await store_samples(
+            store, "fp-auto-01", {n: (s.ts_unix_ns, s.values) for n, s in more.items()}
+        )
+        assert await service.build_missing(store, settings) == 1
+        built = await stub.GetFingerprint(
+            pb.GetFingerprintRequest(name="systems/fp-auto-01/fingerprints/-")
+        )
+        assert built.fingerprint.load_metric == LOAD
+        # Built once: the next round finds nothing to build.
+        assert await service.build_missing(store, settings) == 0

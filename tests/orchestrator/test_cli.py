@@ -160,8 +160,8 @@ async def test_fingerprint_similar_and_cohorts_show_the_fleet(
         assert await _cfgclone("fingerprint", "show", machines[0].system_id) == cli.EXIT_OK
         shown = capsys.readouterr().out
         assert f"{machines[0].name}/fingerprints/" in shown
-        assert "app.response_time" in shown
-        assert "cpu.utilization" in shown
+        assert "http.server.request.duration" in shown
+        assert "system.cpu.utilization" in shown
         assert await _cfgclone("fingerprint", "show", "nowhere-01") == cli.EXIT_FAILED
         assert "NOT_FOUND" in capsys.readouterr().err
 

@@ -96,7 +96,7 @@ async def test_the_three_stories_end_as_told_and_leave_their_audit_trail(
     assert refusal.reason == common_pb2.ROLLBACK_REASON_PREDICTED_NEGATIVE
     assert refusal.change == lookalike.changes[0].name
     assert any(
-        k.kpi == "latency.mean_ms" and k.verdict == common_pb2.VERDICT_NEGATIVE
+        k.kpi == "db.client.operation.duration" and k.verdict == common_pb2.VERDICT_NEGATIVE
         for k in refusal.predicted
     )
     assert "=> cloned as is" in text

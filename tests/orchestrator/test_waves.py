@@ -79,7 +79,7 @@ def _prediction(verdict: int, response_time_change: float) -> common_pb2.Predict
         verdict=verdict,
         kpis=[
             common_pb2.KpiPrediction(
-                kpi="app.response_time",
+                kpi="http.server.request.duration",
                 direction=common_pb2.KPI_DIRECTION_LOWER_IS_BETTER,
                 relative_change=response_time_change,
             )
@@ -214,11 +214,26 @@ async def test_one_failure_per_wave_stays_within_a_third_and_the_rollout_complet
     services = StandInServices(outcomes={"systems/t2": REJECTED, "systems/t5": FAILED})
     operation = await _run(store, services, wave_size=3, max_fail_fraction=1 / 3)
 
-    assert operation.state == common_pb2.OPERATION_STATE_SUCCEEDED
-    assert not operation.clone.stopped_by_failure_budget
-    assert not operation.clone.skipped
-    assert len(operation.clone.targets) == 10
+    # Every target was worked on, but one failed: the operation does not succeed.
+    assert operation.state == common_pb2.OPERATION_STATE_FAILED
+    assert operation.error.code == code_pb2.FAILED_PRECONDITION
+    assert "1 of 10 targets failed: systems/t5" in operation.error.message
+    result = clone_result_of(operation)
+    assert result is not None
+    assert not result.stopped_by_failure_budget
+    assert not result.skipped
+    assert len(result.targets) == 10
     assert sorted(services.proposed) == sorted(TEN)
+
+
+async def test_a_rollout_whose_targets_were_refused_or_rolled_back_succeeds(
+    store: Store,
+) -> None:
+    services = StandInServices(outcomes={"systems/t2": REJECTED})
+    operation = await _run(store, services, wave_size=5, max_fail_fraction=1 / 3)
+
+    assert operation.state == common_pb2.OPERATION_STATE_SUCCEEDED
+    assert len(operation.clone.targets) == 10
 
 
 async def test_an_unreachable_predictor_stops_the_rollout_and_fails_the_operation(

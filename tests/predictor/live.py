@@ -31,8 +31,8 @@ def _kpis(
     expected = system.expected(configuration, LOAD)  # type: ignore[arg-type]
     noise = lambda: rng.lognormal(0.0, system.noise, count)  # noqa: E731
     return {
-        "app.response_time": expected["latency.mean_ms"] * noise(),
-        "throughput.tps": expected["throughput.tps"] * noise(),
+        "http.server.request.duration": expected["db.client.operation.duration"] * noise(),
+        "postgresql.commits": expected["postgresql.commits"] * noise(),
     }
 
 

@@ -128,6 +128,7 @@ async def create_policy(
     window_s: float = 2.0,
     min_samples: int = 5,
     on_inconclusive: int = common_pb2.POLICY_ACTION_HOLD,
+    on_nodata: int = common_pb2.POLICY_ACTION_REJECT,
 ) -> str:
     """A policy watching the simulated KPIs, with a short verification window."""
     name = f"policies/test-{uuid.uuid4().hex[:8]}"
@@ -135,19 +136,13 @@ async def create_policy(
         name=name,
         thresholds=[
             common_pb2.KpiThreshold(
-                kpi="*latency*",
+                kpi="*.duration",
                 direction=common_pb2.KPI_DIRECTION_LOWER_IS_BETTER,
                 max_relative_change=0.10,
                 critical=True,
             ),
             common_pb2.KpiThreshold(
-                kpi="*response_time*",
-                direction=common_pb2.KPI_DIRECTION_LOWER_IS_BETTER,
-                max_relative_change=0.10,
-                critical=True,
-            ),
-            common_pb2.KpiThreshold(
-                kpi="*throughput*",
+                kpi="postgresql.commits",
                 direction=common_pb2.KPI_DIRECTION_HIGHER_IS_BETTER,
                 max_relative_change=0.10,
                 critical=True,
@@ -155,7 +150,7 @@ async def create_policy(
         ],
         min_confidence=0.9,
         on_inconclusive=on_inconclusive,  # type: ignore[arg-type]
-        on_nodata=common_pb2.POLICY_ACTION_REJECT,
+        on_nodata=on_nodata,  # type: ignore[arg-type]
         min_samples=min_samples,
         verification_delay=duration_pb2.Duration(
             seconds=int(delay_s), nanos=int((delay_s % 1) * 1e9)

@@ -208,7 +208,7 @@ async def test_imported_history_becomes_training_examples(store: Store) -> None:
     assert (from_version, to_version, origin) == (1, 2, "import")
     assert after_content["cache_mb"] == 64  # type: ignore[index]
     # The knee moved from load 60 to 30: at the loads both saw, latency rose.
-    assert observed["app.response_time"] > 0.2  # type: ignore[index]
+    assert observed["http.server.request.duration"] > 0.2  # type: ignore[index]
     assert np.isfinite(list(observed.values())).all()  # type: ignore[attr-defined]
     # The past version has its own baseline fingerprint, built before the examples; the
     # version still running is left to the fingerprint service's refinement.

@@ -71,7 +71,7 @@ async def test_a_harmless_change_is_applied_verified_and_kept(store: Store) -> N
     assert change.state == common_pb2.CHANGE_STATE_KEPT, change.state_reason
     assert change.verification.verdict in (common_pb2.VERDICT_NEUTRAL, common_pb2.VERDICT_POSITIVE)
     observed = {k.kpi for k in change.verification.kpis}
-    assert "app.response_time" in observed
+    assert "http.server.request.duration" in observed
     assert current.configuration.name == change.to_configuration
     assert [c.action for c in predictor.applier.calls] == ["apply"]
 
@@ -98,7 +98,7 @@ async def test_a_change_that_passes_prediction_but_regresses_live_is_rolled_back
     assert change.verification.verdict == common_pb2.VERDICT_NEGATIVE
     rollback = rollbacks.rollbacks[0]
     assert rollback.reason == common_pb2.ROLLBACK_REASON_VERIFICATION_FAILED
-    response = {k.kpi: k for k in rollback.observed}["app.response_time"]
+    response = {k.kpi: k for k in rollback.observed}["http.server.request.duration"]
     assert response.verdict == common_pb2.VERDICT_NEGATIVE
     assert response.relative_change > 0.15
     assert rollback.predicted, "the passing prediction is kept beside the observation"

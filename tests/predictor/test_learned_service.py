@@ -55,7 +55,7 @@ async def _history(store: Store, system_id: str, changes: int) -> None:
                 "cache_mb": int(rng.choice([128, 256, 512])),
             }
             slower = 0.30 if debug else 0.0
-            observed = {"app.response_time": slower + float(rng.normal(0.0, 0.02))}
+            observed = {"http.server.request.duration": slower + float(rng.normal(0.0, 0.02))}
             await repository.insert_example(
                 conn,
                 repository.NewExample(
@@ -90,7 +90,7 @@ async def test_borrowing_a_similar_systems_history_turns_inconclusive_into_a_ver
     assert "no history" in before.prediction.explanation
     assert [k.HasField("estimate") for k in before.prediction.kpis] == [False]
     assert after.prediction.verdict == common_pb2.VERDICT_NEGATIVE
-    response = {k.kpi: k for k in after.prediction.kpis}["app.response_time"]
+    response = {k.kpi: k for k in after.prediction.kpis}["http.server.request.duration"]
     assert response.interval_low > 0.10
     assert 0.2 < response.relative_change < 0.4
     assert response.HasField("estimate")

@@ -46,11 +46,11 @@ async def test_a_shadow_run_finds_the_harmful_change_negative_and_the_harmless_o
             pb.PredictImpactRequest(change=_proposal(system_id, HARMLESS), mode=SHADOW)
         )
     assert harmful.prediction.verdict == common_pb2.VERDICT_NEGATIVE
-    latency = {k.kpi: k for k in harmful.prediction.kpis}["latency.mean_ms"]
+    latency = {k.kpi: k for k in harmful.prediction.kpis}["db.client.operation.duration"]
     assert latency.verdict == common_pb2.VERDICT_NEGATIVE
     assert 0.2 < latency.relative_change < 0.4
     assert latency.interval_low <= latency.relative_change <= latency.interval_high
-    assert "latency" in harmful.prediction.explanation
+    assert "db.client.operation.duration" in harmful.prediction.explanation
     assert harmless.prediction.verdict in (common_pb2.VERDICT_NEUTRAL, common_pb2.VERDICT_POSITIVE)
     assert predictor.provider.live_copies == 0
 
@@ -96,7 +96,7 @@ async def test_a_change_predicted_negative_is_refused_never_applied_and_logged(
     rollback = rollbacks.rollbacks[0]
     assert rollback.change == change.name
     assert rollback.to_configuration == change.to_configuration
-    assert any(k.kpi == "latency.mean_ms" for k in rollback.predicted)
+    assert any(k.kpi == "db.client.operation.duration" for k in rollback.predicted)
     assert current.configuration.name == f"systems/{system_id}/configurations/1"
     assert refused >= 1
 
@@ -357,4 +357,4 @@ async def test_both_modes_take_the_decisive_answer_where_the_history_has_none(
     # No fingerprint: the learned half cannot say anything; the shadow run can.
     assert reply.prediction.mode == common_pb2.PREDICTION_MODE_BOTH
     assert reply.prediction.verdict == common_pb2.VERDICT_NEGATIVE
-    assert "latency.mean_ms" in {k.kpi for k in reply.prediction.kpis}
+    assert "db.client.operation.duration" in {k.kpi for k in reply.prediction.kpis}

@@ -35,3 +35,6 @@ ORDER BY t.id;
 UPDATE scrape_targets
 SET last_error = %(error)s, last_scrape_at = %(scraped_at)s
 WHERE id = %(id)s;
+
+-- name: scrape_batch_secret
+SELECT secret FROM collector_secrets WHERE name = 'scrape_batch_ids';

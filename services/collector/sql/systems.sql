@@ -12,7 +12,15 @@ ON CONFLICT (system_id) DO UPDATE SET
     os = EXCLUDED.os,
     kernel = EXCLUDED.kernel,
     architecture = EXCLUDED.architecture,
-    labels = EXCLUDED.labels,
+    -- A registration by the system's agent keeps the labels an operator set to
+    -- steer the appliers; an operator's registration replaces every label.
+    labels = CASE WHEN %(keep_steering)s
+        THEN EXCLUDED.labels || coalesce(
+            (SELECT jsonb_object_agg(l.key, l.value)
+             FROM jsonb_each(systems.labels) AS l
+             WHERE starts_with(l.key, %(steering_prefix)s)),
+            '{}'::jsonb)
+        ELSE EXCLUDED.labels END,
     updated_at = now()
 RETURNING system_id, hostname, cpu_model, cpu_cores, memory_bytes, disks, os, kernel,
           architecture, labels, created_at, updated_at,

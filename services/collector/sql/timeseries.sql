@@ -4,7 +4,11 @@
 SELECT id FROM systems WHERE system_id = %(system_id)s;
 
 -- name: metric_by_name
-SELECT id, unit, kind FROM metrics WHERE name = %(name)s;
+-- The unit and kind are the system's own, those of the dictionary for older rows.
+SELECT m.id, coalesce(s.unit, m.unit), coalesce(s.kind, m.kind)
+FROM metrics m
+LEFT JOIN series s ON s.metric_id = m.id AND s.system_id = %(system)s
+WHERE m.name = %(name)s;
 
 -- name: sample_page
 -- One page in (ts, value) order, as two packed big-endian columns: timestamps
@@ -40,7 +44,7 @@ FROM (
 ORDER BY b.bucket;
 
 -- name: list_metrics
-SELECT m.name, m.unit, m.kind, s.last_ts
+SELECT m.name, coalesce(s.unit, m.unit), coalesce(s.kind, m.kind), s.last_ts
 FROM series s
 JOIN metrics m ON m.id = s.metric_id
 WHERE s.system_id = %(system)s

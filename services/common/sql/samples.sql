@@ -1,6 +1,9 @@
 -- name: system_key
 SELECT id FROM systems WHERE system_id = %(system_id)s;
 
+-- name: metric_known
+SELECT EXISTS (SELECT 1 FROM metrics WHERE name = %(name)s);
+
 -- name: copy_samples_out
 -- One row per metric: its name, and the times and values of its samples as two
 -- arrays. Both arrays are filled by the same aggregation, row after row, so they

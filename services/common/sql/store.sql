@@ -22,3 +22,6 @@ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb');
 
 -- name: ping
 SELECT 1;
+
+-- name: deployment_key
+SELECT key FROM deployment_keys WHERE name = %(name)s;

@@ -1,5 +1,6 @@
 -- name: system_row
-SELECT id, system_id, hostname, cpu_model, cpu_cores, memory_bytes, os, kernel, architecture
+SELECT id, system_id, hostname, cpu_model, cpu_cores, memory_bytes, os, kernel, architecture,
+       labels ->> 'cfgclone.dev/load-metric'
 FROM systems WHERE system_id = %(system_id)s;
 
 -- name: configuration_version
@@ -7,9 +8,11 @@ SELECT version, applied_at FROM configurations
 WHERE system_id = %(system)s AND version = %(version)s;
 
 -- name: current_configuration
+-- The version applied last (a version proposed but never applied, such as a dry
+-- run's, describes nothing the system ran).
 SELECT version, applied_at FROM configurations
-WHERE system_id = %(system)s
-ORDER BY applied_at DESC NULLS LAST, version DESC
+WHERE system_id = %(system)s AND applied_at IS NOT NULL
+ORDER BY applied_at DESC, version DESC
 LIMIT 1;
 
 -- name: insert_fingerprint
@@ -72,3 +75,44 @@ FROM (
 WHERE EXISTS (
     SELECT 1 FROM series x WHERE x.system_id = newest.key AND x.last_ts >= newest.window_end
 );
+
+-- name: systems_without_fingerprint
+-- Systems with samples and no fingerprint of their current configuration (as
+-- current_configuration picks it, or none), to be built by the background loop.
+SELECT current.system_id
+FROM (
+    SELECT s.id, s.system_id, (
+        SELECT c.version FROM configurations c
+        WHERE c.system_id = s.id AND c.applied_at IS NOT NULL
+        ORDER BY c.applied_at DESC, c.version DESC
+        LIMIT 1
+    ) AS version
+    FROM systems s
+    WHERE EXISTS (SELECT 1 FROM series x WHERE x.system_id = s.id)
+) current
+WHERE NOT EXISTS (
+    SELECT 1 FROM fingerprints f
+    WHERE f.system_id = current.id AND f.configuration_version IS NOT DISTINCT FROM current.version
+)
+ORDER BY current.system_id;
+
+-- name: record_progress
+INSERT INTO fingerprint_progress (system_id, configuration_version, message)
+VALUES (%(system)s, %(version)s, %(message)s)
+ON CONFLICT (system_id) DO UPDATE
+SET configuration_version = EXCLUDED.configuration_version, message = EXCLUDED.message,
+    attempted_at = now();
+
+-- name: clear_progress
+DELETE FROM fingerprint_progress WHERE system_id = %(system)s;
+
+-- name: progress
+SELECT p.message, p.attempted_at
+FROM fingerprint_progress p JOIN systems s ON s.id = p.system_id
+WHERE s.system_id = %(system_id)s;
+
+-- name: newest_on_load_metric
+SELECT model FROM fingerprints
+WHERE system_id = %(system)s AND load_metric = %(load_metric)s
+ORDER BY created_at DESC, id DESC
+LIMIT 1;

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from cfgclone import vocabulary
 from cfgclone.predictor.appliers.model import Configuration, ConfigValue
 
 __all__ = [
@@ -35,14 +36,14 @@ __all__ = [
     "WorkloadShape",
 ]
 
-KPI_THROUGHPUT = "throughput.tps"
+KPI_THROUGHPUT = vocabulary.POSTGRESQL_COMMITS.name
 """Transactions completed per second (down is bad)."""
-KPI_LATENCY_MEAN = "latency.mean_ms"
-"""Mean transaction latency in milliseconds over one sample interval (up is bad)."""
-KPI_LATENCY_P95 = "latency.p95_ms"
-"""95th percentile of transaction latency in milliseconds over one interval (up is bad)."""
-KPI_CPU = "cpu.seconds_per_second"
-"""CPU seconds the system under test used per wall second, i.e. cores busy (up is bad)."""
+KPI_LATENCY_MEAN = vocabulary.DB_OPERATION_DURATION.name
+"""Mean transaction latency in seconds over one sample interval (up is bad)."""
+KPI_LATENCY_P95 = vocabulary.DB_OPERATION_DURATION_P95.name
+"""95th percentile of transaction latency in seconds over one interval (up is bad)."""
+KPI_CPU = vocabulary.CPU_UTILIZATION.name
+"""Share of the shadow's cores its system under test kept busy (up is bad)."""
 
 SHADOW_KPIS: tuple[str, ...] = (KPI_THROUGHPUT, KPI_LATENCY_MEAN, KPI_LATENCY_P95, KPI_CPU)
 """The KPIs every shadow provider reports, one sample per interval of a run."""

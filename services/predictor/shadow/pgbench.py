@@ -139,6 +139,6 @@ def interval_samples(
         latencies = log.latency_ms[index == interval]
         samples[KPI_THROUGHPUT].append(latencies.size / interval_s)
         if latencies.size:
-            samples[KPI_LATENCY_MEAN].append(float(np.mean(latencies)))
-            samples[KPI_LATENCY_P95].append(float(np.percentile(latencies, 95)))
+            samples[KPI_LATENCY_MEAN].append(float(np.mean(latencies)) / 1e3)
+            samples[KPI_LATENCY_P95].append(float(np.percentile(latencies, 95)) / 1e3)
     return {kpi: tuple(values) for kpi, values in samples.items()}

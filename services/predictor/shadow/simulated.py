@@ -162,8 +162,8 @@ class SimulatedSystem:
             mean_ms = service_ms / (1.0 - utilisation)
         return {
             KPI_THROUGHPUT: throughput,
-            KPI_LATENCY_MEAN: mean_ms,
-            KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN,
+            KPI_LATENCY_MEAN: mean_ms / 1e3,
+            KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN / 1e3,
             KPI_CPU: self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu,
         }
 

@@ -66,7 +66,8 @@ VALUES (%(system)s, %(request_id)s, %(state)s, %(from_version)s, %(to_version)s,
 RETURNING id;
 
 -- name: in_flight_change
-SELECT id FROM changes WHERE system_id = %(system)s AND state IN (1, 2, 3, 4, 5);
+SELECT id FROM changes WHERE system_id = %(system)s AND state IN (1, 2, 3, 4, 5)
+    AND NOT dry_run;
 
 -- name: change_by_request
 SELECT c.id, s.system_id FROM changes c JOIN systems s ON s.id = c.system_id
