@@ -57,6 +57,10 @@ async def _abort(context: Any, error: CfgcloneError) -> None:
 
 
 def _size(message: Any) -> int:
+    """The bytes a request holds: its wire form while the validation interceptor (inside
+    this one) still has to parse it, else its serialised size."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        return len(message)
     return int(message.ByteSize())
 
 
