@@ -19,14 +19,17 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
+
 from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import repository as fingerprint_repository
-from cfgclone.fingerprint.build import SampleSeries, build_fingerprint
+from cfgclone.fingerprint.build import SampleSeries, build_fingerprint, resolve_load_metric
 from cfgclone.fingerprint.embedding import embed
 from cfgclone.fingerprint.errors import FingerprintError
 from cfgclone.fingerprint.model import SystemProfile
+from cfgclone.fingerprint.regimes import LoadScale
 from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
@@ -491,12 +494,26 @@ async def _example(
     async with store.connection() as conn:
         earlier = await read_samples(conn, system.system_id, change.start, change.applied)
         later = await read_samples(conn, system.system_id, change.applied, end)
+    before, after = _series(earlier), _series(later)
     try:
+        # Both stretches on one load metric and one scale spanning both, so that their
+        # regimes are the same loads and can be compared.
+        load = resolve_load_metric(before, None)
+        loads = [s.values for s in (before.get(load), after.get(load)) if s is not None]
+        scale = LoadScale.spanning(np.concatenate(loads)) if loads else None
         first = build_fingerprint(
-            _series(earlier), system=profile, min_regime_count=min_regime_count
+            before,
+            load_metric=load,
+            system=profile,
+            scale=scale,
+            min_regime_count=min_regime_count,
         )
         second = build_fingerprint(
-            _series(later), system=profile, min_regime_count=min_regime_count
+            after,
+            load_metric=load,
+            system=profile,
+            scale=scale,
+            min_regime_count=min_regime_count,
         )
     except FingerprintError as error:
         logger.info("no example for %s at %s: %s", system.name, change.applied, error)
