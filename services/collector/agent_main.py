@@ -50,7 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CFGCLONE_LOG_FORMAT") or "text",
         help="CFGCLONE_LOG_FORMAT",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_metrics_port_from_env(),
+        help="serve the spool's depth on /metrics at this port, 0 for any "
+        "(CFGCLONE_METRICS_PORT; unset serves none)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=os.environ.get("CFGCLONE_METRICS_HOST") or "127.0.0.1",
+        help="interface of /metrics (CFGCLONE_METRICS_HOST, default %(default)s)",
+    )
     return parser
+
+
+def _metrics_port_from_env() -> int | None:
+    raw = os.environ.get("CFGCLONE_METRICS_PORT")
+    return int(raw) if raw and raw.isdigit() else None
 
 
 async def _collector_reachable(config: AgentConfig) -> str | None:
@@ -72,12 +89,14 @@ async def _collector_reachable(config: AgentConfig) -> str | None:
     return None
 
 
-async def _run_until_signalled(config: AgentConfig) -> None:
+async def _run_until_signalled(
+    config: AgentConfig, metrics_port: int | None, metrics_host: str
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_agent(config, stop)
+    await run_agent(config, stop, metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cfgclone agent: {args.config}: {unreachable}", file=sys.stderr)
         return 2
     configure_logging("agent", args.log_level.upper(), args.log_format)
-    asyncio.run(_run_until_signalled(config))
+    asyncio.run(_run_until_signalled(config, args.metrics_port, args.metrics_host))
     return 0
 
 

@@ -144,11 +144,27 @@ class Agent:
                 self._spool_batch(self.builder.flush())
 
 
-async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
-    """Run the agent a configuration describes until ``stop`` is set."""
+async def run_agent(
+    config: AgentConfig,
+    stop: asyncio.Event,
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> None:
+    """Run the agent a configuration describes until ``stop`` is set.
+
+    With ``metrics_port`` (0 picks a free one) the spool's depth is served on ``/metrics``.
+    """
+    from cfgclone.collector.agent_metrics import spool_registry
+    from cfgclone.common.metrics import MetricsHttpServer
     from cfgclone.common.settings import PeerSettings
 
     spool = Spool(config.spool_path, config.spool_max_bytes)
+    http: MetricsHttpServer | None = None
+    if metrics_port is not None:
+        http = MetricsHttpServer(spool_registry(spool), [], asyncio.get_running_loop())
+        bound = http.start(metrics_host, metrics_port)
+        logger.info("metrics on http://%s:%s/metrics", metrics_host, bound)
     client = CollectorClient(
         config.collector,
         PeerSettings(
@@ -161,4 +177,6 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event) -> None:
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+        if http is not None:
+            await asyncio.to_thread(http.stop)
         spool.close()

@@ -31,8 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from cfgclone.collector.copy_format import sample_rows_payload, unix_ns_to_pg_micros
+from cfgclone.collector.counters import IngestCounters
 from cfgclone.collector.sample_columns import BatchLimits, DecodedBatch, MetricSpec, decode_batch
-from cfgclone.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from cfgclone.common.errors import (
+    CfgcloneError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+)
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Store
 from cfgclone.v1 import common_pb2
@@ -183,6 +189,7 @@ class Ingestor:
         clock_ns: Callable[[], int] = time.time_ns,
         commits_in_flight: int = 2,
         max_metrics_per_system: int = 10_000,
+        counters: IngestCounters | None = None,
     ) -> None:
         if commits_in_flight < 1:
             raise ValueError("commits_in_flight must be at least 1")
@@ -196,6 +203,7 @@ class Ingestor:
         self._system_keys: dict[str, int] = {}
         self._max_metrics = max_metrics_per_system
         self._system_metrics: dict[int, set[str]] = {}
+        self.counters = counters or IngestCounters()
 
     async def _system_key(self, system_id: str) -> int:
         key = self._system_keys.get(system_id)
@@ -227,9 +235,14 @@ class Ingestor:
 
     async def prepare(self, batch: common_pb2.SampleBatch) -> PreparedBatch:
         """Check a batch and build its COPY payload; INVALID_ARGUMENT when it is refused."""
-        decoded = decode_batch(batch, self._clock_ns(), self._limits)
-        system_key = await self._system_key(decoded.system_id)
-        await self._admit_metrics(decoded.system_id, system_key, decoded.metrics)
+        try:
+            decoded = decode_batch(batch, self._clock_ns(), self._limits)
+            system_key = await self._system_key(decoded.system_id)
+            await self._admit_metrics(decoded.system_id, system_key, decoded.metrics)
+        except CfgcloneError:
+            self.counters.batches.labels("refused").inc()
+            self.counters.refused.inc(sum(len(series.values) for series in batch.series))
+            raise
         metric_ids = np.asarray(await self._metrics.ids(decoded.metrics), dtype=np.int32)
         row_metric_ids = metric_ids[decoded.metric_of_row()]
         payload = sample_rows_payload(
@@ -261,6 +274,7 @@ class Ingestor:
                 },
             )
             if await cursor.fetchone() is None:
+                self.counters.batches.labels("duplicate").inc()
                 return IngestResult(stored_samples=0, duplicate=True)
             if prepared.rows:
                 async with conn.cursor().copy(_QUERIES["copy_samples"]) as copy:
@@ -278,6 +292,8 @@ class Ingestor:
                         "kinds": prepared.series_kinds,
                     },
                 )
+        self.counters.batches.labels("stored").inc()
+        self.counters.ingested.inc(prepared.rows)
         return IngestResult(stored_samples=prepared.rows, duplicate=False)
 
     async def write(self, batch: common_pb2.SampleBatch) -> IngestResult:

@@ -45,6 +45,7 @@ async def build_services(settings: ServiceSettings, store: Store) -> Sequence[Se
             CollectorServicer(store, ingestor, addresses=own.scrape_addresses),
             collector_service_pb2_grpc.add_CollectorServiceServicer_to_server,
             background=tuple(background),
+            metrics=ingestor.counters.registry,
         )
     ]
 

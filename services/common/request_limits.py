@@ -57,8 +57,8 @@ async def _abort(context: Any, error: CfgcloneError) -> None:
 
 
 def _size(message: Any) -> int:
-    """The bytes a request holds: its wire form while the validation interceptor (inside
-    this one) still has to parse it, else its serialised size."""
+    """Serialised size: the bytes themselves when the handler parses its own requests
+    (:mod:`cfgclone.common.validation`), else the message's size."""
     if isinstance(message, bytes | bytearray | memoryview):
         return len(message)
     return int(message.ByteSize())

@@ -23,6 +23,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from cfgclone.common.auth import AuthInterceptor, Credentials
 from cfgclone.common.embedded import start_embedded_database
@@ -30,6 +31,7 @@ from cfgclone.common.errors import CfgcloneError, to_status
 from cfgclone.common.handlers import Continuation, ServerInterceptor, wrap_method_handler
 from cfgclone.common.incidents import internal_error
 from cfgclone.common.logs import configure_logging
+from cfgclone.common.metrics import MetricsHttpServer, MetricsInterceptor, PageHandler, RpcMetrics
 from cfgclone.common.page_tokens import PAGE_TOKEN_KEY_NAME, use_page_token_key
 from cfgclone.common.request_limits import RequestLimitsInterceptor
 from cfgclone.common.settings import ServerSettings, ServiceSettings, load_settings
@@ -56,6 +58,10 @@ class ServiceDefinition:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=tuple)
     """Loops to run while the server runs (refinement, retention); cancelled on shutdown."""
+    metrics: CollectorRegistry | None = None
+    """The service's own counters, served with the RPC metrics on ``/metrics``."""
+    pages: Sequence[PageHandler] = field(default_factory=tuple)
+    """Pages served over HTTP next to ``/metrics`` (the predictor's change reports)."""
 
 
 class ErrorMappingInterceptor(ServerInterceptor):
@@ -124,6 +130,11 @@ class RunningServer:
     port: int
     health: health_aio.HealthServicer
     service_names: tuple[str, ...]
+    registry: CollectorRegistry
+    """RPC metrics and every service's own counters."""
+    metrics_port: int | None = None
+    """Port of ``/metrics`` and the pages, when served."""
+    http: MetricsHttpServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health_updates: set[asyncio.Future[None]] = field(default_factory=set)
 
@@ -148,6 +159,8 @@ class RunningServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.server.stop(grace)
+        if self.http is not None:
+            await asyncio.to_thread(self.http.stop)
 
 
 def _credentials_for(settings: ServerSettings) -> grpc.ServerCredentials | None:
@@ -169,14 +182,22 @@ async def start_server(
     credentials: Credentials | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     serving: bool = False,
+    metrics_port: int | None = None,
 ) -> RunningServer:
     """Build, bind and start a server for ``services``.
 
     Health starts NOT_SERVING unless ``serving``; the caller drives it (see
     :func:`watch_readiness`). Returns the bound port, so tests can bind port 0.
+    With ``metrics_port`` (0 picks a free one) ``/metrics`` and the services'
+    pages are served over HTTP on the server's host.
     """
+    registry = CollectorRegistry()
+    for service in services:
+        if service.metrics is not None:
+            registry.register(service.metrics)
     server = grpc.aio.server(
         interceptors=[
+            MetricsInterceptor(RpcMetrics(registry)),
             server_interceptor(tracer_provider),
             AuthInterceptor(credentials),
             RequestLimitsInterceptor(settings.max_inflight_bytes, settings.stream_idle_seconds),
@@ -207,7 +228,15 @@ async def start_server(
     else:
         port = server.add_secure_port(settings.address, tls)
     await server.start()
-    running = RunningServer(server, port, health_servicer, names)
+    running = RunningServer(server, port, health_servicer, names, registry)
+    if metrics_port is not None:
+        running.http = MetricsHttpServer(
+            registry,
+            [page for service in services for page in service.pages],
+            asyncio.get_running_loop(),
+        )
+        running.metrics_port = running.http.start(settings.host, metrics_port)
+        logger.info("metrics on http://%s:%s/metrics", settings.host, running.metrics_port)
     running.set_serving(serving)
     for service in services:
         for loop in service.background:
@@ -283,6 +312,7 @@ async def serve(settings: ServiceSettings, build: BuildServices) -> None:
         settings.server,
         credentials=credentials,
         tracer_provider=trace.get_tracer_provider(),
+        metrics_port=settings.telemetry.metrics_port,
     )
     if settings.auth.page_token_key:
         use_page_token_key(settings.auth.page_token_key.encode())

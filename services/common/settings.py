@@ -36,6 +36,8 @@ Environment variables (flag in brackets):
 * ``CFGCLONE_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``): OTLP/gRPC
   endpoint for traces; unset exports nothing.
 * ``CFGCLONE_LOG_LEVEL``, ``CFGCLONE_LOG_FORMAT`` (``json`` or ``text``).
+* ``CFGCLONE_METRICS_PORT`` [--metrics-port]: port of the Prometheus ``/metrics``
+  endpoint (and the predictor's change reports); unset serves none, 0 picks a free port.
 * ``CFGCLONE_{COLLECTOR,FINGERPRINT,SIMILARITY,PREDICTOR,ORCHESTRATOR}_ADDRESS``:
   ``host:port`` of each service, for the services and the CLI that call them.
 """
@@ -200,8 +202,12 @@ class TelemetrySettings:
     """Python logging level name."""
     log_format: str = "json"
     """``json`` for one JSON object a line, ``text`` for people."""
+    metrics_port: int | None = None
+    """Port of ``/metrics`` on the service's host; None serves none, 0 picks a free port."""
 
     def __post_init__(self) -> None:
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise SettingsError(f"CFGCLONE_METRICS_PORT must be 0-65535 (got {self.metrics_port})")
         if self.log_format not in ("json", "text"):
             raise SettingsError(f"CFGCLONE_LOG_FORMAT must be json or text (got {self.log_format})")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -334,6 +340,9 @@ def argument_parser(service: str) -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="PostgreSQL URL (CFGCLONE_DATABASE_URL)")
     parser.add_argument("--data-dir", help="embedded database folder (CFGCLONE_DATA_DIR)")
     parser.add_argument("--log-format", choices=("json", "text"), help="CFGCLONE_LOG_FORMAT")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of /metrics, 0 for any (CFGCLONE_METRICS_PORT)"
+    )
     return parser
 
 
@@ -351,6 +360,7 @@ def load_settings(
         "CFGCLONE_DATABASE_URL": args.database_url,
         "CFGCLONE_DATA_DIR": args.data_dir,
         "CFGCLONE_LOG_FORMAT": args.log_format,
+        "CFGCLONE_METRICS_PORT": None if args.metrics_port is None else str(args.metrics_port),
     }
     env.update({k: v for k, v in overrides.items() if v is not None})
     prefix = f"CFGCLONE_{service.upper()}_"
@@ -387,6 +397,11 @@ def load_settings(
             or None,
             log_level=(env.get("CFGCLONE_LOG_LEVEL") or "INFO").upper(),
             log_format=env.get("CFGCLONE_LOG_FORMAT") or "json",
+            metrics_port=(
+                env_int(env, "CFGCLONE_METRICS_PORT", 0)
+                if env.get("CFGCLONE_METRICS_PORT")
+                else None
+            ),
         ),
         peers=peers_from_env(env),
         options={

@@ -11,6 +11,7 @@ from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page
 from cfgclone.common.store import Connection
 from cfgclone.fingerprint.model import SystemProfile
+from cfgclone.fingerprint.regimes import LoadScale
 from cfgclone.v1 import common_pb2
 
 _QUERIES = load_queries("cfgclone.fingerprint", "fingerprints.sql")
@@ -231,6 +232,27 @@ async def newest_on(
     )
     row = await cursor.fetchone()
     return common_pb2.Fingerprint.FromString(bytes(row[0])) if row else None
+
+
+async def load_scale(
+    conn: Connection, system: SystemRecord, load_metric: str, proposed: LoadScale
+) -> LoadScale:
+    """The system's scale on ``load_metric``: the one kept before, else ``proposed``,
+    kept from now on. The first of concurrent callers wins; the others get its scale."""
+    values = {"system": system.key, "load_metric": load_metric}
+    await conn.execute(
+        _QUERIES["keep_load_scale"],
+        {
+            **values,
+            "base": proposed.base,
+            "regimes_per_octave": proposed.regimes_per_octave,
+            "regime_count": proposed.regime_count,
+        },
+    )
+    cursor = await conn.execute(_QUERIES["load_scale"], values)
+    row = await cursor.fetchone()
+    assert row is not None  # kept just now, or before
+    return LoadScale(float(row[0]), float(row[1]), int(row[2]))
 
 
 async def without_fingerprint(conn: Connection) -> list[str]:

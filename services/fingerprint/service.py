@@ -99,13 +99,15 @@ class BuildRequest:
 
 
 async def _system_scale(
-    store: Store, system: repository.SystemRecord, load_metric: str
-) -> LoadScale | None:
-    """The load scale of the system's newest fingerprint on ``load_metric``, so that its
-    configuration versions compare regime by regime; None for its first."""
+    store: Store, system: repository.SystemRecord, load_metric: str, loads: SampleSeries
+) -> LoadScale:
+    """The system's load scale on ``load_metric``, so that all its fingerprints compare
+    regime by regime: kept since its first fingerprint, else that of a fingerprint from
+    before scales were kept, else one spanning ``loads``."""
     async with store.connection() as conn:
         newest = await repository.newest_on(conn, system, load_metric)
-    return scale_of(newest) if newest is not None else None
+        proposed = scale_of(newest) if newest is not None else LoadScale.spanning(loads.values)
+        return await repository.load_scale(conn, system, load_metric, proposed)
 
 
 def _refuse_empty_window(request: BuildRequest, start: datetime, end: datetime) -> None:
@@ -159,7 +161,7 @@ async def build(
         fingerprint = build_fingerprint(
             series,
             load_metric=load_metric,
-            scale=await _system_scale(store, system, load_metric),
+            scale=await _system_scale(store, system, load_metric, series[load_metric]),
             system=system.profile,
             align_ns=settings.align_ns,
             min_regime_count=settings.min_regime_count,
@@ -244,7 +246,7 @@ class KpiDifference:
 def compare(first: Fingerprint, second: Fingerprint) -> list[KpiDifference]:
     """Per KPI both have: the count-weighted change of the mean over shared load regimes,
     and a distance between the two distributions (0 equal, 1 disjoint)."""
-    if first.scale != second.scale:
+    if not first.scale.same_as(second.scale):
         raise FailedPrecondition(
             "the two fingerprints use different load scales", reason="INCOMPATIBLE_FINGERPRINT"
         )

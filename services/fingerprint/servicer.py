@@ -20,6 +20,7 @@ from cfgclone.common.requests import (
 )
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import service
+from cfgclone.fingerprint.counters import FingerprintCounters
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import fingerprint_service_pb2 as pb
 from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
@@ -43,9 +44,15 @@ def _configuration_version(name: str, system_id: str) -> int | None:
 class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
     """Builds, refines, reads and compares fingerprints."""
 
-    def __init__(self, store: Store, settings: FingerprintSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: FingerprintSettings,
+        counters: FingerprintCounters | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._counters = counters or FingerprintCounters()
 
     async def BuildFingerprint(
         self, request: pb.BuildFingerprintRequest, context: Any
@@ -61,6 +68,7 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
             load_metric=request.load_metric or None,
         )
         fingerprint = await service.build(self._store, self._settings, build)
+        self._counters.built.labels("build").inc()
         return pb.BuildFingerprintResponse(fingerprint=fingerprint)
 
     async def RefineFingerprint(
@@ -73,6 +81,8 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
         fingerprint, merged = await service.refine(
             self._store, self._settings, system_id, fingerprint_id, end
         )
+        if merged:
+            self._counters.built.labels("refine").inc()
         return pb.RefineFingerprintResponse(fingerprint=fingerprint, merged_samples=merged)
 
     async def GetFingerprint(

@@ -39,6 +39,7 @@ from google.rpc import code_pb2
 from cfgclone.common.clients import open_channel
 from cfgclone.common.settings import SERVICE_NAMES, database_from_env, peers_from_env
 from cfgclone.orchestrator import suite
+from cfgclone.orchestrator.report_command import add_report_command
 from cfgclone.v1 import (
     collector_service_pb2,
     collector_service_pb2_grpc,
@@ -883,6 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
     systems.add_argument("--json", action="store_true", help="machine-readable output")
     systems.set_defaults(func=cmd_systems)
     _add_clone_commands(commands)
+    add_report_command(commands)
     return parser
 
 

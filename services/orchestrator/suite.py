@@ -56,6 +56,16 @@ async def migrate(database_url: str) -> list[int]:
         await store.close()
 
 
+def metrics_port_of(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """``CFGCLONE_METRICS_PORT`` of one service of the suite: the five share one host, so a
+    port P set for the suite is P for the collector and the next ports for the others
+    (0 stays 0: each picks a free port)."""
+    base = env.get("CFGCLONE_METRICS_PORT")
+    if not base or not base.isdigit() or int(base) == 0:
+        return {}
+    return {"CFGCLONE_METRICS_PORT": str(int(base) + SERVICE_NAMES.index(name))}
+
+
 def start_services(shared_env: Mapping[str, str], host: str, log_dir: Path) -> list[ServiceProcess]:
     """Start each service as its own process; their logs go to ``log_dir``."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +75,7 @@ def start_services(shared_env: Mapping[str, str], host: str, log_dir: Path) -> l
         env = dict(shared_env)
         env["CFGCLONE_HOST"] = host
         env["CFGCLONE_PORT"] = address.rsplit(":", 1)[1]
+        env.update(metrics_port_of(name, shared_env))
         log = (log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", f"cfgclone.{name}.main"],

@@ -23,6 +23,7 @@ from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFinger
 from cfgclone.predictor.learned import HistoryLearner, HistorySettings
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
+from cfgclone.predictor.report.pages import report_page
 from cfgclone.predictor.servicer import PredictorServicer
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
@@ -130,6 +131,7 @@ def build_guard(
 ) -> tuple[Predictor, Guard, ModelCache, PredictorSettings]:
     """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
     own = PredictorSettings.from_options(settings.options)
+    counters = counters or OutcomeCounters()
     models = ModelCache(store, HistoryLearner(HistorySettings(distant_weight=0.2)))
     predictor = Predictor(
         store,
@@ -137,6 +139,7 @@ def build_guard(
         models=models,
         shadow_providers=shadow_providers or default_shadow_providers(),
         similarity=similarity_lookup(settings, own.similar_systems),
+        counters=counters,
     )
 
     async def policies(name: str) -> Any:
@@ -166,16 +169,17 @@ def predictor_service(
     predictor, guard, models, own = build_guard(
         store, settings, simulated=simulated, shadow_providers=shadow_providers
     )
-    if own.metrics_port is not None:
-        guard.counters.serve(own.metrics_port)
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
         background.append(retrain_loop(models, guard.imports, own))
+    servicer = PredictorServicer(store, predictor, guard)
     definition = ServiceDefinition(
         SERVICE_NAME,
-        PredictorServicer(store, predictor, guard),
+        servicer,
         predictor_service_pb2_grpc.add_PredictorServiceServicer_to_server,
         tuple(background),
+        metrics=guard.counters.registry,
+        pages=(report_page(servicer, settings.peers),),
     )
     return definition, guard
 

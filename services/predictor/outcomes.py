@@ -1,7 +1,8 @@
 """Where outcomes go besides the database: Prometheus counters and a webhook.
 
-Counters count changes by outcome and rollbacks by reason, so prevented incidents
-(rollbacks with reason ``PREDICTED_NEGATIVE``) can be graphed. The webhook gets a JSON
+Counters count predictions by verdict, changes by outcome and rollbacks by reason, so
+prevented incidents (rollbacks with reason ``PREDICTED_NEGATIVE``) can be graphed; the
+server serves them on ``/metrics`` with its RPC metrics. The webhook gets a JSON
 message for every rollback, held change and failure; deliveries are retried with
 backoff from a queue of their own, so a slow or dead receiver never holds up a change.
 """
@@ -15,16 +16,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter
 
 logger = logging.getLogger(__name__)
 
 
 class OutcomeCounters:
-    """``cfgclone_changes_total{outcome}`` and ``cfgclone_rollbacks_total{reason}``."""
+    """``cfgclone_predictions_total{verdict}``, ``cfgclone_changes_total{outcome}`` and
+    ``cfgclone_rollbacks_total{reason}``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.predictions = Counter(
+            "cfgclone_predictions",
+            "Predictions made, by overall verdict.",
+            ["verdict"],
+            registry=self.registry,
+        )
         self.changes = Counter(
             "cfgclone_changes",
             "Changes that reached a final state, by outcome.",
@@ -37,10 +45,6 @@ class OutcomeCounters:
             ["reason"],
             registry=self.registry,
         )
-
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Serve ``/metrics`` on ``port``."""
-        start_http_server(port, addr=host, registry=self.registry)
 
     def value(self, counter: Counter, label: str) -> float:
         """Current value of one labelled series (for status output and tests)."""

@@ -32,6 +32,7 @@ from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
 from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import ModelCache
 from cfgclone.predictor.judge import Judge
+from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
@@ -89,6 +90,7 @@ class Predictor:
         shadow_providers: Mapping[str, ShadowProvider],
         similarity: SimilarityLookup | None = None,
         judge: Judge | None = None,
+        counters: OutcomeCounters | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -96,6 +98,7 @@ class Predictor:
         self._providers = dict(shadow_providers)
         self._similarity = similarity
         self._judge = judge or Judge()
+        self._counters = counters or OutcomeCounters()
         self._shadow_slots = asyncio.Semaphore(settings.max_shadow_runs)
 
     @property
@@ -118,7 +121,7 @@ class Predictor:
         mode = mode or common_pb2.PREDICTION_MODE_LEARNED
         delta = ConfigurationDelta.between(proposal.current.content, proposal.content)
         if not delta:
-            return self._unchanged(mode, policy)
+            return self._counted(self._unchanged(mode, policy))
         parts: list[Evidence] = []
         if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
             parts.append(await self._learned(proposal, delta, policy))
@@ -126,14 +129,21 @@ class Predictor:
             parts.append(await self._shadow(proposal, policy, wait_for_shadow))
         results = combine([p.results for p in parts])
         reading = policy.policy.verdict(results)
-        return prediction_message(
-            results,
-            reading,
-            mode=mode,
-            policy_name=policy.message.name,
-            model_version=next((p.model_version for p in parts if p.model_version), ""),
-            note="; ".join(p.note for p in parts if p.note),
+        return self._counted(
+            prediction_message(
+                results,
+                reading,
+                mode=mode,
+                policy_name=policy.message.name,
+                model_version=next((p.model_version for p in parts if p.model_version), ""),
+                note="; ".join(p.note for p in parts if p.note),
+            )
         )
+
+    def _counted(self, prediction: common_pb2.Prediction) -> common_pb2.Prediction:
+        verdict = common_pb2.Verdict.Name(prediction.verdict).removeprefix("VERDICT_").lower()
+        self._counters.predictions.labels(verdict).inc()
+        return prediction
 
     def _unchanged(
         self, mode: common_pb2.PredictionMode.ValueType, policy: StoredPolicy

@@ -20,7 +20,6 @@
 * ``SIMILAR_SYSTEMS``: most similar systems whose history a prediction may borrow
   (default 20).
 * ``WEBHOOK_URL``: receives a JSON message for every rollback, held change and failure.
-* ``METRICS_PORT``: port of the Prometheus ``/metrics`` endpoint; unset serves none.
 * ``RETRAIN_INTERVAL_SECONDS``: how often the learned models are refreshed when new
   training examples have arrived (default 30; 0 turns the loop off).
 """
@@ -63,7 +62,6 @@ class PredictorSettings:
     history: timedelta = timedelta(days=7)
     similar_systems: int = 20
     webhook_url: str | None = None
-    metrics_port: int | None = None
     retrain_interval: timedelta = timedelta(seconds=30)
 
     def __post_init__(self) -> None:
@@ -79,7 +77,6 @@ class PredictorSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, str]) -> PredictorSettings:
         """Settings from the service's ``CFGCLONE_PREDICTOR_*`` options."""
-        metrics_port = options.get("METRICS_PORT")
         return cls(
             shadow_rounds=int(_number(options, "SHADOW_ROUNDS", 3)),
             shadow_seconds=_number(options, "SHADOW_SECONDS", 10.0),
@@ -93,6 +90,5 @@ class PredictorSettings:
             history=timedelta(days=_number(options, "HISTORY_DAYS", 7)),
             similar_systems=int(_number(options, "SIMILAR_SYSTEMS", 20)),
             webhook_url=options.get("WEBHOOK_URL") or None,
-            metrics_port=int(_number(options, "METRICS_PORT", 0)) if metrics_port else None,
             retrain_interval=timedelta(seconds=_number(options, "RETRAIN_INTERVAL_SECONDS", 30)),
         )

@@ -1,9 +1,11 @@
-"""KPI distributions of two fingerprints compared at the loads both have seen.
+"""KPI distributions of two fingerprints compared regime by regime.
 
 The embedding says how two systems behave in general; this measure checks the
-detail where it can be checked. Regimes are bins of the load metric on a log scale
-shared by the whole fleet, so regime 5 of one fingerprint is the same load range as
-regime 5 of another. For each KPI and regime seen by both, the two distributions are
+detail where it can be checked. Regimes are bins of each system's load metric on a
+log scale that spans that system's own observed range (``cfgclone.fingerprint.regimes``),
+so regime 5 is the same *position* in each system's range: two versions of one system
+share a scale, and two systems compare at corresponding levels of their own load.
+For each KPI and regime seen by both, the two distributions are
 compared by their means, quantiles (p50, p95, p99) and standard deviations, each
 difference expressed against the pooled standard deviation so that KPIs in
 different units average together. Regimes weigh by the smaller of the two sample

@@ -329,3 +329,41 @@ def test_the_agent_command_stops_when_the_collector_does_not_answer(
     assert code == 2
     assert len(err.splitlines()) == 1
     assert f"collector.address: the collector at {address} did not answer" in err
+
+
+async def test_the_agent_serves_the_depth_of_its_spool_on_metrics(tmp_path: Path) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from cfgclone.collector.agent_metrics import spool_registry
+    from cfgclone.common.metrics import MetricsHttpServer
+
+    spool = Spool(tmp_path / "spool.sqlite3", max_bytes=10 * 2**20)
+    http = MetricsHttpServer(spool_registry(spool), [], asyncio.get_running_loop())
+    port = http.start("127.0.0.1", 0)
+
+    def depth() -> dict[str, float]:
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("cfgclone_agent_spool_")
+        }
+
+    try:
+        empty = await asyncio.to_thread(depth)
+        builder = BatchBuilder("systems/spooled-01")
+        for value in range(3):
+            spool.append(_one_sample_batch(builder, float(value)))
+        held = await asyncio.to_thread(depth)
+    finally:
+        await asyncio.to_thread(http.stop)
+        spool.close()
+    assert empty["cfgclone_agent_spool_batches"] == 0
+    assert held["cfgclone_agent_spool_batches"] == 3
+    assert held["cfgclone_agent_spool_samples"] == 3
+    assert held["cfgclone_agent_spool_bytes"] == spool.pending_bytes > 0
+    assert held["cfgclone_agent_spool_dropped_batches"] == 0

@@ -9,6 +9,7 @@ import psycopg
 from cfgclone.common.store import Store, latest_migration, migrations
 
 EXPECTED_TABLES = {
+    "change_states",
     "changes",
     "collector_secrets",
     "configurations",
@@ -16,10 +17,12 @@ EXPECTED_TABLES = {
     "fingerprints",
     "history_imports",
     "fingerprint_progress",
+    "load_scales",
     "ingested_batches",
     "metrics",
     "operations",
     "policies",
+    "rollback_reasons",
     "rollbacks",
     "samples",
     "schema_migrations",
@@ -100,3 +103,19 @@ async def test_two_services_migrating_at_once_apply_each_migration_once(
     applied = sorted(v for result in results for v in result)
     assert applied == [m.version for m in migrations()]
     assert _tables(fresh_database) == EXPECTED_TABLES
+
+
+async def test_state_and_reason_names_agree_with_the_protobuf_enums(store: Store) -> None:
+    from cfgclone.v1 import common_pb2
+
+    async with store.connection() as conn:
+        states = await (await conn.execute("SELECT state, name FROM change_states")).fetchall()
+        reasons = await (await conn.execute("SELECT reason, name FROM rollback_reasons")).fetchall()
+    assert dict(states) == {
+        v.number: v.name.removeprefix("CHANGE_STATE_").lower()
+        for v in common_pb2.ChangeState.DESCRIPTOR.values
+    }
+    assert dict(reasons) == {
+        v.number: v.name.removeprefix("ROLLBACK_REASON_").lower()
+        for v in common_pb2.RollbackReason.DESCRIPTOR.values
+    }

@@ -1,4 +1,5 @@
-"""``cfgclone up`` on the embedded database: five services, reflection, health, clean stop."""
+"""``cfgclone up`` on the embedded database: five services, reflection, health, metrics,
+clean stop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,9 +63,14 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start_up(data_dir: Path, base_port: int) -> subprocess.Popen[str]:
+def _start_up(
+    data_dir: Path, base_port: int, metrics_port: int | None = None
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "CFGCLONE_DATABASE_URL"}
     env["CFGCLONE_DATA_DIR"] = str(data_dir)
+    env.pop("CFGCLONE_METRICS_PORT", None)
+    if metrics_port is not None:
+        env["CFGCLONE_METRICS_PORT"] = str(metrics_port)
     process = subprocess.Popen(
         [CFGCLONE, "up", "--base-port", str(base_port)],
         env=env,
@@ -118,7 +125,8 @@ def test_up_serves_every_service_with_reflection_and_health_then_stops_cleanly(
     data_dir: Path,
 ) -> None:
     base = _free_base_port()
-    process = _start_up(data_dir, base)
+    metrics = _free_base_port()
+    process = _start_up(data_dir, base, metrics)
     try:
         for offset, (name, full_name) in enumerate(SERVICES.items()):
             address = f"127.0.0.1:{base + offset}"
@@ -137,6 +145,21 @@ def test_up_serves_every_service_with_reflection_and_health_then_stops_cleanly(
             )
         )
         assert registered["system"]["name"] == "systems/db-01"
+        # Each service serves /metrics on the suite's metrics port plus its offset; the
+        # calls above show in its latency histogram.
+        for offset, full_name in enumerate(SERVICES.values()):
+            url = f"http://127.0.0.1:{metrics + offset}/metrics"
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+            assert (
+                'grpc_server_handling_seconds_count{grpc_method="Check",grpc_service='
+                '"grpc.health.v1.Health",grpc_type="unary"}'
+            ) in text, full_name
+            assert "grpc_server_handling_seconds_bucket" in text
+        collector = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10)
+        assert (
+            'grpc_server_handling_seconds_count{grpc_method="RegisterSystem",'
+            'grpc_service="cfgclone.v1.CollectorService",grpc_type="unary"} 1.0'
+        ) in collector.read().decode()
     finally:
         children = _stop(process)
     assert len(children) >= 5

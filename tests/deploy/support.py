@@ -47,7 +47,13 @@ PROJECT_IMAGES: Mapping[str, Path] = {
 """The project's images (unqualified name as the deploy files use it) and their Dockerfiles."""
 
 THIRD_PARTY_IMAGES = frozenset(
-    {"timescale/timescaledb", "otel/opentelemetry-collector", "jaegertracing/all-in-one"}
+    {
+        "timescale/timescaledb",
+        "otel/opentelemetry-collector",
+        "jaegertracing/all-in-one",
+        "prom/prometheus",
+        "grafana/grafana",
+    }
 )
 """Images the compose file takes from their publishers."""
 

@@ -28,7 +28,7 @@ from tests.deploy.support import (
 )
 
 COMPOSE = DEPLOY / "compose.yaml"
-INFRASTRUCTURE = {"timescaledb", "migrate", "otel-collector", "jaeger"}
+INFRASTRUCTURE = {"timescaledb", "migrate", "otel-collector", "jaeger", "prometheus", "grafana"}
 PROFILES: dict[str, Sequence[str]] = {"default": (), "tls": ("--profile", "tls")}
 
 

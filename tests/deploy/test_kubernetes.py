@@ -143,7 +143,10 @@ def test_each_service_has_a_deployment_service_and_disruption_budget(
         selector = deployment["spec"]["selector"]["matchLabels"]
         assert selector.items() <= labels.items(), service
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["ports"] == [{"name": "grpc", "containerPort": port}], service
+        assert container["ports"] == [
+            {"name": "grpc", "containerPort": port},
+            {"name": "metrics", "containerPort": 9464},
+        ], service
         assert {"name": "CFGCLONE_PORT", "value": str(port)} in container["env"], service
 
         k8s_service = find(manifests, "Service", f"cfgclone-{service}")

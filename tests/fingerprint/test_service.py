@@ -322,3 +322,29 @@ async def _first_fingerprint_builds_itself(store: Store) -> None:
         assert built.fingerprint.load_metric == LOAD
         # Built once: the next round finds nothing to build.
         assert await service.build_missing(store, settings) == 0
+
+
+async def test_the_load_metric_is_the_offered_load_unless_the_system_names_another(
+    store: Store,
+) -> None:
+    metrics = hockey_system(buckets=360, seed=21, start_bucket=EPOCH_BUCKET)
+    series = {n: (s.ts_unix_ns, s.values) for n, s in metrics.items()}
+    # The same behaviour, plus the requests offered to it.
+    series["http.server.request.rate"] = (metrics[LOAD].ts_unix_ns, metrics[LOAD].values * 40.0)
+    for system_id in ("fp-offered-01", "fp-chosen-01"):
+        await store_samples(store, system_id, series)
+    async with store.transaction() as conn:
+        await conn.execute(
+            "UPDATE systems SET labels = %s::jsonb WHERE system_id = 'fp-chosen-01'",
+            ('{"cfgclone.dev/load-metric": "' + LOAD + '"}',),
+        )
+    settings = FingerprintSettings()
+    window = {"start": START, "end": START + HOUR}
+
+    offered = await service.build(store, settings, service.BuildRequest("fp-offered-01", **window))
+    chosen = await service.build(store, settings, service.BuildRequest("fp-chosen-01", **window))
+
+    assert offered.load_metric == "http.server.request.rate"
+    assert chosen.load_metric == LOAD
+    # Each scale follows its own load's range: rates forty times the CPU share.
+    assert offered.load_scale.base == pytest.approx(chosen.load_scale.base * 40.0, rel=0.2)

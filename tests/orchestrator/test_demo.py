@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 from google.protobuf import json_format
@@ -33,16 +32,6 @@ SERVICES = (
     "PredictorService",
     "OrchestratorService",
 )
-
-
-@pytest.fixture
-async def own_store(fresh_database: str) -> AsyncIterator[Store]:
-    """The demo's fleet has fixed names, so it gets a database of its own."""
-    store = Store(fresh_database, min_size=1, max_size=8, name="demo-tests")
-    await store.open(wait=True)
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 @pytest.mark.timeout(300)

@@ -95,6 +95,8 @@ class Suite:
     addresses: dict[str, str]
     channels: dict[str, grpc.aio.Channel]
     store: Store
+    http: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``http://host:port`` of each service's ``/metrics`` (and the predictor's reports)."""
 
     @property
     def collector(self) -> Any:
@@ -132,6 +134,7 @@ async def running_services(
     services that are not started (the orchestrator gets an address nobody answers)."""
     options = options or {}
     addresses: dict[str, str] = {name: unused_address() for name in down}
+    http: dict[str, str] = {}
     async with contextlib.AsyncExitStack() as stack:
         for name in PEERS:
             if name in down:
@@ -144,22 +147,24 @@ async def running_services(
             else:
                 services = await BUILDERS[name](settings, store)
             running, _ = await stack.enter_async_context(
-                serve_in_process(services, tracer_provider=tracer_provider)
+                serve_in_process(services, tracer_provider=tracer_provider, metrics_port=0)
             )
             addresses[name] = f"127.0.0.1:{running.port}"
+            http[name] = f"http://127.0.0.1:{running.metrics_port}"
         settings = settings_for("orchestrator", store, addresses, options.get("orchestrator", {}))
         services = await orchestrator_services(settings, store, tracer_provider=tracer_provider)
         running, _ = await stack.enter_async_context(
-            serve_in_process(services, tracer_provider=tracer_provider)
+            serve_in_process(services, tracer_provider=tracer_provider, metrics_port=0)
         )
         addresses["orchestrator"] = f"127.0.0.1:{running.port}"
+        http["orchestrator"] = f"http://127.0.0.1:{running.metrics_port}"
         channels = {
             name: await stack.enter_async_context(
                 open_channel(address, tracer_provider=tracer_provider)
             )
             for name, address in addresses.items()
         }
-        yield Suite(addresses, channels, store)
+        yield Suite(addresses, channels, store, http)
 
 
 def unique(prefix: str) -> str:

@@ -40,6 +40,8 @@ class RunningPredictor:
     guard: Guard
     applier: SimulatedApplier
     provider: SimulatedShadowProvider
+    http: str
+    """``http://host:port`` of ``/metrics`` and the change reports."""
 
 
 def settings(
@@ -74,11 +76,20 @@ async def running_predictor(
         simulated=applier,
         shadow_providers={"simulated": provider},
     )
-    async with serve_in_process([definition], credentials=credentials) as (running, channel):
+    async with serve_in_process([definition], credentials=credentials, metrics_port=0) as (
+        running,
+        channel,
+    ):
         if token is not None:
             channel = open_channel(f"127.0.0.1:{running.port}", PeerSettings(token=token))
         try:
-            yield RunningPredictor(pb_grpc.PredictorServiceStub(channel), guard, applier, provider)
+            yield RunningPredictor(
+                pb_grpc.PredictorServiceStub(channel),
+                guard,
+                applier,
+                provider,
+                f"http://127.0.0.1:{running.metrics_port}",
+            )
         finally:
             await guard.close()
 

@@ -78,14 +78,6 @@ def webhook() -> Iterator[str]:
         server.server_close()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_reader_may_read_but_not_propose_and_an_operator_is_recorded(
     store: Store,
 ) -> None:
@@ -115,8 +107,7 @@ async def test_a_reader_may_read_but_not_propose_and_an_operator_is_recorded(
 async def test_every_refusal_reaches_the_webhook_and_the_counters(
     store: Store, webhook: str
 ) -> None:
-    port = _free_port()
-    async with running_predictor(store, WEBHOOK_URL=webhook, METRICS_PORT=str(port)) as predictor:
+    async with running_predictor(store, WEBHOOK_URL=webhook) as predictor:
         runner = asyncio.create_task(predictor.guard.webhook.run())
         try:
             system_id = await register(store, "hooked")
@@ -135,7 +126,7 @@ async def test_every_refusal_reaches_the_webhook_and_the_counters(
                     break
                 await asyncio.sleep(0.1)
             metrics = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                lambda: urllib.request.urlopen(f"{predictor.http}/metrics").read().decode()
             )
         finally:
             runner.cancel()
@@ -147,6 +138,7 @@ async def test_every_refusal_reaches_the_webhook_and_the_counters(
     assert message["prediction"]["verdict"] == "VERDICT_NEGATIVE"  # type: ignore[index]
     assert 'cfgclone_rollbacks_total{reason="predicted_negative"}' in metrics
     assert 'cfgclone_changes_total{outcome="rejected"}' in metrics
+    assert 'cfgclone_predictions_total{verdict="negative"}' in metrics
 
 
 def _stamp(moment: datetime) -> Timestamp:

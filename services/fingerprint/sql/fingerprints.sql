@@ -116,3 +116,13 @@ SELECT model FROM fingerprints
 WHERE system_id = %(system)s AND load_metric = %(load_metric)s
 ORDER BY created_at DESC, id DESC
 LIMIT 1;
+
+-- name: keep_load_scale
+-- The first scale proposed for a system and load metric is kept; later ones read it.
+INSERT INTO load_scales (system_id, load_metric, base, regimes_per_octave, regime_count)
+VALUES (%(system)s, %(load_metric)s, %(base)s, %(regimes_per_octave)s, %(regime_count)s)
+ON CONFLICT (system_id, load_metric) DO NOTHING;
+
+-- name: load_scale
+SELECT base, regimes_per_octave, regime_count FROM load_scales
+WHERE system_id = %(system)s AND load_metric = %(load_metric)s;
