@@ -428,10 +428,21 @@ class HistoryImports:
                 system = await repository.system(conn, system_id)
                 await repository.finish_import(conn, system, started, examples)
         except (CfgcloneError, OSError) as error:
+            # Not pending any more: the next sweep or version tries again.
             logger.warning("history of %s not imported: %s", system_id, error)
+            await self._finish_failed(system_id, started)
             return
         if self._on_imported is not None:
             self._on_imported(system_id)
+
+    async def _finish_failed(self, system_id: str, started: datetime) -> None:
+        try:
+            async with self._store.transaction() as conn:
+                system = await repository.system(conn, system_id)
+                examples = len(await repository.imported_examples(conn, system))
+                await repository.finish_import(conn, system, started, examples)
+        except (CfgcloneError, OSError) as error:
+            logger.warning("import of %s not recorded as finished: %s", system_id, error)
 
     async def sweep(self) -> int:
         """Look again at every system with history (late samples change examples);
