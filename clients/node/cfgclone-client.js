@@ -7,10 +7,14 @@
 //
 // Results are printed to stdout as JSON in the protobuf JSON mapping (camelCase
 // fields, enum names, 64-bit integers as strings, RFC 3339 timestamps, default
-// values left out). Exit codes: 0 success; 1 the call failed, after printing its
-// gRPC status code, message and error details (the ErrorInfo reason, the
-// BadRequest field violations) to stderr; 2 bad usage; 3 the operation was
-// printed but ended with an error (failed or cancelled), described on stderr.
+// values left out). Exit codes are those of the `cfgclone` CLI: 0 success (a
+// watched clone: every target kept); 1 failed: the call was refused (its gRPC
+// status code, message and error details, the ErrorInfo reason and BadRequest
+// field violations, go to stderr) or the watched operation ended failed or
+// cancelled (printed, its error on stderr); 2 bad usage; 3 a service
+// unreachable; 4 a target rejected; 5 a target rolled back; 6 a target held for
+// an operator. When targets end differently the most serious outcome decides,
+// in the order failed, rolled back, rejected, held.
 //
 // CFGCLONE_TOKEN (or --token) is sent as `authorization: Bearer <token>`.
 'use strict';
@@ -51,6 +55,28 @@ common options: [--token TOKEN] [--timeout SECONDS]
 `;
 
 class UsageError extends Error {}
+
+// Exit codes, as the cfgclone CLI's (services/orchestrator/cli.py).
+const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, rejected: 4, rolledBack: 5, held: 6 };
+const UNAVAILABLE = 14; // gRPC status code
+const STATE_EXITS = {
+  CHANGE_STATE_FAILED: EXIT.failed,
+  CHANGE_STATE_ROLLED_BACK: EXIT.rolledBack,
+  CHANGE_STATE_REJECTED: EXIT.rejected,
+  CHANGE_STATE_HELD: EXIT.held,
+};
+const SEVERITY = [EXIT.failed, EXIT.rolledBack, EXIT.rejected, EXIT.held];
+
+// The exit code of a printed operation: its targets' most serious outcome, else how it ended.
+function operationExitCode(json) {
+  if (json.error) return json.error.code === UNAVAILABLE ? EXIT.unavailable : EXIT.failed;
+  const targets = (json.clone && json.clone.targets) || [];
+  const codes = new Set(targets.map((t) => STATE_EXITS[t.state] || EXIT.ok));
+  const worst = SEVERITY.find((code) => codes.has(code));
+  if (worst !== undefined) return worst;
+  if (json.done && json.state !== 'OPERATION_STATE_SUCCEEDED') return EXIT.failed;
+  return EXIT.ok;
+}
 
 // --- arguments -------------------------------------------------------------
 
@@ -401,9 +427,8 @@ async function clone(services, root, args) {
         `operation ${json.name} failed: ` +
           `${describeStatus(root, error.code || 0, error.message || '', error.details || [])}\n`,
       );
-      return 3;
     }
-    return 0;
+    return operationExitCode(json);
   } finally {
     client.close();
   }
@@ -425,7 +450,7 @@ async function main(argv) {
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`error: ${error.message}\n${USAGE}`);
-    return 2;
+    return EXIT.usage;
   }
   const services = loadServices();
   const root = loadTypes();
@@ -441,7 +466,7 @@ async function main(argv) {
     process.stderr.write(
       `error: ${describeStatus(root, error.code, error.details || '', statusDetails(root, error))}\n`,
     );
-    return 1;
+    return error.code === UNAVAILABLE ? EXIT.unavailable : EXIT.failed;
   }
 }
 

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from cfgclone.collector.agent_config import AgentConfig, ConfigError, load_agent
 from cfgclone.collector.agent_runner import run_agent
 from cfgclone.common.clients import open_channel
 from cfgclone.common.logs import configure_logging
-from cfgclone.common.settings import PeerSettings
+from cfgclone.common.settings import PeerSettings, SettingsError, TelemetrySettings
+from cfgclone.common.usage import OneLineParser, usage_error
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +27,7 @@ DEFAULT_CONFIG = Path("/etc/cfgclone/agent.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cfgclone agent",
         description="Sample this machine and stream the samples to the cfgclone collector. "
         "The configuration file format is described in docs/agent.md.",
@@ -103,14 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cfgclone agent``."""
     args = build_parser().parse_args(argv)
     try:
+        TelemetrySettings(log_level=args.log_level, log_format=args.log_format)
         config = load_agent_config(args.config, os.environ)
-    except ConfigError as error:
-        print(f"cfgclone agent: {error}", file=sys.stderr)
-        return 2
+    except (ConfigError, SettingsError) as error:
+        return usage_error("cfgclone agent", str(error))
     unreachable = asyncio.run(_collector_reachable(config))
     if unreachable is not None:
-        print(f"cfgclone agent: {args.config}: {unreachable}", file=sys.stderr)
-        return 2
+        return usage_error("cfgclone agent", f"{args.config}: {unreachable}")
     configure_logging("agent", args.log_level.upper(), args.log_format)
     asyncio.run(_run_until_signalled(config, args.metrics_port, args.metrics_host))
     return 0

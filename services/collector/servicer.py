@@ -76,6 +76,21 @@ class CollectorServicer(pb_grpc.CollectorServiceServicer):
         )
         return pb.RegisterSystemResponse(system=system)
 
+    async def UpdateSystem(
+        self, request: pb.UpdateSystemRequest, context: Any
+    ) -> pb.UpdateSystemResponse:
+        require(request.system.name, "system.name")
+        identity = require_own_system(
+            system_id_from_name(request.system.name, "system.name"), "update"
+        )
+        system = await systems.update_system(
+            self._store,
+            request.system,
+            request.update_mask,
+            by_operator=identity.may(Role.OPERATOR),
+        )
+        return pb.UpdateSystemResponse(system=system)
+
     async def GetSystem(self, request: pb.GetSystemRequest, context: Any) -> pb.GetSystemResponse:
         require_role(Role.READER, "GetSystem")
         require(request.name, "name")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from google.protobuf import field_mask_pb2
 from psycopg.types.json import Jsonb
 
 from cfgclone.common.errors import InvalidArgument, NotFound, PermissionDenied
@@ -77,18 +78,24 @@ def _to_message(row: tuple[Any, ...]) -> common_pb2.System:
     return system
 
 
-async def register_system(
-    store: Store, system: common_pb2.System, *, by_operator: bool = True
-) -> common_pb2.System:
-    """Create the system, or replace the metadata of a registered one.
+UPDATABLE_FIELDS = (
+    "hostname",
+    "cpu_model",
+    "cpu_cores",
+    "memory_bytes",
+    "disks",
+    "os",
+    "kernel",
+    "architecture",
+    "labels",
+)
+"""Fields of a system that RegisterSystem and UpdateSystem set; the rest are output only."""
 
-    Without ``by_operator`` (the system's own agent registering it) a label under
-    :data:`STEERING_LABEL_PREFIX` is PERMISSION_DENIED, and the stored ones are kept.
-    """
-    system_id = system_id_from_name(system.name, "system.name")
-    _check_metadata(system)
-    _check_steering_labels(system, by_operator)
-    params = {
+
+def _params(
+    system_id: str, system: common_pb2.System, *, by_operator: bool = True
+) -> dict[str, Any]:
+    return {
         "system_id": system_id,
         "hostname": system.hostname,
         "cpu_model": system.cpu_model,
@@ -107,11 +114,84 @@ async def register_system(
         "keep_steering": not by_operator,
         "steering_prefix": STEERING_LABEL_PREFIX,
     }
+
+
+async def register_system(
+    store: Store, system: common_pb2.System, *, by_operator: bool = True
+) -> common_pb2.System:
+    """Create the system, or update a registered one with the fields ``system`` sets.
+
+    Without ``by_operator`` (the system's own agent registering it) a label under
+    :data:`STEERING_LABEL_PREFIX` is PERMISSION_DENIED, and the stored ones are kept.
+    """
+    system_id = system_id_from_name(system.name, "system.name")
+    _check_metadata(system)
+    _check_steering_labels(system, by_operator)
+    params = _params(system_id, system, by_operator=by_operator)
     async with store.connection() as conn:
         cursor = await conn.execute(_QUERIES["upsert_system"], params)
         row = await cursor.fetchone()
     assert row is not None
     return _to_message(row)
+
+
+def _mask_paths(system: common_pb2.System, mask: field_mask_pb2.FieldMask) -> list[str]:
+    """The fields to update: the mask's, ``*`` for all, none given for those set."""
+    if not mask.paths:
+        return [f.name for f, _ in system.ListFields() if f.name in UPDATABLE_FIELDS]
+    if list(mask.paths) == ["*"]:
+        return list(UPDATABLE_FIELDS)
+    for path in mask.paths:
+        if path not in UPDATABLE_FIELDS:
+            raise InvalidArgument.for_field(
+                "update_mask",
+                f"{path!r} cannot be updated; the fields are {', '.join(UPDATABLE_FIELDS)} or *",
+            )
+    return list(mask.paths)
+
+
+async def update_system(
+    store: Store,
+    system: common_pb2.System,
+    mask: field_mask_pb2.FieldMask,
+    *,
+    by_operator: bool = True,
+) -> common_pb2.System:
+    """Update the fields of a registered system named by ``mask`` (AIP-134).
+
+    Without ``by_operator`` steering labels are refused and the stored ones kept, as
+    in :func:`register_system`.
+    """
+    system_id = system_id_from_name(system.name, "system.name")
+    paths = _mask_paths(system, mask)
+    _check_metadata(system)
+    _check_steering_labels(system, by_operator)
+    async with store.connection() as conn, conn.transaction():
+        cursor = await conn.execute(_QUERIES["lock_system"], {"system_id": system_id})
+        row = await cursor.fetchone()
+        if row is None:
+            raise _not_registered(system.name)
+        updated = _to_message(row)
+        steering = {k: v for k, v in updated.labels.items() if k.startswith(STEERING_LABEL_PREFIX)}
+        for path in paths:
+            updated.ClearField(path)  # type: ignore[arg-type]
+        field_mask_pb2.FieldMask(paths=paths).MergeMessage(
+            system, updated, replace_message_field=True, replace_repeated_field=True
+        )
+        if not by_operator:
+            updated.labels.update(steering)
+        cursor = await conn.execute(_QUERIES["update_system"], _params(system_id, updated))
+        row = await cursor.fetchone()
+    assert row is not None
+    return _to_message(row)
+
+
+def _not_registered(name: str) -> NotFound:
+    return NotFound(
+        f"{name} is not registered; register it with RegisterSystem first",
+        reason="SYSTEM_NOT_FOUND",
+        metadata={"system": name},
+    )
 
 
 async def get_system(store: Store, name: str) -> common_pb2.System:
@@ -121,11 +201,7 @@ async def get_system(store: Store, name: str) -> common_pb2.System:
         cursor = await conn.execute(_QUERIES["get_system"], {"system_id": system_id})
         row = await cursor.fetchone()
     if row is None:
-        raise NotFound(
-            f"{name} is not registered; register it with RegisterSystem first",
-            reason="SYSTEM_NOT_FOUND",
-            metadata={"system": name},
-        )
+        raise _not_registered(name)
     return _to_message(row)
 
 

@@ -26,7 +26,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from cfgclone.common.auth import AuthInterceptor, Credentials
-from cfgclone.common.embedded import start_embedded_database
+from cfgclone.common.embedded import EmbeddedDatabaseError, start_embedded_database
 from cfgclone.common.errors import CfgcloneError, to_status
 from cfgclone.common.handlers import Continuation, ServerInterceptor, wrap_method_handler
 from cfgclone.common.incidents import internal_error
@@ -34,9 +34,15 @@ from cfgclone.common.logs import configure_logging
 from cfgclone.common.metrics import MetricsHttpServer, MetricsInterceptor, PageHandler, RpcMetrics
 from cfgclone.common.page_tokens import PAGE_TOKEN_KEY_NAME, use_page_token_key
 from cfgclone.common.request_limits import RequestLimitsInterceptor
-from cfgclone.common.settings import ServerSettings, ServiceSettings, load_settings
+from cfgclone.common.settings import (
+    ServerSettings,
+    ServiceSettings,
+    SettingsError,
+    load_settings,
+)
 from cfgclone.common.store import Store
 from cfgclone.common.telemetry import configure_tracing, server_interceptor
+from cfgclone.common.usage import usage_error
 from cfgclone.common.validation import RequestValidationInterceptor
 
 logger = logging.getLogger(__name__)
@@ -44,8 +50,15 @@ logger = logging.getLogger(__name__)
 LIVENESS = "liveness"
 """Health service name that reports SERVING for as long as the process runs."""
 
+EXIT_START_FAILED = 1
+"""Exit status of a service that cannot start: its port is taken, its database cannot run."""
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest response; requests are bounded by ``ServerSettings.max_message_bytes``."""
+
+
+class PortInUseError(RuntimeError):
+    """The server cannot bind its address: another process holds the port."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,8 @@ async def start_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+            # Without this a second server on a busy port binds too and takes half its calls.
+            ("grpc.so_reuseport", 0),
         ],
     )
     health_servicer = health_aio.HealthServicer()
@@ -223,10 +238,17 @@ async def start_server(
         (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     tls = _credentials_for(settings)
-    if tls is None:
-        port = server.add_insecure_port(settings.address)
-    else:
-        port = server.add_secure_port(settings.address, tls)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, tls)
+    except RuntimeError:
+        await server.stop(None)
+        raise PortInUseError(
+            f"cannot listen on {settings.address}: the port is in use or not available "
+            "here; set CFGCLONE_PORT (or --port) to another port, 0 for any free one"
+        ) from None
     await server.start()
     running = RunningServer(server, port, health_servicer, names, registry)
     if metrics_port is not None:
@@ -307,13 +329,17 @@ async def serve(settings: ServiceSettings, build: BuildServices) -> None:
         name=settings.service,
     )
     await store.open()
-    running = await start_server(
-        await build(settings, store),
-        settings.server,
-        credentials=credentials,
-        tracer_provider=trace.get_tracer_provider(),
-        metrics_port=settings.telemetry.metrics_port,
-    )
+    try:
+        running = await start_server(
+            await build(settings, store),
+            settings.server,
+            credentials=credentials,
+            tracer_provider=trace.get_tracer_provider(),
+            metrics_port=settings.telemetry.metrics_port,
+        )
+    except BaseException:
+        await store.close()
+        raise
     if settings.auth.page_token_key:
         use_page_token_key(settings.auth.page_token_key.encode())
     readiness = asyncio.create_task(
@@ -342,11 +368,19 @@ def main_for(service: str, build: BuildServices, argv: Sequence[str] | None = No
     """A service's console-script entry point."""
     import sys
 
-    settings = load_settings(service, sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(service, sys.argv[1:] if argv is None else argv)
+    except SettingsError as error:
+        return usage_error(f"cfgclone-{service}", str(error))
     configure_logging(service, settings.telemetry.log_level, settings.telemetry.log_format)
     provider = configure_tracing(service, settings.telemetry.otlp_endpoint)
     try:
         asyncio.run(serve(settings, build))
+    except SettingsError as error:  # a service's own settings, read when it is built
+        return usage_error(f"cfgclone-{service}", str(error))
+    except (PortInUseError, EmbeddedDatabaseError) as error:
+        print(f"cfgclone-{service}: {error}", file=sys.stderr)
+        return EXIT_START_FAILED
     finally:
         provider.shutdown()
     return 0

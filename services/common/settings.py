@@ -9,7 +9,8 @@ Environment variables (flag in brackets):
 * ``CFGCLONE_DATABASE_URL`` [--database-url]: PostgreSQL URL; unset starts the
   embedded PostgreSQL in ``CFGCLONE_DATA_DIR``.
 * ``CFGCLONE_DATA_DIR`` [--data-dir]: folder of the embedded database and other
-  local state (default ``~/.local/share/cfgclone``).
+  local state (default ``/var/lib/cfgclone`` as root, else the user's data dir,
+  ``~/.local/share/cfgclone``).
 * ``CFGCLONE_DB_POOL_MIN`` / ``CFGCLONE_DB_POOL_MAX``: connection pool bounds.
 * ``CFGCLONE_RETENTION_DAYS``: samples older than this are dropped (default 30).
 * ``CFGCLONE_HOST`` [--host], ``CFGCLONE_PORT`` [--port]: where the service listens;
@@ -51,6 +52,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import platformdirs
+
+from cfgclone.common.usage import OneLineParser
+
 SERVICE_NAMES = ("collector", "fingerprint", "similarity", "predictor", "orchestrator")
 
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -66,13 +71,24 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
+SYSTEM_DATA_DIR = Path("/var/lib/cfgclone")
+"""Default data dir as root: open to the embedded server's unprivileged user."""
+
+
+def default_data_dir() -> Path:
+    """``/var/lib/cfgclone`` as root, else the user's data dir (``~/.local/share/cfgclone``)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return SYSTEM_DATA_DIR
+    return platformdirs.user_data_path("cfgclone")
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """Where the services keep their state."""
 
     url: str | None = None
     """PostgreSQL connection URL; None means the embedded server in ``data_dir``."""
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "share" / "cfgclone")
+    data_dir: Path = field(default_factory=default_data_dir)
     """Folder of the embedded PostgreSQL cluster and other local state."""
     pool_min_size: int = 1
     """Connections the pool keeps open."""
@@ -96,6 +112,13 @@ class DatabaseSettings:
             raise SettingsError("CFGCLONE_RETENTION_DAYS must be positive")
 
 
+def _require_files(**variables: Path | None) -> None:
+    """A message naming the variable whose file is missing."""
+    for variable, path in variables.items():
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{variable}: TLS file not found: {path}")
+
+
 @dataclass(frozen=True)
 class ServerTls:
     """TLS of a server; with ``client_ca_file`` it requires client certificates."""
@@ -108,9 +131,11 @@ class ServerTls:
     """CA bundle for client certificates; set means mutual TLS is required."""
 
     def __post_init__(self) -> None:
-        for path in (self.cert_file, self.key_file, self.client_ca_file):
-            if path is not None and not path.is_file():
-                raise SettingsError(f"TLS file not found: {path}")
+        _require_files(
+            CFGCLONE_TLS_CERT=self.cert_file,
+            CFGCLONE_TLS_KEY=self.key_file,
+            CFGCLONE_TLS_CLIENT_CA=self.client_ca_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,9 +152,11 @@ class ClientTls:
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise SettingsError("CFGCLONE_TLS_CLIENT_CERT and CFGCLONE_TLS_CLIENT_KEY go together")
-        for path in (self.ca_file, self.cert_file, self.key_file):
-            if path is not None and not path.is_file():
-                raise SettingsError(f"TLS file not found: {path}")
+        _require_files(
+            CFGCLONE_TLS_CA=self.ca_file,
+            CFGCLONE_TLS_CLIENT_CERT=self.cert_file,
+            CFGCLONE_TLS_CLIENT_KEY=self.key_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -330,7 +357,7 @@ def _server_tls(env: Mapping[str, str]) -> ServerTls | None:
 
 def argument_parser(service: str) -> argparse.ArgumentParser:
     """Flags shared by every service's command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"cfgclone-{service}",
         description=f"cfgclone {service} service. Settings come from CFGCLONE_* variables; "
         "flags override them.",

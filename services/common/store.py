@@ -185,6 +185,10 @@ class Store:
             await conn.execute(_QUERIES["lock_migrations"])
             try:
                 await conn.execute(_QUERIES["create_migrations_table"])
+                state = await self._timescaledb_state(conn)
+                await conn.execute(
+                    _QUERIES["use_timescaledb"], {"use": "on" if state.usable else "off"}
+                )
                 cursor = await conn.execute(_QUERIES["applied_migrations"])
                 applied = {row[0] for row in await cursor.fetchall()}
                 done = []
@@ -199,6 +203,8 @@ class Store:
                         )
                     logger.info("applied migration %04d_%s", migration.version, migration.name)
                     done.append(migration.version)
+                if state.note:
+                    logger.warning("%s", state.note)
                 return done
             finally:
                 await conn.execute(_QUERIES["unlock_migrations"])
@@ -210,6 +216,12 @@ class Store:
             cursor = await conn.execute(_QUERIES["applied_migrations"])
             versions = [row[0] for row in await cursor.fetchall()]
         return max(versions, default=0)
+
+    async def _timescaledb_state(self, conn: Connection) -> TimescaleState:
+        cursor = await conn.execute(_QUERIES["timescaledb_state"])
+        row = await cursor.fetchone()
+        assert row is not None
+        return TimescaleState(installed=row[0], available=row[1], preloaded=row[2])
 
     async def deployment_key(self, name: str) -> bytes:
         """A secret the migrations generated once for the whole deployment (see 0060)."""
@@ -229,6 +241,32 @@ class Store:
             cursor = await conn.execute(_QUERIES["timescaledb_installed"])
             row = await cursor.fetchone()
         return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class TimescaleState:
+    """Whether TimescaleDB can hold the samples on this server."""
+
+    installed: bool
+    """The extension is created in this database."""
+    available: bool
+    """The server has the extension's files."""
+    preloaded: bool
+    """It is in ``shared_preload_libraries``, without which it refuses to be created."""
+
+    @property
+    def usable(self) -> bool:
+        return self.installed or (self.available and self.preloaded)
+
+    @property
+    def note(self) -> str | None:
+        """One line for an operator when TimescaleDB is there but cannot be used."""
+        if self.available and not self.usable:
+            return (
+                "TimescaleDB is installed but not in shared_preload_libraries; "
+                "samples use native PostgreSQL partitions"
+            )
+        return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,8 +1,10 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``cfgclone`` command line.
 
 Commands print tables for people; with ``--json`` they print one JSON document on
 standard output (protobuf messages in their JSON form) and progress, if any, on
-standard error. Services are found at ``CFGCLONE_<SERVICE>_ADDRESS``.
+standard error. Services are found at ``--<service>``, ``CFGCLONE_<SERVICE>_ADDRESS``,
+or where a running ``cfgclone up`` put them (see :mod:`cfgclone.orchestrator.context`).
 
 Exit codes scripts can rely on (see :data:`EXIT_CODES`):
 
@@ -24,21 +26,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
+import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC
+from typing import Any, TypeVar
 
+import argcomplete
 import grpc
 from google.protobuf import json_format
 from google.rpc import code_pb2
 
 from cfgclone.common.clients import open_channel
-from cfgclone.common.settings import SERVICE_NAMES, database_from_env, peers_from_env
-from cfgclone.orchestrator import suite
+from cfgclone.common.settings import (
+    DEFAULT_PORTS,
+    SERVICE_NAMES,
+    SettingsError,
+    database_from_env,
+)
+from cfgclone.common.usage import OneLineParser, usage_error
+from cfgclone.orchestrator import context, display, suite
+from cfgclone.orchestrator.overrides import unknown_parameters
+from cfgclone.orchestrator.progress import Progress
 from cfgclone.orchestrator.report_command import add_report_command
 from cfgclone.v1 import (
     collector_service_pb2,
@@ -53,6 +68,8 @@ from cfgclone.v1 import (
     similarity_service_pb2,
     similarity_service_pb2_grpc,
 )
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -82,12 +99,8 @@ _SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_REJECTED, EXIT_HELD)
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [list(map(str, headers)), *([str(c) for c in row] for row in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    for line in display.table_lines(headers, rows):
+        print(line)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -95,13 +108,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     database = database_from_env(os.environ)
     with suite.termination_as_interrupt():
         try:
-            with suite.running_suite(database, args.base_port, args.host, args.timeout) as up:
+            with (
+                suite.running_suite(database, args.base_port, args.host, args.timeout) as up,
+                _context_written(up),
+            ):
                 print(f"database: {up.database}")
                 _print_table(
                     ("service", "address", "pid", "health"),
                     [(s.name, s.address, s.process.pid, "SERVING") for s in up.services],
                 )
                 print(f"logs: {up.log_dir}")
+                print(f"context: {context.context_path()} (other cfgclone commands read it)")
                 print("cfgclone is up; press Ctrl-C to stop", flush=True)
                 while all(s.process.poll() is None for s in up.services):
                     time.sleep(0.5)
@@ -115,18 +132,66 @@ def cmd_up(args: argparse.Namespace) -> int:
             return EXIT_OK
 
 
+@contextlib.contextmanager
+def _context_written(up: suite.RunningSuite) -> Iterator[None]:
+    """The context file names the suite's services while it runs."""
+    addresses = {s.name: s.address for s in up.services}
+    context.write_context(context.Context(addresses, os.getpid(), up.database))
+    try:
+        yield
+    finally:
+        context.remove_context(os.getpid())
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    """Where the commands find the services, and which setting says so."""
+    resolved = _resolved()
+    path = context.context_path()
+    found = context.read_context(path)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "exists": found is not None,
+                    "services": {
+                        n: {"address": resolved.peers.address(n), "from": resolved.sources[n]}
+                        for n in SERVICE_NAMES
+                    },
+                }
+            )
+        )
+        return EXIT_OK
+    print(f"context file: {path}" + ("" if found else " (none: no cfgclone up running)"))
+    if found is not None:
+        print(f"written by cfgclone up, pid {found.pid}; database: {found.database}")
+    _print_table(
+        ("service", "address", "from"),
+        [(n, resolved.peers.address(n), resolved.sources[n]) for n in SERVICE_NAMES],
+    )
+    return EXIT_OK
+
+
+DEMO_START_ATTEMPTS = 3
+"""The demo picks other free ports when one it picked was taken before its services bound."""
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the suite on free ports, walk through what it does, and stop it."""
     from cfgclone.orchestrator import demo
 
     database = database_from_env(os.environ)
-    try:
-        with suite.running_suite(database, suite.free_base_port(), "127.0.0.1", 60.0) as up:
-            print(f"cfgclone demo: five services up on {up.database}\n")
-            return asyncio.run(demo.run(up))
-    except suite.SuiteStartError as error:
-        print(f"cfgclone: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    for attempt in range(DEMO_START_ATTEMPTS):
+        try:
+            with suite.running_suite(database, suite.free_base_port(), "127.0.0.1", 60.0) as up:
+                print(f"cfgclone demo: five services up on {up.database}\n")
+                return asyncio.run(demo.run(up))
+        except suite.SuiteStartError as error:
+            if error.port_taken and attempt + 1 < DEMO_START_ATTEMPTS:
+                continue  # another program took a port between the choice and the bind
+            print(f"cfgclone: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_FAILED
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -139,7 +204,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Health of every service at its configured address."""
-    peers = peers_from_env(os.environ)
+    resolved = _resolved()
+    peers = resolved.peers
 
     async def check() -> list[bool]:
         return list(
@@ -153,9 +219,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({n: ok for n, ok in zip(SERVICE_NAMES, states, strict=True)}))
     else:
         _print_table(
-            ("service", "address", "health"),
+            ("service", "address", "health", "from"),
             [
-                (n, peers.address(n), "SERVING" if ok else "UNREACHABLE")
+                (n, peers.address(n), "SERVING" if ok else "UNREACHABLE", resolved.sources[n])
                 for n, ok in zip(SERVICE_NAMES, states, strict=True)
             ],
         )
@@ -164,36 +230,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_systems(args: argparse.Namespace) -> int:
     """List registered systems."""
-    peers = peers_from_env(os.environ)
 
-    async def fetch() -> list[Any]:
-        async with open_channel(peers.address("collector"), peers) as channel:
-            stub = collector_service_pb2_grpc.CollectorServiceStub(channel)
-            systems: list[Any] = []
-            token = ""
-            while True:
-                reply = await stub.ListSystems(
-                    collector_service_pb2.ListSystemsRequest(
-                        page_size=500, page_token=token, label_selector=args.selector
-                    ),
-                    timeout=peers.timeout_seconds,
-                )
-                systems.extend(reply.systems)
-                token = reply.next_page_token
-                if not token:
-                    return systems
+    async def fetch(services: _Services) -> list[Any]:
+        systems: list[Any] = []
+        token = ""
+        while True:
+            reply = await services.collector.ListSystems(
+                collector_service_pb2.ListSystemsRequest(
+                    page_size=500, page_token=token, label_selector=args.selector
+                ),
+                timeout=services.timeout,
+            )
+            systems.extend(reply.systems)
+            token = reply.next_page_token
+            if not token:
+                return systems
 
-    systems = asyncio.run(fetch())
+    systems = _call(fetch)
     if args.json:
         print(json.dumps([json_format.MessageToDict(s) for s in systems]))
         return EXIT_OK
     _print_table(
-        ("system", "cores", "memory GiB", "arch", "os", "labels"),
+        ("system", "cores", "memory (GiB)", "arch", "os", "labels"),
         [
             (
                 s.name.removeprefix("systems/"),
                 s.cpu_cores,
-                f"{s.memory_bytes / 2**30:.1f}",
+                display.fixed(s.memory_bytes / 2**30, 1),
                 s.architecture,
                 s.os,
                 ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
@@ -222,8 +285,41 @@ def _system(value: str) -> str:
     return value if value.startswith("systems/") else f"systems/{value}"
 
 
+def _change(value: str) -> str:
+    """``systems/db-02/changes/9`` for ``db-02/changes/9`` (as printed) or the full name."""
+    return _system(value)
+
+
+def _cohort(value: str) -> str:
+    """``cohorts/0`` for ``0`` (as printed) or ``cohorts/0``; empty stays empty."""
+    return value if not value or value.startswith("cohorts/") else f"cohorts/{value}"
+
+
+def _policy(value: str) -> str:
+    """``policies/fast`` for ``fast`` or ``policies/fast``; empty is the default policy."""
+    return value if not value or value.startswith("policies/") else f"policies/{value}"
+
+
 def _short(name: str) -> str:
+    """A name as printed: without ``systems/``; every command takes it back."""
     return name.removeprefix("systems/")
+
+
+_COMMANDS_FOR_METHODS = {
+    "BuildFingerprint": "cfgclone fingerprint build",
+    "ListCohorts": "cfgclone cohorts",
+    "RegisterSystem": "cfgclone agent (which registers its system)",
+    "CreatePolicy": "PredictorService.CreatePolicy (see README, grpcurl)",
+}
+
+
+def _in_cli_terms(details: str) -> str:
+    """A service's error, with the gRPC methods it suggests replaced by commands."""
+    return re.sub(
+        r"\b(" + "|".join(_COMMANDS_FOR_METHODS) + r")\b",
+        lambda found: _COMMANDS_FOR_METHODS[found.group(1)],
+        details,
+    )
 
 
 def _state(state: common_pb2.ChangeState.ValueType) -> str:
@@ -247,21 +343,47 @@ def _progress(json_output: bool) -> Any:
     return sys.stderr if json_output else sys.stdout
 
 
+_FLAGS: contextvars.ContextVar[dict[str, str | None]] = contextvars.ContextVar("flags")
+"""The ``--<service>`` address flags of the command being run."""
+
+
+def _resolved() -> context.Resolved:
+    return context.resolve(_FLAGS.get({}))
+
+
 class _Services:
     """Stubs of the services at their configured addresses, on channels closed together."""
 
     def __init__(self) -> None:
-        self.peers = peers_from_env(os.environ)
+        self.resolved = _resolved()
+        self.peers = self.resolved.peers
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.last = ""
+        """The service called last: the one an UNAVAILABLE came from."""
 
     def _channel(self, name: str) -> grpc.aio.Channel:
+        self.last = name
         if name not in self._channels:
             self._channels[name] = open_channel(self.peers.address(name), self.peers)
         return self._channels[name]
 
+    def unreachable(self, error: grpc.aio.AioRpcError) -> context.ServiceUnreachable | None:
+        """The service that could not be reached, if that is what ``error`` means."""
+        channel = self._channels.get(self.last)
+        if error.code() != grpc.StatusCode.UNAVAILABLE or channel is None:
+            return None
+        state = channel.get_state()
+        if state not in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.IDLE):
+            return None  # connected: the service itself answered UNAVAILABLE
+        return context.ServiceUnreachable(self.last, self.resolved)
+
     @property
     def timeout(self) -> float:
         return self.peers.timeout_seconds
+
+    @property
+    def collector(self) -> Any:
+        return collector_service_pb2_grpc.CollectorServiceStub(self._channel("collector"))
 
     @property
     def fingerprint(self) -> Any:
@@ -284,15 +406,26 @@ class _Services:
             await channel.close(None)
 
 
-def _run(command: Callable[[_Services], Awaitable[int]]) -> int:
-    async def with_services() -> int:
+def _call(command: Callable[[_Services], Awaitable[T]]) -> T:
+    """Run ``command`` on the services; an unreachable one is named with its setting."""
+
+    async def with_services() -> T:
         services = _Services()
         try:
             return await command(services)
+        except grpc.aio.AioRpcError as error:
+            unreachable = services.unreachable(error)
+            if unreachable is not None:
+                raise unreachable from None
+            raise
         finally:
             await services.close()
 
     return asyncio.run(with_services())
+
+
+def _run(command: Callable[[_Services], Awaitable[int]]) -> int:
+    return _call(command)
 
 
 # --- fingerprints, similarity, cohorts ----------------------------------------------------
@@ -340,25 +473,42 @@ def _show_fingerprint(fingerprint: common_pb2.Fingerprint, json_output: bool) ->
     quality = fingerprint.quality
     print(f"{fingerprint.name}  ({fingerprint.configuration or 'no configuration'})")
     print(
-        f"window {fingerprint.window_start.ToJsonString()} - "
-        f"{fingerprint.window_end.ToJsonString()}, {quality.samples} samples, "
-        f"load {fingerprint.load_metric} {quality.load_min:.3g}-{quality.load_max:.3g}"
+        f"window {display.when(fingerprint.window_start)} - "
+        f"{display.when(fingerprint.window_end)}, {display.plural(quality.samples, 'sample')}, "
+        f"load {fingerprint.load_metric} {display.general(quality.load_min, 3)}-"
+        f"{display.general(quality.load_max, 3)} {display.unit_of(fingerprint.load_metric)}"
     )
     rows = []
     for profile in fingerprint.kpis:
         typical = _typical_regime(profile)
-        knee = f"{profile.curve.knee_load:.3g}" if profile.curve.HasField("knee_load") else "-"
+        knee = (
+            display.general(profile.curve.knee_load, 3)
+            if profile.curve.HasField("knee_load")
+            else "-"
+        )
         rows.append(
             (
                 profile.kpi,
+                display.unit_of(profile.kpi),
                 len(profile.regimes),
-                f"{typical.mean:.4g}" if typical else "-",
-                f"{typical.p95:.4g}" if typical else "-",
-                f"{profile.curve.slope:+.3g}",
+                display.general(typical.mean) if typical else "-",
+                display.general(typical.p95) if typical else "-",
+                display.general(profile.curve.slope, 3, sign=True),
                 knee,
             )
         )
-    _print_table(("kpi", "regimes", "mean", "p95", "slope", "knee load"), rows)
+    _print_table(
+        (
+            "kpi",
+            "unit",
+            "regimes",
+            "mean (unit)",
+            "p95 (unit)",
+            "slope (unit per load)",
+            "knee (load)",
+        ),
+        rows,
+    )
     for note in quality.notes:
         print(f"note: {note}")
     return EXIT_OK
@@ -386,7 +536,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
             rows.append(
                 (
                     _short(score.second),
-                    f"{score.score:.3f}",
+                    display.fixed(score.score),
                     decision.removeprefix("CLONE_DECISION_").lower(),
                     groups,
                 )
@@ -421,7 +571,7 @@ def cmd_cohorts(args: argparse.Namespace) -> int:
                 (
                     c.name.removeprefix("cohorts/"),
                     len(c.members),
-                    f"{c.spread:.3f}",
+                    display.fixed(c.spread),
                     " ".join(_short(m) for m in c.members),
                 )
                 for c in found
@@ -446,11 +596,11 @@ def _clone_request(args: argparse.Namespace) -> orchestrator_service_pb2.CloneCo
         source=_system(args.source),
         targets=[_system(t) for t in args.targets],
         target_selector=args.selector,
-        target_cohort=args.cohort,
+        target_cohort=_cohort(args.cohort),
         options=orchestrator_service_pb2.CloneOptions(
             dry_run=args.dry_run,
             mode=_MODES[args.mode],
-            policy=args.policy,
+            policy=_policy(args.policy),
             wave_size=args.wave_size,
             max_fail_fraction=args.max_fail,
             similarity_threshold=args.threshold,
@@ -460,11 +610,6 @@ def _clone_request(args: argparse.Namespace) -> orchestrator_service_pb2.CloneCo
     )
 
 
-def _print_event(event: Any, out: Any) -> None:
-    where = f" {_short(event.system)}" if event.system else ""
-    print(f"  [{event.step}]{where}: {event.message}", file=out, flush=True)
-
-
 async def _watch(services: _Services, name: str, out: Any) -> Any:
     """Print each new event of the operation until it is done; return it done."""
     shown = 0
@@ -472,12 +617,75 @@ async def _watch(services: _Services, name: str, out: Any) -> Any:
     call = services.orchestrator.WatchOperation(
         orchestrator_service_pb2.WatchOperationRequest(name=name)
     )
-    async for reply in call:
-        last = reply.operation
-        for event in last.events[shown:]:
-            _print_event(event, out)
-        shown = len(last.events)
+    progress = Progress(out, "clone")
+    verifying = _Verifications(services, out)
+    ticker = asyncio.create_task(verifying.follow())
+    try:
+        async for reply in call:
+            last = reply.operation
+            for event in last.events[shown:]:
+                where = f" {_short(event.system)}" if event.system else ""
+                progress.write(f"  [{event.step}]{where}: {event.message}")
+                if event.step == "verify" and event.system:
+                    await verifying.add(event.system)
+            shown = len(last.events)
+            step = last.events[-1].step if last.events else ""
+            progress.update(last.progress_percent, step)
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        verifying.close()
+        progress.close()
     return last
+
+
+class _Verifications:
+    """The live verification windows of a clone's targets, each with its progress."""
+
+    def __init__(self, services: _Services, out: Any) -> None:
+        self._services = services
+        self._out = out
+        self._windows: dict[str, tuple[Any, float, Progress]] = {}
+
+    async def add(self, system: str) -> None:
+        """Follow the change of ``system`` that is being verified, if one is."""
+        reply = await self._services.predictor.ListChanges(
+            predictor_service_pb2.ListChangesRequest(parent=system, page_size=5),
+            timeout=self._services.timeout,
+        )
+        for change in reply.changes:
+            if change.state == common_pb2.CHANGE_STATE_VERIFYING:
+                seconds = await _verification_seconds(self._services, change)
+                if change.name not in self._windows and seconds > 0:
+                    label = f"verifying {_short(change.name)}"
+                    self._windows[change.name] = (change, seconds, Progress(self._out, label))
+                    self._show(change.name)
+
+    def _show(self, name: str) -> None:
+        change, seconds, progress = self._windows[name]
+        _show_window(progress, change, seconds)
+
+    async def follow(self) -> None:
+        """Update each window every second until its change leaves VERIFYING."""
+        while True:
+            await asyncio.sleep(1.0)
+            for name in list(self._windows):
+                change = (
+                    await self._services.predictor.GetChange(
+                        predictor_service_pb2.GetChangeRequest(name=name),
+                        timeout=self._services.timeout,
+                    )
+                ).change
+                if change.state != common_pb2.CHANGE_STATE_VERIFYING:
+                    self._windows.pop(name)[2].close()
+                else:
+                    self._show(name)
+
+    def close(self) -> None:
+        for _, _, progress in self._windows.values():
+            progress.close()
+        self._windows.clear()
 
 
 def operation_exit_code(operation: Any) -> int:
@@ -512,10 +720,10 @@ def _print_clone_result(operation: Any) -> None:
         [
             (
                 _short(t.system),
-                f"{t.similarity:.3f}" if t.similarity else "-",
+                display.fixed(t.similarity) if t.similarity else "-",
                 "yes" if t.adapted else "no",
                 _state(t.state),
-                t.change.rsplit("/", 1)[-1] if t.change else "-",
+                _short(t.change) if t.change else "-",
                 t.explanation,
             )
             for t in result.targets
@@ -575,19 +783,66 @@ _FINAL_OR_HELD = frozenset(
 )
 
 
-async def _follow_change(services: _Services, change: Any, out: Any) -> Any:
-    seen = None
-    while True:
-        if change.state != seen:
-            seen = change.state
-            print(f"  [{_state(change.state).lower()}] {change.state_reason}", file=out, flush=True)
-        if change.state in _FINAL_OR_HELD:
-            return change
-        await asyncio.sleep(0.5)
-        reply = await services.predictor.GetChange(
-            predictor_service_pb2.GetChangeRequest(name=change.name), timeout=services.timeout
+async def _verification_seconds(services: _Services, change: Any) -> float:
+    """Delay plus window of the policy that verifies ``change``: how long VERIFYING lasts."""
+    revision = change.prediction.policy  # policies/{id}/revisions/{n}
+    name = "/".join(revision.split("/")[:2]) if revision else "policies/default"
+    policy = (
+        await services.predictor.GetPolicy(
+            predictor_service_pb2.GetPolicyRequest(name=name), timeout=services.timeout
         )
-        change = reply.change
+    ).policy
+    return float(
+        policy.verification_delay.ToTimedelta().total_seconds()
+        + policy.verification_window.ToTimedelta().total_seconds()
+    )
+
+
+def _show_window(progress: Progress, change: Any, seconds: float) -> None:
+    """How far a change in VERIFYING (since its update time) is through its ``seconds``."""
+    elapsed = time.time() - change.update_time.ToDatetime(tzinfo=UTC).timestamp()
+    progress.update(100.0 * elapsed / seconds, f"{min(elapsed, seconds):.0f} of {seconds:.0f} s")
+
+
+async def _follow_change(
+    services: _Services, change: Any, out: Any, *, through_held: bool = False
+) -> Any:
+    """Print each state of ``change`` and the verification's progress until it ends.
+
+    It stops at HELD too unless ``through_held``: then it waits for the operator.
+    """
+    seen = None
+    progress: Progress | None = None
+    verifying_for = 0.0
+    try:
+        while True:
+            if change.state != seen:
+                seen = change.state
+                if progress is not None:
+                    progress.close()
+                    progress = None
+                print(
+                    f"  [{_state(change.state).lower()}] {change.state_reason}",
+                    file=out,
+                    flush=True,
+                )
+                if change.state == common_pb2.CHANGE_STATE_VERIFYING:
+                    verifying_for = await _verification_seconds(services, change)
+                    progress = Progress(out, "verifying")
+            if progress is not None and verifying_for > 0:
+                _show_window(progress, change, verifying_for)
+            if change.state in _FINAL_OR_HELD and not (
+                through_held and change.state == common_pb2.CHANGE_STATE_HELD
+            ):
+                return change
+            await asyncio.sleep(0.5)
+            reply = await services.predictor.GetChange(
+                predictor_service_pb2.GetChangeRequest(name=change.name), timeout=services.timeout
+            )
+            change = reply.change
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _print_change(change: Any) -> None:
@@ -601,6 +856,29 @@ def _print_change(change: Any) -> None:
         )
     if change.state_reason:
         print(f"  why: {change.state_reason}")
+
+
+def _check_overrides(current: common_pb2.Configuration, args: argparse.Namespace) -> bool:
+    """Whether the ``--set`` keys may go on: known, or new on purpose, or kind unchecked."""
+    from cfgclone.orchestrator.adaptation import schema_for, schema_from_proto
+
+    schema = schema_for(current.kind, schema_from_proto(current.kind, current.schema).parameters)
+    unknown = unknown_parameters(schema, current.content.keys(), [k for k, _ in args.overrides])
+    if not unknown:
+        return True
+    if not schema.parameters or args.allow_new:
+        for parameter in unknown:
+            why = "is new" if schema.parameters else f"has no schema; {parameter.key} is unchecked"
+            what = parameter.key if schema.parameters else current.kind
+            print(f"cfgclone apply: warning: {what} {why}", file=sys.stderr)
+        return True
+    for parameter in unknown:
+        print(
+            f"cfgclone apply: --set {parameter.key}: {parameter.describe(current.kind)} "
+            "(--allow-new sets it anyway)",
+            file=sys.stderr,
+        )
+    return False
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -621,6 +899,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             source=common_pb2.CONFIGURATION_SOURCE_MANUAL,
             parent=current.name,
         )
+        if not _check_overrides(current, args):
+            return EXIT_USAGE
         configuration.content.update(dict(args.overrides))
         reply = await services.predictor.ProposeChange(
             predictor_service_pb2.ProposeChangeRequest(
@@ -628,7 +908,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     system=system, configuration=configuration
                 ),
                 mode=_MODES[args.mode],
-                policy=args.policy,
+                policy=_policy(args.policy),
                 dry_run=args.dry_run,
                 request_id=args.request_id or uuid.uuid4().hex,
             ),
@@ -636,7 +916,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         )
         out = _progress(args.json)
         print(f"{reply.change.name}: proposed {reply.change.to_configuration}", file=out)
-        change = await _follow_change(services, reply.change, out)
+        change = await _follow_change(services, reply.change, out, through_held=args.watch)
         if args.json:
             _print_json(change)
         else:
@@ -664,7 +944,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
             _print_json_list(reply.changes)
             return EXIT_OK
         _print_table(
-            ("change", "state", "from", "to", "predicted", "when", "why"),
+            ("change", "state", "from", "to", "predicted", "when (UTC)", "why"),
             [
                 (
                     _short(c.name),
@@ -672,7 +952,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
                     c.from_configuration.rsplit("/", 1)[-1] or "-",
                     c.to_configuration.rsplit("/", 1)[-1],
                     _verdict(c.prediction.verdict) if c.prediction.verdict else "-",
-                    c.create_time.ToJsonString(),
+                    display.when(c.create_time),
                     c.state_reason,
                 )
                 for c in reply.changes
@@ -697,13 +977,13 @@ def cmd_rollbacks(args: argparse.Namespace) -> int:
             _print_json_list(reply.rollbacks)
             return EXIT_OK
         _print_table(
-            ("rollback", "change", "reason", "when", "explanation"),
+            ("rollback", "change", "reason", "when (UTC)", "explanation"),
             [
                 (
                     _short(r.name),
-                    r.change.rsplit("/", 1)[-1],
+                    _short(r.change),
                     common_pb2.RollbackReason.Name(r.reason).removeprefix("ROLLBACK_REASON_"),
-                    r.create_time.ToJsonString(),
+                    display.when(r.create_time),
                     r.explanation,
                 )
                 for r in reply.rollbacks
@@ -720,7 +1000,7 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
             change = (
                 await services.predictor.ApproveChange(
                     predictor_service_pb2.ApproveChangeRequest(
-                        name=args.change, reason=args.reason
+                        name=_change(args.change), reason=args.reason
                     ),
                     timeout=services.timeout,
                 )
@@ -728,15 +1008,19 @@ def _decide(args: argparse.Namespace, approve: bool) -> int:
         else:
             change = (
                 await services.predictor.AbortChange(
-                    predictor_service_pb2.AbortChangeRequest(name=args.change, reason=args.reason),
+                    predictor_service_pb2.AbortChangeRequest(
+                        name=_change(args.change), reason=args.reason
+                    ),
                     timeout=services.timeout,
                 )
             ).change
+        if getattr(args, "watch", False):
+            change = await _follow_change(services, change, _progress(args.json))
         if args.json:
             _print_json(change)
         else:
             _print_change(change)
-        return EXIT_OK
+        return exit_code_for([change.state]) if getattr(args, "watch", False) else EXIT_OK
 
     return _run(decide)
 
@@ -760,7 +1044,7 @@ def _add_guard_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode", choices=sorted(_MODES), default="learned", help="how to predict the impact"
     )
-    parser.add_argument("--policy", default="", help="policies/{id}; default policies/default")
+    parser.add_argument("--policy", default="", help="a policy id; default: default")
     parser.add_argument("--request-id", default="", help="idempotency key; a repeat is a no-op")
     _add_json(parser)
 
@@ -798,7 +1082,9 @@ def _add_clone_commands(commands: Any) -> None:
     clone.add_argument("source", help="the system whose current configuration is cloned")
     clone.add_argument("targets", nargs="*", metavar="TARGET", help="target systems")
     clone.add_argument("--selector", default="", help="targets by labels, e.g. role=db")
-    clone.add_argument("--cohort", default="", help="targets by cohort: cohorts/{id}")
+    clone.add_argument(
+        "--cohort", default="", help="targets by cohort, as cfgclone cohorts prints it"
+    )
     clone.add_argument("--wave-size", type=int, default=0, help="targets per wave; 0: all")
     clone.add_argument(
         "--max-fail", type=float, default=0.0, help="share of a wave that may fail (0-1)"
@@ -821,6 +1107,16 @@ def _add_clone_commands(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="a parameter to change (values are JSON when they parse, else text)",
     )
+    apply.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow a held change too, until an operator decides and it ends",
+    )
+    apply.add_argument(
+        "--allow-new",
+        action="store_true",
+        help="set parameters that neither the kind's schema nor the configuration has",
+    )
     _add_guard_options(apply)
     apply.set_defaults(func=cmd_apply)
 
@@ -833,24 +1129,91 @@ def _add_clone_commands(commands: Any) -> None:
 
     for name, func in (("approve", cmd_approve), ("abort", cmd_abort)):
         decision = commands.add_parser(name, help=func.__doc__)
-        decision.add_argument("change", help="systems/{id}/changes/{change}")
+        decision.add_argument(
+            "change", help="a change as cfgclone changes prints it: {system}/changes/{id}"
+        )
         decision.add_argument("--reason", default="", help="recorded with the decision")
+        if name == "approve":
+            decision.add_argument(
+                "--watch",
+                action="store_true",
+                help="follow the change until it ends; exit with its outcome",
+            )
         _add_json(decision)
         decision.set_defaults(func=func)
 
 
 def _exit_codes_epilog() -> str:
     lines = [f"  {code}  {meaning}" for code, meaning in sorted(EXIT_CODES.items())]
-    return "exit codes:\n" + "\n".join(lines)
+    return "exit codes:\n" + "\n".join(lines) + "\n\n" + _SETTINGS_HELP
+
+
+_SETTINGS_HELP = """settings (environment variables; flags win):
+  CFGCLONE_<SERVICE>_ADDRESS    host:port of a service (else cfgclone up's context file,
+                                else 127.0.0.1:50051-50055); see cfgclone context
+  CFGCLONE_TOKEN                bearer token sent on every call
+  CFGCLONE_TLS_CA               CA bundle that verifies the services (TLS)
+  CFGCLONE_TLS_CLIENT_CERT/KEY  client certificate and key (mutual TLS)
+  CFGCLONE_CALL_TIMEOUT_SECONDS deadline of each call (default 10)
+  CFGCLONE_DATABASE_URL         PostgreSQL of up, demo and migrate (default: embedded)
+  CFGCLONE_DATA_DIR             embedded database and logs (default: /var/lib/cfgclone
+                                as root, else ~/.local/share/cfgclone)
+  CFGCLONE_LOG_DIR              where up writes the services' logs (default DATA_DIR/logs)
+
+shell completion (bash, zsh): eval "$(register-python-argcomplete cfgclone)"
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and shows each option's default when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "%(default)" not in text
+            and default is not None
+            and default is not False
+            and default not in ("", argparse.SUPPRESS)
+            and not isinstance(default, list)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(OneLineParser):
+    """The CLI's parser; its sub-command parsers show defaults too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cfgclone")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cfgclone",
         description="Clone configurations between machines, guarded by predicted impact.",
         epilog=_exit_codes_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"cfgclone {_version()}")
+    for name in SERVICE_NAMES:
+        parser.add_argument(
+            f"--{name}",
+            dest=f"{name}_address",
+            metavar="HOST:PORT",
+            help=f"the {name} (default: {context.address_variable(name)}, else where "
+            f"cfgclone up runs it, else 127.0.0.1:{DEFAULT_PORTS[name]})",
+        )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help=cmd_up.__doc__)
@@ -859,7 +1222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=suite.default_base_port(),
-        help="port of the collector; the others follow (default 50051-50055)",
+        help="port of the collector; the other four follow it",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for SERVING")
     up.set_defaults(func=cmd_up)
@@ -873,6 +1236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__)
     migrate.set_defaults(func=cmd_migrate)
+
+    where = commands.add_parser("context", help=cmd_context.__doc__)
+    where.add_argument("--json", action="store_true", help="machine-readable output")
+    where.set_defaults(func=cmd_context)
 
     status = commands.add_parser("status", help=cmd_status.__doc__)
     status.add_argument("--timeout", type=float, default=3.0)
@@ -889,11 +1256,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
+    _FLAGS.set({name: getattr(args, f"{name}_address", None) for name in SERVICE_NAMES})
     try:
         code: int = args.func(args)
+    except SettingsError as error:
+        return usage_error("cfgclone", str(error))
+    except context.ServiceUnreachable as error:
+        print(f"cfgclone: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except grpc.aio.AioRpcError as error:
-        print(f"cfgclone: {error.code().name}: {error.details()}", file=sys.stderr)
+        details = _in_cli_terms(error.details() or "")
+        print(f"cfgclone: {error.code().name}: {details}", file=sys.stderr)
         return EXIT_UNAVAILABLE if error.code() == grpc.StatusCode.UNAVAILABLE else EXIT_FAILED
     return code
 

@@ -1,4 +1,4 @@
-"""``cfgclone demo``: three stories on a small simulated fleet, told as a person would read them.
+"""``cfgclone demo``: four stories on a small simulated fleet, told as a person would read them.
 
 The fleet is eight simulated machines (their KPIs follow the configuration applied to
 them, written through the collector as agents would): ``db-01`` runs a tuned
@@ -13,6 +13,9 @@ look-alikes.
    cores, the cache follows memory), and the best predicted adaptation is applied.
 3. Turning on debug logging on db-02: the shadow run predicts 30% slower responses, so
    the change is refused before it lands, and the refusal is logged with its evidence.
+4. The same change on two machines: a 24 GB cache, predicted by a shadow of each. The
+   shadow honours each machine's memory and recorded load, so it is fine on db-02
+   (64 GiB) and would page db-small (16 GiB).
 
 The stories are plain functions of the services' stubs, so the end-to-end test runs
 the same stories against servers of its own.
@@ -106,6 +109,8 @@ CLONE_THRESHOLD = 0.8
 hundreds, whose standardisation is settled; among these eight machines the look-alikes
 measure about 0.9 and the smaller database host about 0.55."""
 HARMFUL = {"debug_logging": True}
+BIG_CACHE = {"cache_mb": 24576}
+"""Fits db-02's 64 GiB; three quarters of db-small's 16 GiB is 12 GiB."""
 
 Say = Callable[[str], None]
 
@@ -269,6 +274,28 @@ async def refuse(stubs: Stubs, target: SimulatedMachine) -> common_pb2.Change:
     return change
 
 
+async def predict_on(
+    stubs: Stubs, target: SimulatedMachine, change: dict[str, Any]
+) -> common_pb2.Prediction:
+    """A shadow prediction of ``change`` on ``target``; nothing is proposed or applied."""
+    current = await stubs.predictor.GetConfiguration(
+        predictor_pb.GetConfigurationRequest(name=f"{target.name}/configurations/-"), timeout=10
+    )
+    proposed = common_pb2.Configuration(kind=current.configuration.kind)
+    proposed.content.CopyFrom(current.configuration.content)
+    proposed.content.update(change)
+    reply = await stubs.predictor.PredictImpact(
+        predictor_pb.PredictImpactRequest(
+            change=predictor_pb.ProposedChange(system=target.name, configuration=proposed),
+            mode=common_pb2.PREDICTION_MODE_SHADOW,
+            policy=POLICY,
+        ),
+        timeout=60,
+    )
+    prediction: common_pb2.Prediction = reply.prediction
+    return prediction
+
+
 def _outcome(operation: common_pb2.Operation, say: Say) -> common_pb2.CloneTargetResult | None:
     if operation.HasField("error"):
         say(f"   operation failed: {operation.error.message}")
@@ -288,7 +315,7 @@ async def _configuration(stubs: Stubs, name: str) -> dict[str, Any]:
 
 
 async def tell_stories(stubs: Stubs, say: Say) -> bool:
-    """Prepare the fleet and tell the three stories; True when each ended as it should."""
+    """Prepare the fleet and tell the four stories; True when each ended as it should."""
     say(f"A fleet of {len(FLEET)} simulated machines, each with six hours of history:")
     fleet = await prepare(stubs, say)
     async with fleet.feeding():
@@ -301,16 +328,21 @@ async def tell_stories(stubs: Stubs, say: Say) -> bool:
             say(f"   {SMALL.name} now runs: {_plain(adapted)}")
         say(f"\n3. Turn on debug logging on {LOOKALIKE.name}:")
         change = await refuse(stubs, LOOKALIKE)
-    state = common_pb2.ChangeState.Name(change.state).removeprefix("CHANGE_STATE_")
-    say(f"   => {state}: {change.state_reason}")
-    for kpi in change.prediction.kpis:
-        if kpi.verdict == common_pb2.VERDICT_NEGATIVE:
-            say(
-                f"      {kpi.kpi}: {kpi.relative_change:+.0%} "
-                f"[{kpi.interval_low:+.0%}, {kpi.interval_high:+.0%}]"
-            )
+        state = common_pb2.ChangeState.Name(change.state).removeprefix("CHANGE_STATE_")
+        say(f"   => {state}: {change.state_reason}")
+        _negatives(change.prediction, say)
+        say(f"\n4. The same {_plain(BIG_CACHE)} on {LOOKALIKE.name} and on {SMALL.name}:")
+        verdicts = {}
+        for machine in (LOOKALIKE, SMALL):
+            prediction = await predict_on(stubs, machine, BIG_CACHE)
+            verdicts[machine.name] = prediction.verdict
+            verdict = common_pb2.Verdict.Name(prediction.verdict).removeprefix("VERDICT_")
+            say(f"   {machine.name} ({machine.memory_bytes // GIB} GiB) => {verdict}")
+            _negatives(prediction, say)
     return (
-        first is not None
+        verdicts[LOOKALIKE.name] in (common_pb2.VERDICT_NEUTRAL, common_pb2.VERDICT_POSITIVE)
+        and verdicts[SMALL.name] == common_pb2.VERDICT_NEGATIVE
+        and first is not None
         and not first.adapted
         and first.state == common_pb2.CHANGE_STATE_KEPT
         and second is not None
@@ -318,6 +350,15 @@ async def tell_stories(stubs: Stubs, say: Say) -> bool:
         and second.state == common_pb2.CHANGE_STATE_KEPT
         and change.state == common_pb2.CHANGE_STATE_REJECTED
     )
+
+
+def _negatives(prediction: common_pb2.Prediction, say: Say) -> None:
+    for kpi in prediction.kpis:
+        if kpi.verdict == common_pb2.VERDICT_NEGATIVE:
+            say(
+                f"      {kpi.kpi}: {kpi.relative_change:+.0%} "
+                f"[{kpi.interval_low:+.0%}, {kpi.interval_high:+.0%}]"
+            )
 
 
 def _plain(content: dict[str, Any]) -> str:

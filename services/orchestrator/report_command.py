@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from cfgclone.common.clients import open_channel
-from cfgclone.common.settings import PeerSettings, peers_from_env
+from cfgclone.common.settings import PeerSettings
+from cfgclone.orchestrator import context
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc
 from cfgclone.v1 import predictor_service_pb2_grpc as predictor_grpc
@@ -83,7 +83,9 @@ def default_output(name: str) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """write an HTML report of a change (systems/X/changes/N) or of the fleet"""
-    peers = peers_from_env(os.environ)
+    # Where the services are, as every command finds them: flags, variables, the
+    # context file of `cfgclone up`, the default ports.
+    peers = context.resolve({}).peers
     if args.subject == FLEET:
         page = asyncio.run(fleet_report(peers))
     elif CHANGE_NAME.match(args.subject) is not None:

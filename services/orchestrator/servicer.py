@@ -23,6 +23,7 @@ from cfgclone.common.requests import (
     require,
     system_id_from_name,
 )
+from cfgclone.orchestrator.display import plural
 from cfgclone.orchestrator.operations import (
     OperationRunner,
     OperationStore,
@@ -132,7 +133,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         )
         accepted = operation.events.add(
             step="accepted",
-            message=f"clone {request.source} to {len(resolved.targets)} targets: "
+            message=f"clone {request.source} to {plural(len(resolved.targets), 'target')}: "
             f"{', '.join(resolved.targets)}",
         )
         accepted.time.GetCurrentTime()

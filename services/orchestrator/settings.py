@@ -17,6 +17,8 @@
 * ``ADAPTATION_SCRIPTS``: user adaptation scripts run on every adapted configuration,
   in order, separated by ``os.pathsep`` (JSON in, JSON out).
 * ``ADAPTATION_SCRIPT_TIMEOUT_SECONDS``: bound of one script run (default 10).
+* ``DEMAND_WINDOW_SECONDS``: the source's recent history whose busy period shows what
+  an adapted value must not go below (working set, requests in flight; default 86400).
 * ``RESUME_INTERRUPTED``: ``true`` (default) resumes the operations a stopped
   orchestrator left running; ``false`` marks them failed.
 * ``LEASE_SECONDS``: an operation whose runner has not reported for this long is
@@ -80,6 +82,8 @@ class OrchestratorSettings:
     """User adaptation scripts, run in order on every adapted configuration."""
     adaptation_script_timeout: timedelta = timedelta(seconds=10)
     """Bound of one adaptation script run."""
+    demand_window: timedelta = timedelta(days=1)
+    """Source history read for the working set and concurrency adaptation keeps to."""
     resume_interrupted: bool = True
     """Resume operations a stopped process left running (else mark them failed)."""
     lease: timedelta = timedelta(seconds=30)
@@ -94,6 +98,8 @@ class OrchestratorSettings:
             )
         if self.lease <= self.poll_interval:
             raise SettingsError(f"{_PREFIX}LEASE_SECONDS must be longer than the poll interval")
+        if self.demand_window <= timedelta(0):
+            raise SettingsError(f"{_PREFIX}DEMAND_WINDOW_SECONDS must be positive")
         if self.max_parallel_targets < 1:
             raise SettingsError(f"{_PREFIX}MAX_PARALLEL_TARGETS must be at least 1")
         for script in self.adaptation_scripts:
@@ -131,6 +137,9 @@ class OrchestratorSettings:
                 options,
                 "ADAPTATION_SCRIPT_TIMEOUT_SECONDS",
                 defaults.adaptation_script_timeout.total_seconds(),
+            ),
+            demand_window=_seconds(
+                options, "DEMAND_WINDOW_SECONDS", defaults.demand_window.total_seconds()
             ),
             resume_interrupted=_flag(options, "RESUME_INTERRUPTED", defaults.resume_interrupted),
             lease=_seconds(options, "LEASE_SECONDS", defaults.lease.total_seconds()),

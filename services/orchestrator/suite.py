@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,6 +35,22 @@ class ServiceProcess:
     name: str
     address: str
     process: subprocess.Popen[bytes]
+    log: Path | None = None
+    """Where its output goes; ``log_offset`` is where this run's output starts."""
+    log_offset: int = 0
+
+    def output(self) -> str:
+        """What the service wrote to its log since it started."""
+        if self.log is None:
+            return ""
+        with contextlib.suppress(OSError), self.log.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+        return ""
+
+    def listening(self) -> bool:
+        """Whether this process (not another on the same port) says it bound its address."""
+        return f"cfgclone-{self.name} listening on" in self.output()
 
 
 def suite_environment(
@@ -76,7 +94,9 @@ def start_services(shared_env: Mapping[str, str], host: str, log_dir: Path) -> l
         env["CFGCLONE_HOST"] = host
         env["CFGCLONE_PORT"] = address.rsplit(":", 1)[1]
         env.update(metrics_port_of(name, shared_env))
-        log = (log_dir / f"{name}.log").open("ab")
+        log_path = log_dir / f"{name}.log"
+        log = log_path.open("ab")
+        offset = log.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", f"cfgclone.{name}.main"],
             env=env,
@@ -85,8 +105,45 @@ def start_services(shared_env: Mapping[str, str], host: str, log_dir: Path) -> l
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
         )
         log.close()
-        started.append(ServiceProcess(name, address, process))
+        started.append(ServiceProcess(name, address, process, log_path, offset))
     return started
+
+
+def why_it_stopped(service: ServiceProcess) -> str:
+    """The last line a service logged, which says why it stopped (its message if JSON)."""
+    lines = [line for line in service.output().splitlines() if line.strip()]
+    if not lines:
+        return "nothing logged"
+    last = lines[-1].strip()
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return str(json.loads(last)["message"])
+    return last
+
+
+async def wait_until_serving(service: ServiceProcess, wait_seconds: float) -> None:
+    """Return once ``service`` is SERVING; raise at once if it exits, with the reason it logged."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    async with grpc.aio.insecure_channel(service.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while loop.time() < deadline:
+            if service.process.poll() is not None:
+                why = why_it_stopped(service)
+                raise SuiteStartError(
+                    f"{service.name} did not start: {why}", port_taken="cannot listen on" in why
+                )
+            if not service.listening():
+                await asyncio.sleep(0.2)
+                continue
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            await asyncio.sleep(0.2)
+    raise SuiteStartError(
+        f"{service.name} not SERVING on {service.address} after {wait_seconds:.0f} s; "
+        f"last logged: {why_it_stopped(service)}"
+    )
 
 
 async def wait_serving(address: str, wait_seconds: float) -> bool:
@@ -131,6 +188,11 @@ class RunningSuite:
 class SuiteStartError(RuntimeError):
     """A service did not report SERVING in time."""
 
+    def __init__(self, message: str, *, port_taken: bool = False) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
+        """The service could not bind its port: another process holds it."""
+
 
 @contextlib.contextmanager
 def running_suite(
@@ -143,30 +205,47 @@ def running_suite(
     logs = log_folder(settings)
     services = start_services(shared, host, logs)
     try:
-        ready = asyncio.run(_all_serving(services, wait_seconds))
-        if not all(ready):
-            down = [s.name for s, ok in zip(services, ready, strict=True) if not ok]
-            raise SuiteStartError(f"not SERVING: {', '.join(down)}; logs in {logs}")
-        where = f"embedded PostgreSQL in {settings.data_dir}" if embedded else url
+        asyncio.run(_all_serving(services, logs, wait_seconds))
+        where = f"embedded PostgreSQL in {settings.data_dir}" if embedded else without_password(url)
         yield RunningSuite(services, where, logs)
     finally:
         stop_services(services)
 
 
-async def _all_serving(services: list[ServiceProcess], wait: float) -> list[bool]:
-    return list(await asyncio.gather(*(wait_serving(s.address, wait) for s in services)))
+async def _all_serving(services: list[ServiceProcess], logs: Path, wait: float) -> None:
+    """Wait for every service; the first that fails stops the wait for all."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(wait_until_serving(service, wait))
+    except* SuiteStartError as failed:
+        error = failed.exceptions[0]
+        port_taken = isinstance(error, SuiteStartError) and error.port_taken
+        raise SuiteStartError(f"{error}; logs in {logs}", port_taken=port_taken) from None
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out for outgoing connections and port 0."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
 
 
 def free_base_port(host: str = "127.0.0.1") -> int:
-    """A port with the four after it free, for a suite that must not clash with ``up``."""
+    """A free port with the four after it free, below the ephemeral range.
+
+    Ports from the ephemeral range are taken at any moment by other programs'
+    connections; below it only a program that asks for that very port takes it.
+    """
+    import random
     import socket
 
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            base = int(probe.getsockname()[1])
-        if base > 65000:
-            continue
+    ephemeral = ephemeral_ports()
+    top = min(ephemeral.start, 65536) - len(SERVICE_NAMES)
+    pool = range(20000, top) if top > 20000 else range(1024, 65536 - len(SERVICE_NAMES))
+    for base in random.sample(pool, 50):
         held: list[socket.socket] = []
         try:
             for port in range(base, base + len(SERVICE_NAMES)):
@@ -207,6 +286,15 @@ def resolve_database(settings: DatabaseSettings) -> tuple[str, bool]:
     from cfgclone.common.embedded import start_embedded_database
 
     return start_embedded_database(settings.data_dir), True
+
+
+def without_password(url: str) -> str:
+    """The database URL as shown to people: its password masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def log_folder(settings: DatabaseSettings) -> Path:

@@ -3,7 +3,8 @@
 For each target the workflow scores how alike source and target behave, clones
 the source's current configuration as is when they are alike enough and
 adapts it to the target's hardware otherwise (several candidate adaptations
-are ranked by their predicted impact), then proposes the change to the
+are ranked by their predicted impact on the policy's KPIs, harm first: see
+:mod:`cfgclone.orchestrator.ranking`), then proposes the change to the
 predictor, which predicts, applies, verifies and keeps or rolls back; the
 workflow follows the change until it is final or held for an operator. Every
 step is recorded as an event of the operation, so a person watching sees the
@@ -38,7 +39,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
@@ -56,7 +57,9 @@ from cfgclone.common.errors import (
     error_info,
 )
 from cfgclone.orchestrator import adaptation as engine
+from cfgclone.orchestrator.display import plural
 from cfgclone.orchestrator.operations import Progress
+from cfgclone.orchestrator.ranking import PolicyKpis, best_prediction, predicted_effect
 from cfgclone.orchestrator.settings import OrchestratorSettings
 from cfgclone.v1 import collector_service_pb2 as collector_pb
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
@@ -99,10 +102,14 @@ FAILURE_STATES: frozenset[ChangeState] = frozenset(
 )
 """Outcomes that count against a wave's failure budget."""
 
+DEFAULT_POLICY = "policies/default"
+"""The policy a clone is judged by when its options name none (the predictor's default)."""
+
 DEFAULT_CLONE_THRESHOLD = 0.9
 """Used only when neither the request, the setting nor the similarity service gives one."""
 
 _FINGERPRINT_RETRY_SECONDS = 0.5
+_DEMAND_BUCKET = timedelta(minutes=1)
 
 _T = TypeVar("_T")
 _Request = TypeVar("_Request")
@@ -142,54 +149,6 @@ def exceeds_failure_budget(
     failures = sum(1 for result in results if is_failure(result))
     # A small tolerance, so that a budget of 1/3 lets exactly one target of three fail.
     return failures > max_fail_fraction * len(results) + 1e-9
-
-
-# --- choosing among candidate adaptations ------------------------------------------------
-
-_VERDICT_RANK: Mapping[int, int] = {
-    common_pb2.VERDICT_POSITIVE: 4,
-    common_pb2.VERDICT_NEUTRAL: 3,
-    common_pb2.VERDICT_INCONCLUSIVE: 2,
-    common_pb2.VERDICT_NODATA: 1,
-    common_pb2.VERDICT_UNSPECIFIED: 1,
-    common_pb2.VERDICT_NEGATIVE: 0,
-}
-
-
-def predicted_benefit(prediction: common_pb2.Prediction) -> float:
-    """Sum over KPIs of the predicted relative change in the good direction."""
-    benefit = 0.0
-    for kpi in prediction.kpis:
-        if kpi.direction == common_pb2.KPI_DIRECTION_LOWER_IS_BETTER:
-            benefit -= kpi.relative_change
-        elif kpi.direction == common_pb2.KPI_DIRECTION_HIGHER_IS_BETTER:
-            benefit += kpi.relative_change
-    return benefit
-
-
-def best_prediction(
-    predictions: Sequence[common_pb2.Prediction], warned: Sequence[bool] = ()
-) -> int:
-    """Index of the best predicted candidate: the best verdict, then one the adaptation
-    engine did not warn about, then the largest benefit.
-
-    A prediction cannot see everything (a shadow of a simulated system knows nothing of
-    memory pressure), so a warned candidate wins only on a better verdict. Ties go to
-    the earlier candidate, which the adaptation engine prefers.
-    """
-    if not predictions:
-        raise ValueError("no prediction to choose from")
-    flags = list(warned) or [False] * len(predictions)
-    ranked = sorted(
-        range(len(predictions)),
-        key=lambda i: (
-            -_VERDICT_RANK.get(predictions[i].verdict, 1),
-            flags[i],
-            -predicted_benefit(predictions[i]),
-            i,
-        ),
-    )
-    return ranked[0]
 
 
 # --- calls to the other services ---------------------------------------------------------
@@ -355,6 +314,43 @@ class Peers:
         )
         return (await self._call("predictor", self.predictor.ProposeChange, request)).change
 
+    async def policy(self, name: str) -> common_pb2.Policy:
+        """The policy a clone is judged by (empty: the predictor's default)."""
+        request = predictor_pb.GetPolicyRequest(name=name or DEFAULT_POLICY)
+        return (await self._call("predictor", self.predictor.GetPolicy, request)).policy
+
+    async def observed_demand(
+        self, source: str, target: str, window: timedelta
+    ) -> engine.ObservedDemand:
+        """What ``source``'s samples over the last ``window`` show a configuration needs,
+        at ``target``'s own offered load when it has one (per-minute buckets)."""
+        pairs = engine.CONCURRENCY_PAIRS
+        names = {engine.WORKING_SET_SERIES, *(n for pair in pairs for n in pair)}
+        return engine.observed_demand(
+            await self._buckets(source, names, window),
+            await self._buckets(target, {rate for rate, _ in pairs}, window),
+        )
+
+    async def _buckets(
+        self, system: str, names: set[str], window: timedelta
+    ) -> dict[str, engine.demand.Buckets]:
+        end = datetime.now(UTC)
+        buckets: dict[str, engine.demand.Buckets] = {}
+        for name in sorted(names):
+            request = collector_pb.QueryDownsampledRequest(system=system, metric=name)
+            request.start_time.FromDatetime(end - window)
+            request.end_time.FromDatetime(end)
+            request.bucket.FromTimedelta(_DEMAND_BUCKET)
+            try:
+                reply = await self._call("collector", self.collector.QueryDownsampled, request)
+            except PeerError as error:
+                if error.unavailable:
+                    raise
+                continue  # a metric the system does not report shows nothing
+            if reply.bucket_start_unix_ns:
+                buckets[name] = (list(reply.bucket_start_unix_ns), list(reply.avg))
+        return buckets
+
     async def change(self, name: str) -> common_pb2.Change:
         request = predictor_pb.GetChangeRequest(name=name)
         return (await self._call("predictor", self.predictor.GetChange, request)).change
@@ -371,6 +367,8 @@ class AdaptationInput:
     """The source's configuration; the declarations it carries override its kind's schema."""
     source: common_pb2.System
     target: common_pb2.System
+    demand: engine.ObservedDemand | None = None
+    """What the source's own data shows its configuration must carry."""
 
 
 @dataclass(frozen=True)
@@ -411,7 +409,7 @@ class EngineAdapter:
             source = engine.host_from_system(adaptation.source)
             target = engine.host_from_system(adaptation.target)
             content = engine.content_from_struct(configuration.content)
-            found = engine.candidates(content, schema, source, target)
+            found = engine.candidates(content, schema, source, target, adaptation.demand)
             adapted = [await self._scripted(c, schema, source, target) for c in found]
         except (engine.AdaptationError, ValueError) as error:
             raise AdaptationRefused(str(error)) from error
@@ -572,7 +570,8 @@ class CloneWorkflow:
         return _Stop(
             code_pb2.ABORTED,
             "FAILURE_BUDGET_EXCEEDED",
-            f"wave {number}: {failed} of {len(wave)} targets refused, rolled back or failed, "
+            f"wave {number}: {failed} of {plural(len(wave), 'target')} refused, rolled back "
+            "or failed, "
             f"more than the failure budget of {self._options.max_fail_fraction:.0%}; "
             "the rollout stopped",
             by_budget=True,
@@ -732,7 +731,10 @@ class CloneWorkflow:
         self, source: Source, target: common_pb2.System, result: common_pb2.CloneTargetResult
     ) -> common_pb2.Configuration:
         configuration = source.configuration
-        adaptation = AdaptationInput(configuration, source.system, target)
+        demand = await self.peers.observed_demand(
+            source.system.name, target.name, self.settings.demand_window
+        )
+        adaptation = AdaptationInput(configuration, source.system, target, demand)
         candidates = list(await self.adapter.candidates(adaptation))
         if not candidates:
             raise AdaptationRefused(f"the adaptation of {configuration.kind} gave no candidate")
@@ -761,9 +763,10 @@ class CloneWorkflow:
                 for proposal in proposals
             )
         )
-        best = best_prediction(predictions, [c.warned for c in candidates])
+        policy = PolicyKpis.of(await self.peers.policy(self._options.policy))
+        best = best_prediction(predictions, policy, [c.warned for c in candidates])
         ranked = ", ".join(
-            f"#{i + 1} {verdict_name(p.verdict)} ({predicted_benefit(p):+.1%})"
+            f"#{i + 1} {verdict_name(p.verdict)} ({predicted_effect(p, policy)})"
             + (" with a warning" if candidates[i].warned else "")
             for i, p in enumerate(predictions)
         )
@@ -837,12 +840,14 @@ class CloneWorkflow:
         if stop is None:
             await self.progress.succeed(clone, _summary(clone))
         elif stop.code == code_pb2.CANCELLED:
-            message = f"cancelled; {len(clone.skipped)} targets not started were left untouched"
+            message = (
+                f"cancelled; {plural(len(clone.skipped), 'target')} not started left untouched"
+            )
             await self.progress.cancel(message, clone)
         else:
             message = stop.message
             if clone.skipped:
-                message += f"; {len(clone.skipped)} targets skipped, untouched"
+                message += f"; {plural(len(clone.skipped), 'target')} skipped, untouched"
             await self.progress.fail(stop.code, stop.reason, message, clone)
 
 

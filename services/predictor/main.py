@@ -13,7 +13,7 @@ import grpc
 from cfgclone.common.clients import open_channel
 from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.server import ServiceDefinition, main_for
-from cfgclone.common.settings import ServiceSettings
+from cfgclone.common.settings import ServiceSettings, SettingsError
 from cfgclone.common.store import Store
 from cfgclone.predictor.appliers import SimulatedApplier
 from cfgclone.predictor.appliers_registry import Appliers
@@ -27,9 +27,12 @@ from cfgclone.predictor.report.pages import report_page
 from cfgclone.predictor.servicer import PredictorServicer
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
+    CommandShadowProvider,
+    CommandShadowSettings,
     PostgresShadowProvider,
     ShadowProvider,
     SimulatedShadowProvider,
+    command_words,
 )
 from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
 from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc
@@ -92,6 +95,22 @@ def default_shadow_providers() -> dict[str, ShadowProvider]:
     return {"postgresql": PostgresShadowProvider(), "simulated": SimulatedShadowProvider()}
 
 
+def command_shadow_providers(settings: PredictorSettings) -> dict[str, ShadowProvider]:
+    """A command shadow provider per kind with a ``SHADOW_COMMAND_<KIND>`` script."""
+    providers: dict[str, ShadowProvider] = {}
+    for kind, command in settings.shadow_commands.items():
+        words = command_words(command)
+        if not words:
+            raise SettingsError(f"CFGCLONE_PREDICTOR_SHADOW_COMMAND_{kind.upper()} is empty")
+        providers[kind] = CommandShadowProvider(
+            kind,
+            CommandShadowSettings(
+                command=words, step_timeout_s=settings.shadow_step_timeout.total_seconds()
+            ),
+        )
+    return providers
+
+
 def retrain_loop(models: ModelCache, imports: HistoryImports, settings: PredictorSettings) -> Loop:
     """Every ``retrain_interval``: look again at imported history (late samples change
     examples), then retrain the models in use whose examples changed."""
@@ -137,7 +156,11 @@ def build_guard(
         store,
         own,
         models=models,
-        shadow_providers=shadow_providers or default_shadow_providers(),
+        # A team's own script for a kind wins over the built-in provider of that kind.
+        shadow_providers={
+            **(shadow_providers or default_shadow_providers()),
+            **command_shadow_providers(own),
+        },
         similarity=similarity_lookup(settings, own.similar_systems),
         counters=counters,
     )

@@ -22,25 +22,35 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from cfgclone import vocabulary
 from cfgclone.common.errors import ResourceExhausted
+from cfgclone.common.samples import read_samples
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
-from cfgclone.predictor.change import DEFAULT_DIRECTIONS, ConfigurationDelta
+from cfgclone.predictor.change import (
+    DEFAULT_DIRECTIONS,
+    ConfigurationDelta,
+    KpiDirection,
+    UnknownKpiDirection,
+)
 from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
 from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import ModelCache
 from cfgclone.predictor.judge import Judge
+from cfgclone.predictor.load_profile import load_profile
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
+    KpiSamples,
     ShadowOutcome,
     ShadowProvider,
     ShadowTarget,
     WorkloadShape,
     run_shadow_comparison,
+    workload_at,
 )
 from cfgclone.predictor.verdict import KpiResult, Verdict
 from cfgclone.v1 import common_pb2
@@ -205,7 +215,7 @@ class Predictor:
             known = ", ".join(sorted(self._providers)) or "none"
             why = f"no shadow provider for configuration kind {proposal.kind!r} (known: {known})"
             return Evidence(self._inconclusive_all(why))
-        target = ShadowTarget(system=proposal.system.name, load=WorkloadShape())
+        target = await self._shadow_target(proposal)
         s = self._settings
         if not wait and self._shadow_slots.locked():
             raise ResourceExhausted(
@@ -223,14 +233,81 @@ class Predictor:
                 rounds=s.shadow_rounds,
                 duration=s.shadow_seconds,
                 timeout=s.shadow_timeout.total_seconds(),
+                min_samples=self._judge.settings.min_samples,
+                decided=lambda baseline, candidate: self._decided(policy, baseline, candidate),
             )
         if run.outcome is not ShadowOutcome.COMPLETED:
             why = f"shadow run {run.outcome.value}: {run.failure_reason or 'no reason given'}"
             return Evidence(self._inconclusive_all(why), note=why)
-        tolerances = _tolerances(policy, set(run.baseline) | set(run.candidate))
-        results = self._judge.compare_all(run.baseline, run.candidate, tolerances=tolerances)
-        note = f"shadow: {run.provider}, {len(run.rounds)} runs in {run.elapsed_s:.1f} s"
-        return Evidence(results, note=note)
+        results, unjudged = self._judged(policy, run.baseline, run.candidate)
+        notes = [f"shadow: {run.provider}, {len(run.rounds)} runs in {run.elapsed_s:.1f} s"]
+        notes.append(_load_note(target))
+        notes += sorted(
+            {note for r in run.rounds for key, note in r.details.items() if key.startswith("load.")}
+        )
+        if unjudged:
+            notes.append(f"not judged (no direction known): {', '.join(sorted(unjudged))}")
+        return Evidence(results, note="; ".join(notes))
+
+    def _judged(
+        self, policy: StoredPolicy, baseline: KpiSamples, candidate: KpiSamples
+    ) -> tuple[tuple[KpiResult, ...], set[str]]:
+        """The judge's results on the KPIs with a known direction, and the others' names."""
+        kpis = set(baseline) | set(candidate)
+        directions, unjudged = _directions(policy, kpis)
+        results = self._judge.compare_all(
+            {kpi: v for kpi, v in baseline.items() if kpi in directions},
+            {kpi: v for kpi, v in candidate.items() if kpi in directions},
+            directions=directions,
+            tolerances=_tolerances(policy, kpis),
+        )
+        return results, unjudged
+
+    def _decided(self, policy: StoredPolicy, baseline: KpiSamples, candidate: KpiSamples) -> bool:
+        """Whether the policy's verdict on the samples so far is settled (more runs cannot
+        turn an undecided KPI into a decision otherwise)."""
+        results, _ = self._judged(policy, baseline, candidate)
+        verdict = policy.policy.verdict(results).verdict
+        return verdict not in (Verdict.INCONCLUSIVE, Verdict.NODATA)
+
+    async def _shadow_target(self, proposal: ProposedConfiguration) -> ShadowTarget:
+        """The target as a shadow reproduces it: its hardware and its recorded busy load."""
+        end = datetime.now(UTC)
+        start = end - self._settings.shadow_load_window
+        async with self._store.connection() as conn:
+            hardware = await repository.system_hardware(conn, proposal.system)
+            samples = await read_samples(conn, proposal.system.system_id, start, end)
+        profile = load_profile(samples)
+        return ShadowTarget(
+            system=proposal.system.name,
+            load=workload_at(profile, WorkloadShape()),
+            load_profile=profile,
+            hardware=hardware,
+        )
+
+
+def _directions(policy: StoredPolicy, kpis: set[str]) -> tuple[dict[str, KpiDirection], set[str]]:
+    """Each KPI's direction, the policy's first; KPIs no one gives a direction for apart."""
+    directions: dict[str, KpiDirection] = {}
+    unknown: set[str] = set()
+    for kpi in kpis:
+        threshold = policy.policy.threshold_for(kpi)
+        if threshold is not None:
+            directions[kpi] = threshold.direction
+            continue
+        try:
+            directions[kpi] = DEFAULT_DIRECTIONS.direction(kpi)
+        except UnknownKpiDirection:
+            unknown.add(kpi)
+    return directions, unknown
+
+
+def _load_note(target: ShadowTarget) -> str:
+    if not target.load_profile:
+        return "no offered load recorded for the target: the shadow ran at its own pace"
+    profile = sorted(target.load_profile.items())
+    rates = ", ".join(f"{series} {rate:.4g}/s" for series, rate in profile)
+    return f"target's busy-period load: {rates}"
 
 
 def _tolerances(policy: StoredPolicy, kpis: set[str]) -> dict[str, float]:

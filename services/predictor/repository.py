@@ -111,6 +111,16 @@ async def system(conn: Connection, system_id: str) -> SystemRow:
     )
 
 
+async def system_hardware(conn: Connection, system: SystemRow) -> dict[str, float]:
+    """The system's recorded cores and memory; a field the collector does not know is left out."""
+    cursor = await conn.execute(Q["system_hardware"], {"system": system.key})
+    row = await cursor.fetchone()
+    if row is None:
+        return {}
+    found = {"cpu_cores": float(row[0] or 0), "memory_bytes": float(row[1] or 0)}
+    return {name: value for name, value in found.items() if value > 0}
+
+
 async def flag_system(conn: Connection, key: int, reason: str) -> None:
     await conn.execute(Q["flag_system"], {"system": key, "reason": reason})
 

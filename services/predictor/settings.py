@@ -3,6 +3,14 @@
 * ``SHADOW_ROUNDS``, ``SHADOW_SECONDS``, ``SHADOW_TIMEOUT_SECONDS``: pairs of baseline and
   candidate workload runs of a shadow prediction, seconds of each run, and the bound of
   the whole shadow comparison (default 3, 10, 120: the judge needs 20 samples a side).
+* ``SHADOW_COMMAND_<KIND>``: the team's shadow script for configuration kind ``<kind>``
+  (the suffix lower-cased), run by the command shadow provider (docs/shadow.md), for
+  example ``CFGCLONE_PREDICTOR_SHADOW_COMMAND_NGINX=/opt/shadow/nginx-shadow``. A kind
+  with a script uses it instead of a built-in provider.
+* ``SHADOW_STEP_TIMEOUT_SECONDS``: bound of one create, apply or destroy step of a shadow
+  script (default 120).
+* ``SHADOW_LOAD_WINDOW_SECONDS``: recent history whose busy period gives the load a
+  shadow reproduces (default 86400, a day).
 * ``MAX_SHADOW_RUNS``: shadow runs at once (default 2); PredictImpact beyond it is
   RESOURCE_EXHAUSTED, a proposed change waits for a slot.
 * ``APPLY_TIMEOUT_SECONDS``: bound of one apply or rollback (default 300).
@@ -27,10 +35,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cfgclone.common.settings import SettingsError
+
+_SHADOW_COMMAND = "SHADOW_COMMAND_"
 
 
 def _number(options: Mapping[str, str], key: str, default: float) -> float:
@@ -53,6 +63,9 @@ class PredictorSettings:
     shadow_rounds: int = 3
     shadow_seconds: float = 10.0
     shadow_timeout: timedelta = timedelta(seconds=120)
+    shadow_commands: Mapping[str, str] = field(default_factory=dict)
+    shadow_step_timeout: timedelta = timedelta(seconds=120)
+    shadow_load_window: timedelta = timedelta(days=1)
     max_shadow_runs: int = 2
     apply_timeout: timedelta = timedelta(seconds=300)
     apply_command: str | None = None
@@ -69,6 +82,10 @@ class PredictorSettings:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_ROUNDS must be at least 1")
         if self.shadow_seconds <= 0:
             raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_SECONDS must be positive")
+        if self.shadow_step_timeout.total_seconds() <= 0:
+            raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_STEP_TIMEOUT_SECONDS must be positive")
+        if self.shadow_load_window.total_seconds() <= 0:
+            raise SettingsError("CFGCLONE_PREDICTOR_SHADOW_LOAD_WINDOW_SECONDS must be positive")
         if self.max_shadow_runs < 1:
             raise SettingsError("CFGCLONE_PREDICTOR_MAX_SHADOW_RUNS must be at least 1")
         if self.similar_systems < 1:
@@ -81,6 +98,17 @@ class PredictorSettings:
             shadow_rounds=int(_number(options, "SHADOW_ROUNDS", 3)),
             shadow_seconds=_number(options, "SHADOW_SECONDS", 10.0),
             shadow_timeout=timedelta(seconds=_number(options, "SHADOW_TIMEOUT_SECONDS", 120)),
+            shadow_commands={
+                key[len(_SHADOW_COMMAND) :].lower(): value
+                for key, value in options.items()
+                if key.startswith(_SHADOW_COMMAND) and len(key) > len(_SHADOW_COMMAND) and value
+            },
+            shadow_step_timeout=timedelta(
+                seconds=_number(options, "SHADOW_STEP_TIMEOUT_SECONDS", 120)
+            ),
+            shadow_load_window=timedelta(
+                seconds=_number(options, "SHADOW_LOAD_WINDOW_SECONDS", 86400)
+            ),
             max_shadow_runs=int(_number(options, "MAX_SHADOW_RUNS", 2)),
             apply_timeout=timedelta(seconds=_number(options, "APPLY_TIMEOUT_SECONDS", 300)),
             apply_command=options.get("APPLY_COMMAND") or None,

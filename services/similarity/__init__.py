@@ -24,11 +24,12 @@ from .index import FleetEntry, FleetSnapshot, SimilarityIndex
 from .labels import Labels, parse_label_selector
 from .layout import GroupLayout, GroupSpan
 from .scores import CloneDecision, GroupSimilarity, Similarity
-from .settings import DEFAULT_GROUP_WEIGHTS, CohortSettings, SimilaritySettings
+from .settings import DEFAULT_GROUP_WEIGHTS, ApproximateSettings, CohortSettings, SimilaritySettings
 from .space import EmbeddingSpace
 
 __all__ = [
     "DEFAULT_GROUP_WEIGHTS",
+    "ApproximateSettings",
     "CloneDecision",
     "Cohort",
     "CohortAssignment",

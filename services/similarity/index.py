@@ -13,10 +13,18 @@ base row, a removal hides it. When the delta and the hidden rows outgrow
 the fleet's medians and spreads are refitted. Rows of the delta are standardised
 with the medians and spreads of the base, so a query compares every system in one
 space.
+
+A base segment of at least `ApproximateSettings.min_systems` systems is searched
+through an approximate index (approximate.py) that proposes a short list, which is
+then re-ranked exactly, so the scores and explanations returned are the exact
+ones; label filters and hidden rows are applied inside that index. Smaller
+fleets, the delta, and label filters that keep fewer rows than the switch-over
+size are scanned exactly.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,20 +34,27 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from .approximate import AllowedRows, ApproximateRows, clear_rows, pack_rows
 from .cohorts import CohortAssignment, Cohorts
 from .errors import InvalidEmbedding, InvalidQuery, UnknownSystem
 from .labels import Labels, check_selector, freeze_labels
 from .layout import GroupLayout
 from .scan import row_scores, top_k
 from .scores import Similarity, check_threshold, explain_pair
-from .settings import SimilaritySettings
+from .settings import ApproximateSettings, SimilaritySettings
 from .space import EmbeddingSpace, as_embedding, fits_float32
 
 __all__ = ["FleetEntry", "FleetSnapshot", "SimilarityIndex"]
 
+logger = logging.getLogger(__name__)
+
 _NEG_INF = np.float32(-np.inf)
 _NO_ROWS = np.zeros(0, dtype=np.intp)
 _QUERY_NAME = "query"
+# Label selectors whose allowed rows or prepared rows a segment or snapshot keeps at hand.
+_CACHED_SELECTORS = 16
+
+_SelectorKey = tuple[tuple[str, str], ...]
 
 
 class FleetEntry(NamedTuple):
@@ -76,14 +91,22 @@ class _LabelColumn:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Segment:
-    """Immutable rows of some systems: ids, raw embeddings, prepared rows and labels."""
+    """Immutable rows of some systems: ids, raw embeddings, prepared rows and labels.
+
+    A segment of at least `ApproximateSettings.min_systems` rows gets an approximate
+    index instead of its prepared rows (which would double its memory): queries take a
+    short list from the index and prepare only those rows from the raw embeddings.
+    """
 
     ids: tuple[str, ...]
     positions: Mapping[str, int]
     raw: NDArray[np.float32]
-    rows: NDArray[np.float32]
+    rows: NDArray[np.float32] | None
     labels: tuple[Labels, ...]
     columns: Mapping[str, _LabelColumn]
+    approximate: ApproximateRows | None
+    cache: dict[tuple[str, _SelectorKey], Any]
+    """Packed label selections and the prepared rows of selective ones, made on first use."""
 
     @classmethod
     def build(
@@ -93,11 +116,17 @@ class _Segment:
         labels: Sequence[Labels],
         space: EmbeddingSpace,
         mask_max_values: int,
+        approximate: ApproximateSettings | None = None,
     ) -> _Segment:
-        rows = space.prepare(raw)
+        prepared = space.prepare(raw)
         raw = np.ascontiguousarray(raw, dtype=np.float32)
-        for array in (raw, rows):
-            array.flags.writeable = False
+        raw.flags.writeable = False
+        prepared.flags.writeable = False
+        index = None
+        rows: NDArray[np.float32] | None = prepared
+        if approximate is not None and len(ids) >= approximate.min_systems:
+            index = ApproximateRows.build(prepared, approximate)
+            rows = None
         return cls(
             ids=tuple(ids),
             positions=MappingProxyType({system_id: i for i, system_id in enumerate(ids)}),
@@ -105,6 +134,8 @@ class _Segment:
             rows=rows,
             labels=tuple(labels),
             columns=MappingProxyType(_label_columns(labels, mask_max_values)),
+            approximate=index,
+            cache={},
         )
 
     def __len__(self) -> int:
@@ -123,13 +154,52 @@ class _Segment:
             combined = mask if combined is None else combined & mask
         return combined
 
+    def prepared(self, space: EmbeddingSpace) -> NDArray[np.float32]:
+        """Prepared rows of every system of the segment, kept or made now."""
+        return space.prepare(self.raw) if self.rows is None else self.rows
+
+    def packed_selection(self, selector: Labels) -> tuple[NDArray[np.uint8], int]:
+        """Rows matching the selector (every row for an empty one) as a bitmap, and how many."""
+        key = ("bits", _selector_key(selector))
+        found: tuple[NDArray[np.uint8], int] | None = self.cache.get(key)
+        if found is None:
+            mask = self.selection(selector)
+            if mask is None:
+                mask = np.ones(len(self.ids), dtype=np.bool_)
+            found = (pack_rows(mask), int(np.count_nonzero(mask)))
+            self._keep(key, found)
+        return found
+
+    def selected_rows(
+        self, selector: Labels, space: EmbeddingSpace
+    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+        """Positions and prepared rows of the rows a (selective) selector keeps."""
+        key = ("rows", _selector_key(selector))
+        found: tuple[NDArray[np.intp], NDArray[np.float32]] | None = self.cache.get(key)
+        if found is None:
+            mask = self.selection(selector)
+            positions = np.arange(len(self.ids)) if mask is None else np.flatnonzero(mask)
+            found = (positions, space.prepare(self.raw[positions]))
+            self._keep(key, found)
+        return found
+
+    def _keep(self, key: tuple[str, _SelectorKey], value: Any) -> None:
+        if len(self.cache) >= 2 * _CACHED_SELECTORS:
+            self.cache.clear()
+        self.cache[key] = value
+
     @property
     def nbytes(self) -> int:
         return (
             self.raw.nbytes
-            + self.rows.nbytes
+            + (0 if self.rows is None else self.rows.nbytes)
             + sum(column.nbytes for column in self.columns.values())
+            + (0 if self.approximate is None else self.approximate.nbytes)
         )
+
+
+def _selector_key(selector: Labels) -> _SelectorKey:
+    return tuple(sorted(selector.items()))
 
 
 def _label_columns(labels: Sequence[Labels], mask_max_values: int) -> dict[str, _LabelColumn]:
@@ -168,6 +238,31 @@ def _empty_segment(space: EmbeddingSpace) -> _Segment:
     return _Segment.build((), raw, (), space, 0)
 
 
+_Change = tuple[str, tuple[NDArray[np.float32], Labels] | None]
+"""An upsert (system id, raw embedding and labels) or a removal (system id, None)."""
+
+
+def _apply(
+    snapshot: FleetSnapshot, changes: Iterable[_Change]
+) -> tuple[dict[str, tuple[NDArray[np.float32], Labels]], set[int], int]:
+    """The snapshot's delta and hidden base rows after the changes, in order, and how many
+    removals took out a system that was there."""
+    base, delta = snapshot._base, snapshot._delta
+    pending = {system_id: (delta.raw[i], delta.labels[i]) for i, system_id in enumerate(delta.ids)}
+    dead = set(snapshot._dead)
+    hits = 0
+    for system_id, entry in changes:
+        position = base.positions.get(system_id)
+        if entry is None:
+            hits += system_id in pending or (position is not None and position not in dead)
+            pending.pop(system_id, None)
+        else:
+            pending[system_id] = entry
+        if position is not None:
+            dead.add(position)
+    return pending, dead, hits
+
+
 def _check_k(k: int, max_k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
         raise InvalidQuery(f"k must be a whole number from 1 to {max_k}, not {k!r}")
@@ -186,6 +281,7 @@ class FleetSnapshot:
     """The fleet as it was at one moment. Immutable: safe to query from any thread."""
 
     __slots__ = (
+        "_allowed",
         "_base",
         "_cohort_lock",
         "_cohorts",
@@ -218,6 +314,7 @@ class FleetSnapshot:
         self._size = len(base) - len(dead) + len(delta)
         self._cohorts: Cohorts | None = None
         self._cohort_lock = threading.Lock()
+        self._allowed: dict[_SelectorKey, AllowedRows] = {}
 
     @property
     def generation(self) -> int:
@@ -228,6 +325,11 @@ class FleetSnapshot:
     def space(self) -> EmbeddingSpace:
         """The standardisation and weights this snapshot compares in."""
         return self._space
+
+    @property
+    def approximate(self) -> bool:
+        """Whether nearest-system queries take a short list from an approximate index."""
+        return self._base.approximate is not None
 
     def __len__(self) -> int:
         return self._size
@@ -368,11 +470,14 @@ class FleetSnapshot:
         query_name: str,
         exclude: str | None,
     ) -> list[Similarity]:
-        """One matrix-vector product per segment, exact top k of each, merged."""
+        """Exact top k of each segment, merged: a matrix-vector product over its rows, or
+        for a base with an approximate index, over the short list the index proposes."""
         query = self._space.prepare(vector[None, :])[0]
         found: list[tuple[float, str, NDArray[np.float32]]] = []
+        if self._base.approximate is not None:
+            found.extend(self._approximate_top(query, k, selector, exclude))
         for segment, hidden in ((self._base, self._dead_rows), (self._delta, _NO_ROWS)):
-            if not segment.ids:
+            if not segment.ids or segment.rows is None:
                 continue
             scores = row_scores(segment.rows, query)
             selected = segment.selection(selector)
@@ -401,16 +506,64 @@ class FleetSnapshot:
         answers.sort(key=lambda answer: (-answer.score, answer.second))
         return answers
 
+    def _approximate_top(
+        self, query: NDArray[np.float32], k: int, selector: Labels, exclude: str | None
+    ) -> Iterator[tuple[float, str, NDArray[np.float32]]]:
+        """Exact top k of the base among a short list from its approximate index.
+
+        The short list is re-ranked on exactly prepared rows. A selector that keeps
+        fewer rows than the switch-over size is answered by an exact scan of those rows
+        instead, since a short list drawn from few allowed rows is where an
+        approximate search loses recall.
+        """
+        base, settings = self._base, self._settings.approximate
+        assert base.approximate is not None
+        allowed = self._allowed_rows(selector)
+        own = None if exclude is None else base.positions.get(exclude)
+        if selector and allowed is not None and allowed.count < settings.min_systems:
+            positions, rows = base.selected_rows(selector, self._space)
+            scores = row_scores(rows, query)
+            scores[~allowed.allows(positions)] = _NEG_INF
+        else:
+            positions = base.approximate.candidates(query, max(settings.shortlist, k + 1), allowed)
+            if allowed is not None:
+                positions = positions[allowed.allows(positions)]
+            scores = self._space.prepare(base.raw[positions]) @ query
+        if own is not None:
+            scores[positions == own] = _NEG_INF
+        for chosen in top_k(scores, k):
+            position = positions[chosen]
+            yield float(scores[chosen]), base.ids[position], base.raw[position]
+
+    def _allowed_rows(self, selector: Labels) -> AllowedRows | None:
+        """Base rows a query with this selector may return (not hidden, matching); None: all."""
+        if not selector and not self._dead:
+            return None
+        key = _selector_key(selector)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            bits, count = self._base.packed_selection(selector)
+            if self._dead:
+                bits = bits.copy()
+                hidden = self._dead_rows
+                count -= int(((bits[hidden >> 3] >> (hidden & 7)) & 1).sum())
+                clear_rows(bits, hidden)
+            allowed = AllowedRows.of(bits, count)
+            if len(self._allowed) >= _CACHED_SELECTORS:
+                self._allowed.clear()
+            self._allowed[key] = allowed
+        return allowed
+
     def _live(self) -> tuple[list[str], NDArray[np.float32], NDArray[np.float32]]:
         """Ids, prepared rows and raw embeddings of every live system, base first."""
         base, delta = self._base, self._delta
         if not self._dead and not delta.ids:
-            return list(base.ids), base.rows, base.raw
+            return list(base.ids), base.prepared(self._space), base.raw
         keep = np.ones(len(base), dtype=np.bool_)
         keep[self._dead_rows] = False
         kept = np.flatnonzero(keep)
         ids = [base.ids[i] for i in kept] + list(delta.ids)
-        rows = np.concatenate((base.rows[kept], delta.rows))
+        rows = np.concatenate((base.prepared(self._space)[kept], delta.prepared(self._space)))
         raw = np.concatenate((base.raw[kept], delta.raw))
         return ids, rows, raw
 
@@ -435,6 +588,12 @@ class SimilarityIndex:
         self._write_lock = threading.Lock()
         empty = np.zeros((0, layout.dimension), dtype=np.float32)
         self._snapshot = self._build(0, [], empty, [])
+        # A merge of a large fleet runs in the background; writes made meanwhile are
+        # journalled here and replayed onto its result. None: no merge running.
+        self._journal: list[_Change] | None = None
+        self._merge_done = threading.Event()
+        self._merge_done.set()
+        self._rebuilds = 0
 
     @property
     def layout(self) -> GroupLayout:
@@ -537,42 +696,90 @@ class SimilarityIndex:
         removals took out a system that was in the index.
         """
         interned: dict[tuple[tuple[str, str], ...], Labels] = {}
-        staged = [self._check_entry(entry, interned) for entry in upserts]
-        removed = [_check_system_id(system_id) for system_id in removals]
+        changes: list[_Change] = [
+            (system_id, (raw, labels))
+            for system_id, raw, labels in (self._check_entry(entry, interned) for entry in upserts)
+        ]
+        changes += [(_check_system_id(system_id), None) for system_id in removals]
         with self._write_lock:
             snapshot = self._snapshot
-            base, delta = snapshot._base, snapshot._delta
-            pending = {
-                system_id: (delta.raw[i], delta.labels[i]) for i, system_id in enumerate(delta.ids)
-            }
-            dead = set(snapshot._dead)
-            for system_id, raw, labels in staged:
-                pending[system_id] = (raw, labels)
-                position = base.positions.get(system_id)
-                if position is not None:
-                    dead.add(position)
-            hits = 0
-            for system_id in removed:
-                hits += system_id in pending or (
-                    system_id in base.positions and base.positions[system_id] not in dead
-                )
-                pending.pop(system_id, None)
-                position = base.positions.get(system_id)
-                if position is not None:
-                    dead.add(position)
+            base = snapshot._base
+            pending, dead, hits = _apply(snapshot, changes)
             generation = snapshot.generation + 1
-            if len(pending) + len(dead) > self._settings.delta_fraction * len(base):
+            if self._journal is not None:
+                self._journal += changes
+            outgrown = len(pending) + len(dead) > self._settings.delta_fraction * len(base)
+            if outgrown and not self._merges_in_background(len(base) + len(pending)):
                 self._snapshot = self._merge(generation, base, dead, pending)
-            else:
-                self._snapshot = FleetSnapshot(
-                    generation=generation,
-                    space=snapshot.space,
-                    settings=self._settings,
-                    base=base,
-                    dead=frozenset(dead),
-                    delta=self._segment(pending, snapshot.space),
-                )
+                return hits
+            self._snapshot = FleetSnapshot(
+                generation=generation,
+                space=snapshot.space,
+                settings=self._settings,
+                base=base,
+                dead=frozenset(dead),
+                delta=self._segment(pending, snapshot.space),
+            )
+            if outgrown and self._journal is None:
+                self._start_merge(self._snapshot, dead, pending)
             return hits
+
+    def wait_for_merge(self, timeout: float | None = None) -> bool:
+        """Waits until no background merge runs; False if one still does after `timeout`."""
+        return self._merge_done.wait(timeout)
+
+    def _merges_in_background(self, size: int) -> bool:
+        """Whether merging a fleet of this size builds an approximate index, which takes
+        long enough (a minute at a million) that writes must not wait for it."""
+        return size >= self._settings.approximate.min_systems
+
+    def _start_merge(
+        self,
+        snapshot: FleetSnapshot,
+        dead: set[int],
+        pending: dict[str, tuple[NDArray[np.float32], Labels]],
+    ) -> None:
+        """Merges in a thread; later writes go to the delta and the journal meanwhile."""
+        self._journal = []
+        self._merge_done.clear()
+        rebuilds = self._rebuilds
+        thread = threading.Thread(
+            target=self._merge_in_background,
+            args=(snapshot._base, set(dead), dict(pending), rebuilds),
+            name="similarity-merge",
+            daemon=True,
+        )
+        thread.start()
+
+    def _merge_in_background(
+        self,
+        base: _Segment,
+        dead: set[int],
+        pending: dict[str, tuple[NDArray[np.float32], Labels]],
+        rebuilds: int,
+    ) -> None:
+        try:
+            merged = self._merge(0, base, dead, pending)
+            with self._write_lock:
+                journal, self._journal = self._journal or [], None
+                if rebuilds != self._rebuilds:  # the fleet was replaced meanwhile
+                    return
+                current = self._snapshot
+                replayed, hidden, _ = _apply(merged, journal)
+                self._snapshot = FleetSnapshot(
+                    generation=current.generation + 1,
+                    space=merged.space,
+                    settings=self._settings,
+                    base=merged._base,
+                    dead=frozenset(hidden),
+                    delta=self._segment(replayed, merged.space),
+                )
+        except Exception:
+            logger.exception("similarity index: background merge failed; the delta stays")
+            with self._write_lock:
+                self._journal = None
+        finally:
+            self._merge_done.set()
 
     # Queries, on the current snapshot.
 
@@ -638,6 +845,7 @@ class SimilarityIndex:
         self, ids: list[str], raw: NDArray[np.float32], labels: list[Labels]
     ) -> None:
         with self._write_lock:
+            self._rebuilds += 1
             generation = self._snapshot.generation + 1
             self._snapshot = self._build(generation, ids, raw, labels)
 
@@ -645,7 +853,14 @@ class SimilarityIndex:
         self, generation: int, ids: list[str], raw: NDArray[np.float32], labels: list[Labels]
     ) -> FleetSnapshot:
         space = EmbeddingSpace.fit(self._layout, raw, self._settings)
-        base = _Segment.build(ids, raw, labels, space, self._settings.label_mask_max_values)
+        base = _Segment.build(
+            ids,
+            raw,
+            labels,
+            space,
+            self._settings.label_mask_max_values,
+            self._settings.approximate,
+        )
         return FleetSnapshot(
             generation=generation,
             space=space,

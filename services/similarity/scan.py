@@ -10,11 +10,14 @@ from numpy.typing import NDArray
 
 __all__ = ["row_scores", "top_k"]
 
-# Rows per block of the matrix-vector product (4096 x 146 floats, about 2.4 MB): large
-# enough for OpenBLAS to use both cores of this machine on each block, which halves a
-# scan over a million rows (memory-bandwidth bound: 47 ms on one core, 24 ms on two),
-# small enough that a block stays in cache while it is multiplied.
-_BLOCK_ROWS = 4_096
+# Rows per block of the matrix-vector product (2048 x 150 floats, about 1.2 MB): small
+# enough that OpenBLAS keeps each block on the calling thread. The exact scan runs on
+# fleets below the approximate index's switch-over size, on the delta and on rows a
+# selective label filter keeps, a few tens of thousands of rows at most, which one core
+# scans in about a millisecond; waiting for a second, busy core costs more than that
+# (a 25k-row scan measured 1.2 ms of CPU and 4 ms wall in 2048-row blocks, 5 ms of CPU
+# and 22 ms wall in one product, on two cores kept busy by other work).
+_BLOCK_ROWS = 2_048
 # Scores sampled to guess a cut-off; enough for the guess to hold almost always.
 _SAMPLE = 4_096
 # The cut-off aims at this many times k candidates, so it rarely keeps fewer than k.
@@ -22,14 +25,7 @@ _MARGIN = 4
 
 
 def row_scores(rows: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
-    """`rows @ query`, computed block by block.
-
-    Each block is one OpenBLAS product that may use every core. On cores shared with
-    other work, waiting for a worker thread costs more than it saves (8 ms instead of
-    1.5 ms at 100k rows on two busy cores, measured with 2048-row blocks, which stay
-    on the calling thread); on a quiet machine the two cores halve the scan. Large
-    fleets are the case that matters for latency, and there the cores win.
-    """
+    """`rows @ query`, computed block by block on the calling thread."""
     scores = np.empty(rows.shape[0], dtype=np.float32)
     for start in range(0, rows.shape[0], _BLOCK_ROWS):
         stop = start + _BLOCK_ROWS

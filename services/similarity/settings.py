@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["DEFAULT_GROUP_WEIGHTS", "CohortSettings", "SimilaritySettings"]
+__all__ = [
+    "DEFAULT_GROUP_WEIGHTS",
+    "ApproximateSettings",
+    "CohortSettings",
+    "SimilaritySettings",
+]
 
 DEFAULT_GROUP_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
@@ -67,6 +72,50 @@ class CohortSettings:
             raise ValueError("patience must be at least 1")
 
 
+@dataclass(frozen=True, slots=True)
+class ApproximateSettings:
+    """When and how nearest-system queries use an approximate index instead of a full scan.
+
+    The approximate index (FAISS inverted lists over 8-bit scalar-quantised rows) only
+    proposes a short list; the short list is re-ranked exactly, so every score and
+    explanation returned is the exact one and only recall is at stake.
+    """
+
+    min_systems: int = 20_000
+    """Switch-over size: a fleet (or the rows a label filter keeps) smaller than this is
+    scanned exactly. Measured CPU per top-10 query, exact scan vs approximate: 0.7 vs
+    1.0 ms at 5k systems, 0.9 vs 0.7 ms at 10k, 2.2 vs 0.9 ms at 20k, 2.8 vs 0.9 ms at
+    40k; below 20k the exact scan costs at most about twice as much, loses nothing and
+    needs no training (2 s at 10k)."""
+    lists_per_sqrt: float = 4.0
+    """Inverted lists per square root of the fleet size (4000 lists at a million)."""
+    probes: int = 128
+    """Lists searched per query; recall rises and speed falls with it. Measured recall@10
+    at a million systems (4000 lists): 0.93 with 48, 0.991 with 96, 1.0 with 128."""
+    shortlist: int = 100
+    """Candidates the approximate search proposes for exact re-ranking; raised to k + 1
+    when a query asks for more."""
+    quantiser: str = "SQ8"
+    """How rows are stored in the lists, as a FAISS factory suffix: `SQ8` (8-bit, a
+    quarter of float32), `SQfp16` or `Flat` (float32, no loss)."""
+    train_per_list: int = 64
+    """Rows sampled per list to train the lists and the quantiser."""
+    build_threads: int = 2
+    """Threads used to build the index (queries use one)."""
+
+    def __post_init__(self) -> None:
+        if self.min_systems < 1:
+            raise ValueError("approximate min_systems must be at least 1")
+        if not (math.isfinite(self.lists_per_sqrt) and self.lists_per_sqrt > 0):
+            raise ValueError("approximate lists_per_sqrt must be positive")
+        if self.probes < 1 or self.shortlist < 1 or self.train_per_list < 1:
+            raise ValueError("approximate probes, shortlist and train_per_list must be >= 1")
+        if self.quantiser not in ("SQ8", "SQfp16", "Flat"):
+            raise ValueError("approximate quantiser is one of SQ8, SQfp16, Flat")
+        if self.build_threads < 1:
+            raise ValueError("approximate build_threads must be at least 1")
+
+
 def _default_weights() -> Mapping[str, float]:
     return DEFAULT_GROUP_WEIGHTS
 
@@ -104,6 +153,8 @@ class SimilaritySettings:
     precomputed; keys with more values are filtered by comparing a code column."""
     cohorts: CohortSettings = field(default_factory=CohortSettings)
     """How cohorts are found."""
+    approximate: ApproximateSettings = field(default_factory=ApproximateSettings)
+    """When nearest-system queries use the approximate index, and how it is built."""
 
     def __post_init__(self) -> None:
         weights = dict(self.group_weights)

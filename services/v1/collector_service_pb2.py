@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from cfgclone.v1 import common_pb2 as cfgclone_dot_v1_dot_common__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cfgclone/v1/collector_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x18\x63\x66gclone/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\x15RegisterSystemRequest\x12)\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.SystemB\x04\xe2\x41\x01\x02\"=\n\x16RegisterSystemResponse\x12#\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.System\"&\n\x10GetSystemRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x11GetSystemResponse\x12#\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.System\"S\n\x12ListSystemsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\"T\n\x13ListSystemsResponse\x12$\n\x07systems\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.System\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x13WriteSamplesRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.SampleBatchB\x04\xe2\x41\x01\x02\"A\n\x14WriteSamplesResponse\x12\x16\n\x0estored_samples\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"E\n\x14StreamSamplesRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.SampleBatchB\x04\xe2\x41\x01\x02\"[\n\x15StreamSamplesResponse\x12\x0f\n\x07\x62\x61tches\x18\x01 \x01(\x03\x12\x16\n\x0estored_samples\x18\x02 \x01(\x03\x12\x19\n\x11\x64uplicate_batches\x18\x03 \x01(\x03\"\xd2\x01\n\x13QuerySamplesRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06metric\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Z\n\x14QuerySamplesResponse\x12)\n\x06series\x18\x01 \x01(\x0b\x32\x19.cfgclone.v1.SampleSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe0\x01\n\x17QueryDownsampledRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06metric\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12/\n\x06\x62ucket\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\"n\n\x18QueryDownsampledResponse\x12\x1c\n\x14\x62ucket_start_unix_ns\x18\x01 \x03(\x03\x12\x0b\n\x03\x61vg\x18\x02 \x03(\x01\x12\x0b\n\x03min\x18\x03 \x03(\x01\x12\x0b\n\x03max\x18\x04 \x03(\x01\x12\r\n\x05\x63ount\x18\x05 \x03(\x03\"Q\n\x12ListMetricsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x13ListMetricsResponse\x12$\n\x07metrics\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.Metric\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd1\x01\n\x0cScrapeTarget\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmetric_prefixes\x18\x04 \x03(\t\x12\x18\n\nlast_error\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12:\n\x10last_scrape_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"i\n\x19\x43reateScrapeTargetRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\rscrape_target\x18\x02 \x01(\x0b\x32\x19.cfgclone.v1.ScrapeTargetB\x04\xe2\x41\x01\x02\"N\n\x1a\x43reateScrapeTargetResponse\x12\x30\n\rscrape_target\x18\x01 \x01(\x0b\x32\x19.cfgclone.v1.ScrapeTarget\"W\n\x18ListScrapeTargetsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x19ListScrapeTargetsResponse\x12\x31\n\x0escrape_targets\x18\x01 \x03(\x0b\x32\x19.cfgclone.v1.ScrapeTarget\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x19\x44\x65leteScrapeTargetRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1c\n\x1a\x44\x65leteScrapeTargetResponse2\xf4\x07\n\x10\x43ollectorService\x12Y\n\x0eRegisterSystem\x12\".cfgclone.v1.RegisterSystemRequest\x1a#.cfgclone.v1.RegisterSystemResponse\x12J\n\tGetSystem\x12\x1d.cfgclone.v1.GetSystemRequest\x1a\x1e.cfgclone.v1.GetSystemResponse\x12P\n\x0bListSystems\x12\x1f.cfgclone.v1.ListSystemsRequest\x1a .cfgclone.v1.ListSystemsResponse\x12S\n\x0cWriteSamples\x12 .cfgclone.v1.WriteSamplesRequest\x1a!.cfgclone.v1.WriteSamplesResponse\x12X\n\rStreamSamples\x12!.cfgclone.v1.StreamSamplesRequest\x1a\".cfgclone.v1.StreamSamplesResponse(\x01\x12S\n\x0cQuerySamples\x12 .cfgclone.v1.QuerySamplesRequest\x1a!.cfgclone.v1.QuerySamplesResponse\x12_\n\x10QueryDownsampled\x12$.cfgclone.v1.QueryDownsampledRequest\x1a%.cfgclone.v1.QueryDownsampledResponse\x12P\n\x0bListMetrics\x12\x1f.cfgclone.v1.ListMetricsRequest\x1a .cfgclone.v1.ListMetricsResponse\x12\x65\n\x12\x43reateScrapeTarget\x12&.cfgclone.v1.CreateScrapeTargetRequest\x1a\'.cfgclone.v1.CreateScrapeTargetResponse\x12\x62\n\x11ListScrapeTargets\x12%.cfgclone.v1.ListScrapeTargetsRequest\x1a&.cfgclone.v1.ListScrapeTargetsResponse\x12\x65\n\x12\x44\x65leteScrapeTarget\x12&.cfgclone.v1.DeleteScrapeTargetRequest\x1a\'.cfgclone.v1.DeleteScrapeTargetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cfgclone/v1/collector_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x18\x63\x66gclone/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\x15RegisterSystemRequest\x12)\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.SystemB\x04\xe2\x41\x01\x02\"=\n\x16RegisterSystemResponse\x12#\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.System\"q\n\x13UpdateSystemRequest\x12)\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.SystemB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\";\n\x14UpdateSystemResponse\x12#\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.System\"&\n\x10GetSystemRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x11GetSystemResponse\x12#\n\x06system\x18\x01 \x01(\x0b\x32\x13.cfgclone.v1.System\"S\n\x12ListSystemsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\"T\n\x13ListSystemsResponse\x12$\n\x07systems\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.System\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x13WriteSamplesRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.SampleBatchB\x04\xe2\x41\x01\x02\"A\n\x14WriteSamplesResponse\x12\x16\n\x0estored_samples\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"E\n\x14StreamSamplesRequest\x12-\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.SampleBatchB\x04\xe2\x41\x01\x02\"[\n\x15StreamSamplesResponse\x12\x0f\n\x07\x62\x61tches\x18\x01 \x01(\x03\x12\x16\n\x0estored_samples\x18\x02 \x01(\x03\x12\x19\n\x11\x64uplicate_batches\x18\x03 \x01(\x03\"\xd2\x01\n\x13QuerySamplesRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06metric\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"Z\n\x14QuerySamplesResponse\x12)\n\x06series\x18\x01 \x01(\x0b\x32\x19.cfgclone.v1.SampleSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe0\x01\n\x17QueryDownsampledRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06metric\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12/\n\x06\x62ucket\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x02\"n\n\x18QueryDownsampledResponse\x12\x1c\n\x14\x62ucket_start_unix_ns\x18\x01 \x03(\x03\x12\x0b\n\x03\x61vg\x18\x02 \x03(\x01\x12\x0b\n\x03min\x18\x03 \x03(\x01\x12\x0b\n\x03max\x18\x04 \x03(\x01\x12\r\n\x05\x63ount\x18\x05 \x03(\x03\"Q\n\x12ListMetricsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x13ListMetricsResponse\x12$\n\x07metrics\x18\x01 \x03(\x0b\x32\x13.cfgclone.v1.Metric\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd1\x01\n\x0cScrapeTarget\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmetric_prefixes\x18\x04 \x03(\t\x12\x18\n\nlast_error\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12:\n\x10last_scrape_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"i\n\x19\x43reateScrapeTargetRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\rscrape_target\x18\x02 \x01(\x0b\x32\x19.cfgclone.v1.ScrapeTargetB\x04\xe2\x41\x01\x02\"N\n\x1a\x43reateScrapeTargetResponse\x12\x30\n\rscrape_target\x18\x01 \x01(\x0b\x32\x19.cfgclone.v1.ScrapeTarget\"W\n\x18ListScrapeTargetsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x19ListScrapeTargetsResponse\x12\x31\n\x0escrape_targets\x18\x01 \x03(\x0b\x32\x19.cfgclone.v1.ScrapeTarget\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x19\x44\x65leteScrapeTargetRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1c\n\x1a\x44\x65leteScrapeTargetResponse2\xc9\x08\n\x10\x43ollectorService\x12Y\n\x0eRegisterSystem\x12\".cfgclone.v1.RegisterSystemRequest\x1a#.cfgclone.v1.RegisterSystemResponse\x12S\n\x0cUpdateSystem\x12 .cfgclone.v1.UpdateSystemRequest\x1a!.cfgclone.v1.UpdateSystemResponse\x12J\n\tGetSystem\x12\x1d.cfgclone.v1.GetSystemRequest\x1a\x1e.cfgclone.v1.GetSystemResponse\x12P\n\x0bListSystems\x12\x1f.cfgclone.v1.ListSystemsRequest\x1a .cfgclone.v1.ListSystemsResponse\x12S\n\x0cWriteSamples\x12 .cfgclone.v1.WriteSamplesRequest\x1a!.cfgclone.v1.WriteSamplesResponse\x12X\n\rStreamSamples\x12!.cfgclone.v1.StreamSamplesRequest\x1a\".cfgclone.v1.StreamSamplesResponse(\x01\x12S\n\x0cQuerySamples\x12 .cfgclone.v1.QuerySamplesRequest\x1a!.cfgclone.v1.QuerySamplesResponse\x12_\n\x10QueryDownsampled\x12$.cfgclone.v1.QueryDownsampledRequest\x1a%.cfgclone.v1.QueryDownsampledResponse\x12P\n\x0bListMetrics\x12\x1f.cfgclone.v1.ListMetricsRequest\x1a .cfgclone.v1.ListMetricsResponse\x12\x65\n\x12\x43reateScrapeTarget\x12&.cfgclone.v1.CreateScrapeTargetRequest\x1a\'.cfgclone.v1.CreateScrapeTargetResponse\x12\x62\n\x11ListScrapeTargets\x12%.cfgclone.v1.ListScrapeTargetsRequest\x1a&.cfgclone.v1.ListScrapeTargetsResponse\x12\x65\n\x12\x44\x65leteScrapeTarget\x12&.cfgclone.v1.DeleteScrapeTargetRequest\x1a\'.cfgclone.v1.DeleteScrapeTargetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTERSYSTEMREQUEST'].fields_by_name['system']._loaded_options = None
   _globals['_REGISTERSYSTEMREQUEST'].fields_by_name['system']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATESYSTEMREQUEST'].fields_by_name['system']._loaded_options = None
+  _globals['_UPDATESYSTEMREQUEST'].fields_by_name['system']._serialized_options = b'\342A\001\002'
   _globals['_GETSYSTEMREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETSYSTEMREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_WRITESAMPLESREQUEST'].fields_by_name['batch']._loaded_options = None
@@ -79,52 +82,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSCRAPETARGETSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
   _globals['_DELETESCRAPETARGETREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETESCRAPETARGETREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
-  _globals['_REGISTERSYSTEMREQUEST']._serialized_start=176
-  _globals['_REGISTERSYSTEMREQUEST']._serialized_end=242
-  _globals['_REGISTERSYSTEMRESPONSE']._serialized_start=244
-  _globals['_REGISTERSYSTEMRESPONSE']._serialized_end=305
-  _globals['_GETSYSTEMREQUEST']._serialized_start=307
-  _globals['_GETSYSTEMREQUEST']._serialized_end=345
-  _globals['_GETSYSTEMRESPONSE']._serialized_start=347
-  _globals['_GETSYSTEMRESPONSE']._serialized_end=403
-  _globals['_LISTSYSTEMSREQUEST']._serialized_start=405
-  _globals['_LISTSYSTEMSREQUEST']._serialized_end=488
-  _globals['_LISTSYSTEMSRESPONSE']._serialized_start=490
-  _globals['_LISTSYSTEMSRESPONSE']._serialized_end=574
-  _globals['_WRITESAMPLESREQUEST']._serialized_start=576
-  _globals['_WRITESAMPLESREQUEST']._serialized_end=644
-  _globals['_WRITESAMPLESRESPONSE']._serialized_start=646
-  _globals['_WRITESAMPLESRESPONSE']._serialized_end=711
-  _globals['_STREAMSAMPLESREQUEST']._serialized_start=713
-  _globals['_STREAMSAMPLESREQUEST']._serialized_end=782
-  _globals['_STREAMSAMPLESRESPONSE']._serialized_start=784
-  _globals['_STREAMSAMPLESRESPONSE']._serialized_end=875
-  _globals['_QUERYSAMPLESREQUEST']._serialized_start=878
-  _globals['_QUERYSAMPLESREQUEST']._serialized_end=1088
-  _globals['_QUERYSAMPLESRESPONSE']._serialized_start=1090
-  _globals['_QUERYSAMPLESRESPONSE']._serialized_end=1180
-  _globals['_QUERYDOWNSAMPLEDREQUEST']._serialized_start=1183
-  _globals['_QUERYDOWNSAMPLEDREQUEST']._serialized_end=1407
-  _globals['_QUERYDOWNSAMPLEDRESPONSE']._serialized_start=1409
-  _globals['_QUERYDOWNSAMPLEDRESPONSE']._serialized_end=1519
-  _globals['_LISTMETRICSREQUEST']._serialized_start=1521
-  _globals['_LISTMETRICSREQUEST']._serialized_end=1602
-  _globals['_LISTMETRICSRESPONSE']._serialized_start=1604
-  _globals['_LISTMETRICSRESPONSE']._serialized_end=1688
-  _globals['_SCRAPETARGET']._serialized_start=1691
-  _globals['_SCRAPETARGET']._serialized_end=1900
-  _globals['_CREATESCRAPETARGETREQUEST']._serialized_start=1902
-  _globals['_CREATESCRAPETARGETREQUEST']._serialized_end=2007
-  _globals['_CREATESCRAPETARGETRESPONSE']._serialized_start=2009
-  _globals['_CREATESCRAPETARGETRESPONSE']._serialized_end=2087
-  _globals['_LISTSCRAPETARGETSREQUEST']._serialized_start=2089
-  _globals['_LISTSCRAPETARGETSREQUEST']._serialized_end=2176
-  _globals['_LISTSCRAPETARGETSRESPONSE']._serialized_start=2178
-  _globals['_LISTSCRAPETARGETSRESPONSE']._serialized_end=2281
-  _globals['_DELETESCRAPETARGETREQUEST']._serialized_start=2283
-  _globals['_DELETESCRAPETARGETREQUEST']._serialized_end=2330
-  _globals['_DELETESCRAPETARGETRESPONSE']._serialized_start=2332
-  _globals['_DELETESCRAPETARGETRESPONSE']._serialized_end=2360
-  _globals['_COLLECTORSERVICE']._serialized_start=2363
-  _globals['_COLLECTORSERVICE']._serialized_end=3375
+  _globals['_REGISTERSYSTEMREQUEST']._serialized_start=210
+  _globals['_REGISTERSYSTEMREQUEST']._serialized_end=276
+  _globals['_REGISTERSYSTEMRESPONSE']._serialized_start=278
+  _globals['_REGISTERSYSTEMRESPONSE']._serialized_end=339
+  _globals['_UPDATESYSTEMREQUEST']._serialized_start=341
+  _globals['_UPDATESYSTEMREQUEST']._serialized_end=454
+  _globals['_UPDATESYSTEMRESPONSE']._serialized_start=456
+  _globals['_UPDATESYSTEMRESPONSE']._serialized_end=515
+  _globals['_GETSYSTEMREQUEST']._serialized_start=517
+  _globals['_GETSYSTEMREQUEST']._serialized_end=555
+  _globals['_GETSYSTEMRESPONSE']._serialized_start=557
+  _globals['_GETSYSTEMRESPONSE']._serialized_end=613
+  _globals['_LISTSYSTEMSREQUEST']._serialized_start=615
+  _globals['_LISTSYSTEMSREQUEST']._serialized_end=698
+  _globals['_LISTSYSTEMSRESPONSE']._serialized_start=700
+  _globals['_LISTSYSTEMSRESPONSE']._serialized_end=784
+  _globals['_WRITESAMPLESREQUEST']._serialized_start=786
+  _globals['_WRITESAMPLESREQUEST']._serialized_end=854
+  _globals['_WRITESAMPLESRESPONSE']._serialized_start=856
+  _globals['_WRITESAMPLESRESPONSE']._serialized_end=921
+  _globals['_STREAMSAMPLESREQUEST']._serialized_start=923
+  _globals['_STREAMSAMPLESREQUEST']._serialized_end=992
+  _globals['_STREAMSAMPLESRESPONSE']._serialized_start=994
+  _globals['_STREAMSAMPLESRESPONSE']._serialized_end=1085
+  _globals['_QUERYSAMPLESREQUEST']._serialized_start=1088
+  _globals['_QUERYSAMPLESREQUEST']._serialized_end=1298
+  _globals['_QUERYSAMPLESRESPONSE']._serialized_start=1300
+  _globals['_QUERYSAMPLESRESPONSE']._serialized_end=1390
+  _globals['_QUERYDOWNSAMPLEDREQUEST']._serialized_start=1393
+  _globals['_QUERYDOWNSAMPLEDREQUEST']._serialized_end=1617
+  _globals['_QUERYDOWNSAMPLEDRESPONSE']._serialized_start=1619
+  _globals['_QUERYDOWNSAMPLEDRESPONSE']._serialized_end=1729
+  _globals['_LISTMETRICSREQUEST']._serialized_start=1731
+  _globals['_LISTMETRICSREQUEST']._serialized_end=1812
+  _globals['_LISTMETRICSRESPONSE']._serialized_start=1814
+  _globals['_LISTMETRICSRESPONSE']._serialized_end=1898
+  _globals['_SCRAPETARGET']._serialized_start=1901
+  _globals['_SCRAPETARGET']._serialized_end=2110
+  _globals['_CREATESCRAPETARGETREQUEST']._serialized_start=2112
+  _globals['_CREATESCRAPETARGETREQUEST']._serialized_end=2217
+  _globals['_CREATESCRAPETARGETRESPONSE']._serialized_start=2219
+  _globals['_CREATESCRAPETARGETRESPONSE']._serialized_end=2297
+  _globals['_LISTSCRAPETARGETSREQUEST']._serialized_start=2299
+  _globals['_LISTSCRAPETARGETSREQUEST']._serialized_end=2386
+  _globals['_LISTSCRAPETARGETSRESPONSE']._serialized_start=2388
+  _globals['_LISTSCRAPETARGETSRESPONSE']._serialized_end=2491
+  _globals['_DELETESCRAPETARGETREQUEST']._serialized_start=2493
+  _globals['_DELETESCRAPETARGETREQUEST']._serialized_end=2540
+  _globals['_DELETESCRAPETARGETRESPONSE']._serialized_start=2542
+  _globals['_DELETESCRAPETARGETRESPONSE']._serialized_end=2570
+  _globals['_COLLECTORSERVICE']._serialized_start=2573
+  _globals['_COLLECTORSERVICE']._serialized_end=3670
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from cfgclone.v1 import common_pb2 as _common_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -66,6 +67,58 @@ class RegisterSystemResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterSystemResponse: _TypeAlias = RegisterSystemResponse  # noqa: Y015
+
+@_typing.final
+class UpdateSystemRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def system(self) -> _common_pb2.System:
+        """The system; `name` says which, the fields in `update_mask` are its new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to update: hostname, cpu_model, cpu_cores, memory_bytes, disks, os,
+        kernel, architecture, labels; `*` for all of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        system: _common_pb2.System | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["system", b"system", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSystemRequest: _TypeAlias = UpdateSystemRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSystemResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def system(self) -> _common_pb2.System:
+        """The system as stored."""
+
+    def __init__(
+        self,
+        *,
+        system: _common_pb2.System | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSystemResponse: _TypeAlias = UpdateSystemResponse  # noqa: Y015
 
 @_typing.final
 class GetSystemRequest(_message.Message):

@@ -40,6 +40,11 @@ class CollectorServiceStub:
                 request_serializer=cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemRequest.SerializeToString,
                 response_deserializer=cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemResponse.FromString,
                 _registered_method=True)
+        self.UpdateSystem = channel.unary_unary(
+                '/cfgclone.v1.CollectorService/UpdateSystem',
+                request_serializer=cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemRequest.SerializeToString,
+                response_deserializer=cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemResponse.FromString,
+                _registered_method=True)
         self.GetSystem = channel.unary_unary(
                 '/cfgclone.v1.CollectorService/GetSystem',
                 request_serializer=cfgclone_dot_v1_dot_collector__service__pb2.GetSystemRequest.SerializeToString,
@@ -97,8 +102,17 @@ class CollectorServiceServicer:
     """
 
     def RegisterSystem(self, request, context):
-        """Registers a system, or updates the metadata of a registered one. Agents call
-        it at start; it is idempotent.
+        """Registers a system, or updates the metadata of a registered one with the
+        fields the request sets (a field left at its default changes nothing). Agents
+        call it at start; it is idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSystem(self, request, context):
+        """Updates the fields of a registered system named in `update_mask` (AIP-134);
+        an empty mask updates the fields the request sets, `*` replaces them all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,6 +197,11 @@ def add_CollectorServiceServicer_to_server(servicer, server):
                     request_deserializer=cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemRequest.FromString,
                     response_serializer=cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemResponse.SerializeToString,
             ),
+            'UpdateSystem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSystem,
+                    request_deserializer=cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemRequest.FromString,
+                    response_serializer=cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemResponse.SerializeToString,
+            ),
             'GetSystem': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSystem,
                     request_deserializer=cfgclone_dot_v1_dot_collector__service__pb2.GetSystemRequest.FromString,
@@ -262,6 +281,33 @@ class CollectorService:
             '/cfgclone.v1.CollectorService/RegisterSystem',
             cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemRequest.SerializeToString,
             cfgclone_dot_v1_dot_collector__service__pb2.RegisterSystemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSystem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cfgclone.v1.CollectorService/UpdateSystem',
+            cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemRequest.SerializeToString,
+            cfgclone_dot_v1_dot_collector__service__pb2.UpdateSystemResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,8 +36,13 @@ class CollectorServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CollectorServiceAsyncStub: ...
     RegisterSystem: _grpc.UnaryUnaryMultiCallable[_collector_service_pb2.RegisterSystemRequest, _collector_service_pb2.RegisterSystemResponse]
-    """Registers a system, or updates the metadata of a registered one. Agents call
-    it at start; it is idempotent.
+    """Registers a system, or updates the metadata of a registered one with the
+    fields the request sets (a field left at its default changes nothing). Agents
+    call it at start; it is idempotent.
+    """
+    UpdateSystem: _grpc.UnaryUnaryMultiCallable[_collector_service_pb2.UpdateSystemRequest, _collector_service_pb2.UpdateSystemResponse]
+    """Updates the fields of a registered system named in `update_mask` (AIP-134);
+    an empty mask updates the fields the request sets, `*` replaces them all.
     """
     GetSystem: _grpc.UnaryUnaryMultiCallable[_collector_service_pb2.GetSystemRequest, _collector_service_pb2.GetSystemResponse]
     """Gets one system."""
@@ -68,8 +73,13 @@ class CollectorServiceAsyncStub(CollectorServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterSystem: _aio.UnaryUnaryMultiCallable[_collector_service_pb2.RegisterSystemRequest, _collector_service_pb2.RegisterSystemResponse]  # type: ignore[assignment]
-    """Registers a system, or updates the metadata of a registered one. Agents call
-    it at start; it is idempotent.
+    """Registers a system, or updates the metadata of a registered one with the
+    fields the request sets (a field left at its default changes nothing). Agents
+    call it at start; it is idempotent.
+    """
+    UpdateSystem: _aio.UnaryUnaryMultiCallable[_collector_service_pb2.UpdateSystemRequest, _collector_service_pb2.UpdateSystemResponse]  # type: ignore[assignment]
+    """Updates the fields of a registered system named in `update_mask` (AIP-134);
+    an empty mask updates the fields the request sets, `*` replaces them all.
     """
     GetSystem: _aio.UnaryUnaryMultiCallable[_collector_service_pb2.GetSystemRequest, _collector_service_pb2.GetSystemResponse]  # type: ignore[assignment]
     """Gets one system."""
@@ -103,8 +113,19 @@ class CollectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _collector_service_pb2.RegisterSystemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_collector_service_pb2.RegisterSystemResponse, _abc.Awaitable[_collector_service_pb2.RegisterSystemResponse]]:
-        """Registers a system, or updates the metadata of a registered one. Agents call
-        it at start; it is idempotent.
+        """Registers a system, or updates the metadata of a registered one with the
+        fields the request sets (a field left at its default changes nothing). Agents
+        call it at start; it is idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSystem(
+        self,
+        request: _collector_service_pb2.UpdateSystemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_collector_service_pb2.UpdateSystemResponse, _abc.Awaitable[_collector_service_pb2.UpdateSystemResponse]]:
+        """Updates the fields of a registered system named in `update_mask` (AIP-134);
+        an empty mask updates the fields the request sets, `*` replaces them all.
         """
 
     @_abc_1.abstractmethod

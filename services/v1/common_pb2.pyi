@@ -112,6 +112,34 @@ SCALING_RULE_DISK_THROUGHPUT: ScalingRule.ValueType  # 4
 """Scaled by the target/source disk throughput ratio."""
 Global___ScalingRule: _TypeAlias = ScalingRule  # noqa: Y015
 
+class _DemandFloor:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DemandFloorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DemandFloor.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEMAND_FLOOR_UNSPECIFIED: _DemandFloor.ValueType  # 0
+    """No floor: scaling alone decides."""
+    DEMAND_FLOOR_WORKING_SET: _DemandFloor.ValueType  # 1
+    """A cache: not below the source's observed working set (series `cache.working_set`)."""
+    DEMAND_FLOOR_CONCURRENCY: _DemandFloor.ValueType  # 2
+    """A worker count: not below the requests the source has in flight when busy
+    (offered load x its duration).
+    """
+
+class DemandFloor(_DemandFloor, metaclass=_DemandFloorEnumTypeWrapper):
+    """What the source's own data says a parameter must not go below when it is adapted."""
+
+DEMAND_FLOOR_UNSPECIFIED: DemandFloor.ValueType  # 0
+"""No floor: scaling alone decides."""
+DEMAND_FLOOR_WORKING_SET: DemandFloor.ValueType  # 1
+"""A cache: not below the source's observed working set (series `cache.working_set`)."""
+DEMAND_FLOOR_CONCURRENCY: DemandFloor.ValueType  # 2
+"""A worker count: not below the requests the source has in flight when busy
+(offered load x its duration).
+"""
+Global___DemandFloor: _TypeAlias = DemandFloor  # noqa: Y015
+
 class _ParameterType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -632,6 +660,7 @@ class ParameterSpec(_message.Message):
     ALLOWED_VALUES_FIELD_NUMBER: _builtins.int
     SCALING_FIELD_NUMBER: _builtins.int
     REQUIRES_RESTART_FIELD_NUMBER: _builtins.int
+    FLOOR_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Parameter key, for example `shared_buffers`."""
     type: Global___ParameterType.ValueType
@@ -646,6 +675,10 @@ class ParameterSpec(_message.Message):
     """How the value scales across hardware."""
     requires_restart: _builtins.bool
     """Whether changing it needs a restart of the software."""
+    floor: Global___DemandFloor.ValueType
+    """The source's demand that bounds the adapted value from below (never above the
+    source's own value).
+    """
     @_builtins.property
     def allowed_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Values allowed for an enum parameter."""
@@ -661,10 +694,11 @@ class ParameterSpec(_message.Message):
         allowed_values: _abc.Iterable[_builtins.str] | None = ...,
         scaling: Global___ScalingRule.ValueType = ...,
         requires_restart: _builtins.bool = ...,
+        floor: Global___DemandFloor.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "max", b"max", "min", b"min"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "allowed_values", b"allowed_values", "key", b"key", "max", b"max", "min", b"min", "requires_restart", b"requires_restart", "scaling", b"scaling", "type", b"type", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "allowed_values", b"allowed_values", "floor", b"floor", "key", b"key", "max", b"max", "min", b"min", "requires_restart", b"requires_restart", "scaling", b"scaling", "type", b"type", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
     _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015

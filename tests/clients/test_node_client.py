@@ -7,7 +7,9 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -181,7 +183,7 @@ def test_clone_watched_to_the_end_fails_for_a_source_without_configuration(
         "--watch",
     )
 
-    assert result.returncode == 3, result.stderr  # printed, but the operation failed
+    assert result.returncode == 1, result.stderr  # printed, but the operation failed
     operation = _json(result)
     assert operation["name"].startswith("operations/")
     assert operation["done"] is True
@@ -257,7 +259,7 @@ def test_clone_with_no_orchestrator_listening_exits_with_unavailable(node: NodeC
         "clone", "--orchestrator", address, "--source", "systems/a", "--target", "systems/b"
     )
 
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stderr.startswith("error: UNAVAILABLE: ")
 
 
@@ -267,3 +269,36 @@ def test_clone_without_a_source_is_a_usage_error(node: NodeClient) -> None:
     assert result.returncode == 2
     assert "clone needs --source" in result.stderr
     assert "usage:" in result.stderr
+
+
+def test_exit_codes_are_those_of_the_cli(suite: RunningSuite, node: NodeClient) -> None:
+    """The same situations through the Node client and the ``cfgclone`` CLI end alike."""
+    cfgclone = str(Path(sys.executable).parent / "cfgclone")
+    source, target = register_systems(suite, _system(unique_id("src")), _system(unique_id("dst")))
+    orchestrator = suite.address("orchestrator")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{probe.getsockname()[1]}"
+
+    situations = {
+        "operation failed": (orchestrator, source.name, [target.name]),
+        "not found": (orchestrator, f"systems/{unique_id('missing')}", [target.name]),
+        "invalid": (orchestrator, "Not A System", [target.name]),
+        "unreachable": (nobody, source.name, [target.name]),
+        "usage": (orchestrator, source.name, []),
+    }
+    expected = {"operation failed": 1, "not found": 1, "invalid": 1, "unreachable": 3, "usage": 2}
+    for situation, (address, src, targets) in situations.items():
+        by_node = node(
+            "clone", "--orchestrator", address, "--source", src,
+            *[a for t in targets for a in ("--target", t)], "--dry-run", "--watch",
+        )  # fmt: skip
+        by_cli = run(
+            [cfgclone, f"--orchestrator={address}", "clone", src, *targets, "--dry-run"],
+            cwd=REPOSITORY,
+        )
+        assert by_node.returncode == by_cli.returncode == expected[situation], (
+            situation,
+            by_node.stderr,
+            by_cli.stderr,
+        )

@@ -92,6 +92,14 @@ def _expect_register(command: list[str], output: str) -> None:
     assert "create_time" in stored
 
 
+def _expect_update(command: list[str], output: str) -> None:
+    asked = _request(command)
+    stored = json.loads(output)["system"]
+    for field in asked["update_mask"]["paths"]:
+        assert stored[field] == asked["system"][field]
+    assert stored["labels"], "fields outside the mask keep their registered values"
+
+
 def _expect_list_systems(command: list[str], output: str) -> None:
     key, _, value = _request(command)["label_selector"].partition("=")
     systems = json.loads(output)["systems"]
@@ -112,6 +120,7 @@ EXPECTATIONS: dict[str, Callable[[list[str], str], None]] = {
     "describe": _expect_describe,
     "grpc.health.v1.Health/Check": _expect_health,
     "cfgclone.v1.CollectorService/RegisterSystem": _expect_register,
+    "cfgclone.v1.CollectorService/UpdateSystem": _expect_update,
     "cfgclone.v1.CollectorService/ListSystems": _expect_list_systems,
     "cfgclone.v1.PredictorService/GetPolicy": _expect_policy,
 }

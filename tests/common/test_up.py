@@ -71,6 +71,7 @@ def _start_up(
     env.pop("CFGCLONE_METRICS_PORT", None)
     if metrics_port is not None:
         env["CFGCLONE_METRICS_PORT"] = str(metrics_port)
+    env["XDG_CONFIG_HOME"] = str(data_dir / "config")  # its context file, not the user's
     process = subprocess.Popen(
         [CFGCLONE, "up", "--base-port", str(base_port)],
         env=env,

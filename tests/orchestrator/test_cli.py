@@ -101,7 +101,9 @@ async def test_clone_exit_codes_for_an_unknown_target_and_an_unreachable_orchest
         use_suite(suite, orchestrator=unused_address())  # type: ignore[operator]
         code = await _cfgclone("clone", source.system_id, "nowhere-dst")
         assert code == cli.EXIT_UNAVAILABLE
-        assert "UNAVAILABLE" in capsys.readouterr().err
+        shown = capsys.readouterr().err
+        assert "the orchestrator at" in shown
+        assert "(from CFGCLONE_ORCHESTRATOR_ADDRESS) does not answer" in shown
 
 
 async def test_apply_exit_codes_tell_rejected_held_and_rolled_back_apart(

@@ -91,6 +91,9 @@ async def test_the_three_stories_end_as_told_and_leave_their_audit_trail(
     assert "=> cloned as is" in text
     assert "=> adapted" in text
     assert "=> REJECTED" in text
+    # Story 4: one shadow prediction per machine, bounded by each machine's memory.
+    assert f"{demo.LOOKALIKE.name} (64 GiB) => NEGATIVE" not in text
+    assert f"{demo.SMALL.name} (16 GiB) => NEGATIVE" in text
     # Story 1's clone is one trace through all five services.
     provider.force_flush()
     spans = exporter.get_finished_spans()

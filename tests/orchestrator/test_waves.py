@@ -25,12 +25,12 @@ from cfgclone.orchestrator.operations import (
     clone_result_of,
     error_status,
 )
+from cfgclone.orchestrator.ranking import PolicyKpis, best_prediction
 from cfgclone.orchestrator.settings import OrchestratorSettings
 from cfgclone.orchestrator.workflow import (
     Candidate,
     CloneWorkflow,
     PeerError,
-    best_prediction,
     exceeds_failure_budget,
     waves,
 )
@@ -92,13 +92,14 @@ def test_the_best_predicted_candidate_wins_by_verdict_then_by_benefit() -> None:
     neutral_slower = _prediction(common_pb2.VERDICT_NEUTRAL, 0.02)
     neutral_faster = _prediction(common_pb2.VERDICT_NEUTRAL, -0.04)
     positive = _prediction(common_pb2.VERDICT_POSITIVE, -0.2)
-    assert best_prediction([negative, neutral_slower, neutral_faster]) == 2
-    assert best_prediction([neutral_faster, positive]) == 1
+    policy = PolicyKpis((("*.duration", common_pb2.KPI_DIRECTION_LOWER_IS_BETTER),))
+    assert best_prediction([negative, neutral_slower, neutral_faster], policy) == 2
+    assert best_prediction([neutral_faster, positive], policy) == 1
     # A tie goes to the engine's preferred (first) candidate.
-    assert best_prediction([neutral_faster, neutral_faster]) == 0
+    assert best_prediction([neutral_faster, neutral_faster], policy) == 0
     # A candidate the engine warned about wins only on a better verdict.
-    assert best_prediction([neutral_slower, neutral_faster], [False, True]) == 0
-    assert best_prediction([neutral_faster, positive], [False, True]) == 1
+    assert best_prediction([neutral_slower, neutral_faster], policy, [False, True]) == 0
+    assert best_prediction([neutral_faster, positive], policy, [False, True]) == 1
 
 
 # --- the workflow over stand-in services ---------------------------------------------

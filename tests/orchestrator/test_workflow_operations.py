@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
+import numpy as np
 import pytest
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2
@@ -27,6 +29,7 @@ from tests.orchestrator.workflow_suite import (
     unique,
     wait_done,
 )
+from tests.storage import store_samples
 
 GIB = 2**30
 BIG = {"workers": 8, "cache_mb": 512, "debug_logging": False, "request_timeout_s": 30}
@@ -37,6 +40,27 @@ async def _changes(suite: Suite, system: str) -> list[common_pb2.Change]:
     return list(reply.changes)
 
 
+async def _adapted_dry_run(
+    suite: Suite, source: SimulatedMachine, target: SimulatedMachine, policy: str
+) -> tuple[common_pb2.Operation, common_pb2.CloneTargetResult, common_pb2.Configuration]:
+    """A forced adaptation, predicted only: the operation, its one result, the proposal."""
+    reply = await suite.orchestrator.CloneConfiguration(
+        pb.CloneConfigurationRequest(
+            source=source.name,
+            targets=[target.name],
+            options=pb.CloneOptions(dry_run=True, force_adapt=True, policy=policy),
+        )
+    )
+    done = await wait_done(suite, reply.operation.name)
+    [result] = done.clone.targets
+    proposed = (
+        await suite.predictor.GetConfiguration(
+            predictor_pb.GetConfigurationRequest(name=result.configuration)
+        )
+    ).configuration
+    return done, result, proposed
+
+
 async def test_a_target_with_other_hardware_gets_the_best_predicted_adaptation(
     store: Store,
 ) -> None:
@@ -45,20 +69,7 @@ async def test_a_target_with_other_hardware_gets_the_best_predicted_adaptation(
     async with running_services(store) as suite:
         await suite.fleet([source, target]).register()
         policy = await create_rollout_policy(suite, unique("adapt"))
-        reply = await suite.orchestrator.CloneConfiguration(
-            pb.CloneConfigurationRequest(
-                source=source.name,
-                targets=[target.name],
-                options=pb.CloneOptions(dry_run=True, force_adapt=True, policy=policy),
-            )
-        )
-        done = await wait_done(suite, reply.operation.name)
-        [result] = done.clone.targets
-        proposed = (
-            await suite.predictor.GetConfiguration(
-                predictor_pb.GetConfigurationRequest(name=result.configuration)
-            )
-        ).configuration
+        done, result, proposed = await _adapted_dry_run(suite, source, target, policy)
 
     assert done.state == common_pb2.OPERATION_STATE_SUCCEEDED
     assert result.adapted
@@ -75,6 +86,34 @@ async def test_a_target_with_other_hardware_gets_the_best_predicted_adaptation(
     assert any("candidate adaptations predicted" in m for m in messages), messages
     adapt = next(e.message for e in done.events if e.step == "adapt")
     assert "cache_mb: 512 -> 256" in adapt
+
+
+async def test_an_adapted_cache_keeps_to_the_working_set_the_sources_data_shows(
+    store: Store,
+) -> None:
+    source = SimulatedMachine(unique("big"), cpu_cores=8, memory_bytes=32 * GIB, configuration=BIG)
+    target = SimulatedMachine(unique("small"), cpu_cores=4, memory_bytes=4 * GIB)
+    async with running_services(store) as suite:
+        await suite.fleet([source, target]).register()
+        # The source's exporter says its busy hours reread about 300 MiB.
+        now = time.time_ns()
+        ts = np.arange(now - 3600 * 10**9, now, 60 * 10**9, dtype=np.int64)
+        working_set = np.linspace(200.0, 300.0, ts.size) * 2**20
+        await store_samples(
+            store,
+            source.system_id,
+            {"cache.working_set": (ts, working_set)},
+            cpu_cores=source.cpu_cores,
+        )
+        policy = await create_rollout_policy(suite, unique("floor"))
+        done, _, proposed = await _adapted_dry_run(suite, source, target, policy)
+
+    assert done.state == common_pb2.OPERATION_STATE_SUCCEEDED, done
+    content = json_format.MessageToDict(proposed.content)
+    # An eighth of the memory would make 512 MB a 64 MB cache; the source rereads ~295 MiB.
+    assert 290 <= content["cache_mb"] <= 300, content
+    adapt = next(e.message for e in done.events if e.step == "adapt")
+    assert "scaling gave 64, below the source's working set" in adapt, adapt
 
 
 async def test_one_clone_is_one_trace_across_every_service_it_calls(store: Store) -> None:

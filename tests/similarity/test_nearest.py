@@ -14,6 +14,7 @@ from cfgclone.similarity import (
     SimilaritySettings,
     UnknownSystem,
 )
+from cfgclone.similarity.settings import ApproximateSettings
 
 from .fleet import LAYOUT, family_fleet, random_fleet
 
@@ -79,8 +80,13 @@ def test_top_k_is_exact_on_a_fleet_large_enough_to_be_presampled() -> None:
     layout = GroupLayout.consecutive([("hardware", 6), ("curves", 10)])
     embeddings = random_fleet(20_000, layout.dimension, seed=3)
     ids = [f"s{i}" for i in range(len(embeddings))]
-    index = SimilarityIndex(layout, SimilaritySettings(group_weights={"hardware": 1.0}))
+    # The exact scan, even where the approximate index would take over.
+    settings = SimilaritySettings(
+        group_weights={"hardware": 1.0}, approximate=ApproximateSettings(min_systems=10**9)
+    )
+    index = SimilarityIndex(layout, settings)
     index.rebuild_from_matrix(ids, embeddings)
+    assert not index.snapshot().approximate
     prepared = index.snapshot().space.prepare(embeddings)
     model = NearestNeighbors(n_neighbors=20, metric="cosine", algorithm="brute").fit(prepared)
     queries = np.random.default_rng(4).standard_normal((15, layout.dimension))

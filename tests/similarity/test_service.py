@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -268,4 +269,48 @@ async def test_a_system_without_fingerprint_and_an_empty_fleet(fresh_database: s
             assert "systems/bare-01" in (caught.value.details() or "")
             assert "BuildFingerprint" in (caught.value.details() or "")
     finally:
+        await store.close()
+
+
+async def test_a_refined_fingerprint_moves_in_the_answers(fleet_database: str) -> None:
+    """A newer fingerprint of small-0 that behaves like the big family reaches the index
+    through the background sync, and the service's answers follow it."""
+    store, services = await _serve(fleet_database)
+    refined = """
+        INSERT INTO fingerprints (system_id, configuration_version, model_version, load_metric,
+                                  window_start, window_end, model, embedding)
+        SELECT moved.id, f.configuration_version, f.model_version, f.load_metric,
+               f.window_start, f.window_end, f.model, f.embedding
+        FROM fingerprints f
+        JOIN systems big ON big.id = f.system_id AND big.system_id = 'big-1'
+        CROSS JOIN (SELECT id FROM systems WHERE system_id = 'small-0') moved
+        RETURNING id
+    """
+    added: int | None = None
+    try:
+        fleet = services[0].servicer._fleet  # type: ignore[attr-defined]
+        await fleet.sync()
+        async with serve_in_process(services) as (_, channel):
+            stub = pb_grpc.SimilarityServiceStub(channel)
+            request = pb.FindSimilarSystemsRequest(system="systems/small-0", page_size=3)
+            before = await stub.FindSimilarSystems(request)
+            assert all(s.second.startswith("systems/small-") for s in before.similar_systems)
+            async with store.connection() as conn:
+                cursor = await conn.execute(refined)
+                row = await cursor.fetchone()
+                assert row is not None
+                added = int(row[0])
+            generation = fleet.index.snapshot().generation
+            for _ in range(100):  # the loop polls every 0.2 s here
+                if fleet.index.snapshot().generation > generation:
+                    break
+                await asyncio.sleep(0.05)
+            after = await stub.FindSimilarSystems(request)
+            assert after.similar_systems[0].second == "systems/big-1"
+            assert after.similar_systems[0].score == pytest.approx(1.0)
+            assert all(s.second.startswith("systems/big-") for s in after.similar_systems)
+    finally:
+        if added is not None:
+            async with store.connection() as conn:
+                await conn.execute("DELETE FROM fingerprints WHERE id = %s", (added,))
         await store.close()

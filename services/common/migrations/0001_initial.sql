@@ -148,14 +148,15 @@ CREATE TABLE operations (
 CREATE INDEX operations_created_idx ON operations (created_at DESC);
 
 -- Samples: a TimescaleDB hypertable with compression when the extension can be
--- created; otherwise a table partitioned by day, whose partitions the collector
--- creates ahead and drops past retention, with a default partition so that no
--- sample is ever refused for want of a partition.
+-- created (the migration runner sets cfgclone.use_timescaledb when it is installed
+-- and preloaded); otherwise a table partitioned by day, whose partitions the
+-- collector creates ahead and drops past retention, with a default partition so
+-- that no sample is ever refused for want of a partition.
 DO $samples$
 DECLARE
     has_timescale boolean := false;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+    IF current_setting('cfgclone.use_timescaledb', true) = 'on' THEN
         BEGIN
             CREATE EXTENSION IF NOT EXISTS timescaledb;
             has_timescale := true;

@@ -8,6 +8,8 @@ Pure domain code (no gRPC, no database), tested directly:
 - :mod:`~.units`: sizes and durations written the PostgreSQL way (`16GB`, `200ms`);
 - :mod:`~.scaling` and :mod:`~.alternatives`: scaling by the target/source resource ratio,
   with an explanation per parameter, and alternatives for the predictor to choose from;
+- :mod:`~.demand`: what the source's own data shows a parameter needs (working set,
+  concurrency), below which scaling never goes;
 - :mod:`~.versions`: the most preferred catalogued version the target can run;
 - :mod:`~.scripts`: user-supplied adaptation scripts, bounded in time, output and memory;
 - :mod:`~.codec`: conversion to and from the `cfgclone.v1` messages.
@@ -27,6 +29,12 @@ from .codec import (
     schema_to_proto,
     spec_from_proto,
     spec_to_proto,
+)
+from .demand import (
+    CONCURRENCY_PAIRS,
+    WORKING_SET_SERIES,
+    ObservedDemand,
+    observed_demand,
 )
 from .errors import (
     AdaptationError,
@@ -54,13 +62,14 @@ from .scripts import (
     DEFAULT_SCRIPT_TIMEOUT,
     run_adaptation_script,
 )
-from .spec import ParameterSpec, ParameterType, ParameterValue, Scaling
+from .spec import Floor, ParameterSpec, ParameterType, ParameterValue, Scaling
 from .units import format_bytes, format_duration, parse_bytes, parse_duration
 from .versions import Catalogue, CatalogueEntry, Rejection, select_version
 
 __all__ = [
     "AS_IS",
     "BUILTIN_SCHEMAS",
+    "CONCURRENCY_PAIRS",
     "CONSERVATIVE",
     "DEFAULT_MEMORY_LIMIT",
     "DEFAULT_OUTPUT_LIMIT",
@@ -69,16 +78,19 @@ __all__ = [
     "POSTGRESQL",
     "PROPORTIONAL",
     "SIMULATED",
+    "WORKING_SET_SERIES",
     "Adaptation",
     "AdaptationError",
     "AdaptationFailed",
     "Candidate",
     "Catalogue",
     "CatalogueEntry",
+    "Floor",
     "HostResources",
     "InvalidConfiguration",
     "InvalidSchema",
     "NoSuitableVersion",
+    "ObservedDemand",
     "ParameterExplanation",
     "ParameterSpec",
     "ParameterType",
@@ -96,6 +108,7 @@ __all__ = [
     "format_bytes",
     "format_duration",
     "host_from_system",
+    "observed_demand",
     "parse_bytes",
     "parse_duration",
     "run_adaptation_script",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .demand import ObservedDemand
 from .hosts import HostResources, describe_memory
 from .scaling import AS_IS, CONSERVATIVE, PROPORTIONAL, Adaptation, adapt
 from .schema import Schema
@@ -37,16 +38,22 @@ class Candidate:
 
 
 def candidates(
-    content: Mapping[str, object], schema: Schema, source: HostResources, target: HostResources
+    content: Mapping[str, object],
+    schema: Schema,
+    source: HostResources,
+    target: HostResources,
+    demand: ObservedDemand | None = None,
 ) -> tuple[Candidate, ...]:
     """The distinct candidate adaptations of `content`, proportional first.
 
     Candidates that come out the same are offered once, under the first name, so a
-    target with the source's hardware gets a single candidate. Raises
+    target with the source's hardware gets a single candidate. `demand` (what the
+    source's data shows it needs) keeps floored parameters from shrinking below it. Raises
     `InvalidConfiguration` when `content` breaks the schema.
     """
     adaptations = [
-        (policy, adapt(content, schema, source, target, policy=policy)) for policy in POLICIES
+        (policy, adapt(content, schema, source, target, policy=policy, demand=demand))
+        for policy in POLICIES
     ]
     proportional = adaptations[0][1]
     found: list[Candidate] = []

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from .schema import Schema
-from .spec import ParameterSpec, ParameterType, Scaling
+from .spec import Floor, ParameterSpec, ParameterType, Scaling
 
 __all__ = ["BUILTIN_SCHEMAS", "POSTGRESQL", "SIMULATED", "schema_for"]
 
@@ -29,7 +29,14 @@ POSTGRESQL = Schema(
     "postgresql",
     (
         ParameterSpec(
-            "shared_buffers", _BYTES, "8kB", 16, 1073741823, scaling=_MEMORY, requires_restart=True
+            "shared_buffers",
+            _BYTES,
+            "8kB",
+            16,
+            1073741823,
+            scaling=_MEMORY,
+            requires_restart=True,
+            floor=Floor.WORKING_SET,
         ),
         ParameterSpec("effective_cache_size", _BYTES, "8kB", 1, _INT_MAX, scaling=_MEMORY),
         ParameterSpec("work_mem", _BYTES, "kB", 64, _INT_MAX, scaling=_MEMORY),
@@ -72,21 +79,25 @@ POSTGRESQL = Schema(
     ),
 )
 """PostgreSQL: memory settings follow memory, worker counts follow cores, I/O concurrency
-follows disk throughput; connection limits, planner costs and durability settings are
+follows disk throughput; shared_buffers never drops below the source's working set;
+connection limits, planner costs and durability settings are
 choices, not capacities, and are copied."""
 
 SIMULATED = Schema(
     "simulated",
     (
-        ParameterSpec("workers", _INTEGER, "", 1, 1024, scaling=_CORES),
-        ParameterSpec("cache_mb", _INTEGER, "MB", 1, 1 << 20, scaling=_MEMORY),
+        ParameterSpec("workers", _INTEGER, "", 1, 1024, scaling=_CORES, floor=Floor.CONCURRENCY),
+        ParameterSpec(
+            "cache_mb", _INTEGER, "MB", 1, 1 << 20, scaling=_MEMORY, floor=Floor.WORKING_SET
+        ),
         ParameterSpec("io_depth", _INTEGER, "", 1, 1024, scaling=_DISK),
         ParameterSpec("request_timeout_s", _INTEGER, "s", 1, 86400),
         ParameterSpec("debug_logging", ParameterType.BOOLEAN),
     ),
 )
 """The simulated system of tests and the demo (the predictor's simulated shadow provider
-and applier): `workers` follows cores, `cache_mb` memory, `io_depth` disk throughput."""
+and applier): `workers` follows cores, `cache_mb` memory, `io_depth` disk throughput;
+neither `workers` nor `cache_mb` drops below what the source's data shows it needs."""
 
 BUILTIN_SCHEMAS: Mapping[str, Schema] = MappingProxyType(
     {"postgresql": POSTGRESQL, "postgres": POSTGRESQL, "simulated": SIMULATED}

@@ -18,7 +18,7 @@ from .builtin import schema_for
 from .errors import InvalidSchema, Violation
 from .hosts import HostResources, typical_disk_throughput
 from .schema import Schema
-from .spec import ParameterSpec, ParameterType, ParameterValue, Scaling
+from .spec import Floor, ParameterSpec, ParameterType, ParameterValue, Scaling
 from .units import parse_bytes
 
 __all__ = [
@@ -67,6 +67,15 @@ _SCALING_NUMBERS = {
     Scaling.DISK_THROUGHPUT: common_pb2.SCALING_RULE_DISK_THROUGHPUT,
 }
 
+_FLOORS: Mapping[common_pb2.DemandFloor.ValueType, Floor] = MappingProxyType(
+    {
+        common_pb2.DEMAND_FLOOR_UNSPECIFIED: Floor.NONE,
+        common_pb2.DEMAND_FLOOR_WORKING_SET: Floor.WORKING_SET,
+        common_pb2.DEMAND_FLOOR_CONCURRENCY: Floor.CONCURRENCY,
+    }
+)
+_FLOOR_NUMBERS = {floor: number for number, floor in _FLOORS.items()}
+
 _TYPE_NAMES = ", ".join(f"PARAMETER_TYPE_{kind.name}" for kind in ParameterType)
 
 
@@ -78,6 +87,9 @@ def spec_from_proto(message: common_pb2.ParameterSpec) -> ParameterSpec:
     scaling = _SCALINGS.get(message.scaling)
     if scaling is None:
         raise ValueError(f"scaling rule {message.scaling} is unknown")
+    floor = _FLOORS.get(message.floor)
+    if floor is None:
+        raise ValueError(f"demand floor {message.floor} is unknown")
     return ParameterSpec(
         key=message.key,
         type=kind,
@@ -87,6 +99,7 @@ def spec_from_proto(message: common_pb2.ParameterSpec) -> ParameterSpec:
         allowed_values=tuple(message.allowed_values),
         scaling=scaling,
         requires_restart=message.requires_restart,
+        floor=floor,
     )
 
 
@@ -101,6 +114,7 @@ def spec_to_proto(spec: ParameterSpec) -> common_pb2.ParameterSpec:
         allowed_values=spec.allowed_values,
         scaling=_SCALING_NUMBERS[spec.scaling],
         requires_restart=spec.requires_restart,
+        floor=_FLOOR_NUMBERS[spec.floor],
     )
 
 

@@ -4,17 +4,21 @@ Each parameter that declares a resource is multiplied by the target/source ratio
 resource, clamped to its bounds and rounded to its unit, in the unit it was written in
 (`16GB` stays in GB where that rounds closely). A parameter whose resource is unknown on
 either host, or whose value is negative (PostgreSQL's `-1`: "automatic"), is kept as is;
-the explanation says so rather than guessing.
+the explanation says so rather than guessing. A parameter with a floor never goes below
+what the source's own data shows it needs (see :mod:`.demand`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .demand import ObservedDemand
 from .hosts import HostResources
 from .schema import Schema
-from .spec import ParameterSpec, ParameterValue, Scaling
+from .spec import Floor, ParameterSpec, ParameterType, ParameterValue, Scaling
+from .units import SIZES
 from .values import clamp, read_quantity, show, write_quantity
 
 __all__ = [
@@ -133,10 +137,12 @@ def adapt(
     target: HostResources,
     *,
     policy: ScalingPolicy = PROPORTIONAL,
+    demand: ObservedDemand | None = None,
 ) -> Adaptation:
     """`content`, written for `source`, adapted to `target` by the schema's scaling rules.
 
-    Raises `InvalidConfiguration` when `content` breaks the schema.
+    With `demand` (what the source's data shows), a parameter with a floor is not
+    scaled below it. Raises `InvalidConfiguration` when `content` breaks the schema.
     """
     valid = schema.validate(content)
     adapted: dict[str, ParameterValue] = {}
@@ -144,6 +150,8 @@ def adapt(
     for key, value in valid.items():
         spec = schema.spec(key)
         after, why = _adapt_parameter(spec, value, source, target, policy, schema.kind)
+        if spec is not None and demand is not None and spec.floor is not Floor.NONE:
+            after, why = _floored(spec, value, after, why, demand)
         adapted[key] = after
         restart = spec is not None and spec.requires_restart
         explanations.append(ParameterExplanation(key, value, after, why, restart))
@@ -193,3 +201,45 @@ def _adapt_parameter(
     if amount == quantity.amount:
         return value, why
     return write_quantity(spec, amount, quantity), why
+
+
+def _floored(
+    spec: ParameterSpec,
+    before: ParameterValue,
+    after: ParameterValue,
+    why: str,
+    demand: ObservedDemand,
+) -> tuple[ParameterValue, str]:
+    """`after`, raised to what the source's data shows it needs, never above `before`."""
+    needed = demand.amount(spec.floor)
+    per_unit = _demand_per_amount(spec)
+    if needed is None or per_unit is None:
+        return after, why
+    original = read_quantity(spec, before)
+    scaled = read_quantity(spec, after)
+    if original.amount < 0 or scaled.amount < 0:
+        return after, why
+    floor = needed / per_unit
+    if spec.floor is Floor.CONCURRENCY:
+        floor = math.ceil(floor)
+    floor = min(floor, original.amount)
+    if scaled.amount >= floor:
+        return after, f"{why}; not below {demand.describe(spec.floor)}"
+    amount, _ = clamp(spec, floor)
+    raised = write_quantity(spec, amount, original)
+    return raised, (
+        f"{why}; scaling gave {show(after)}, below {demand.describe(spec.floor)}: "
+        f"raised to {show(raised)}"
+    )
+
+
+def _demand_per_amount(spec: ParameterSpec) -> float | None:
+    """Units of demand (bytes, requests) one unit of the parameter's amount holds."""
+    if spec.floor is Floor.CONCURRENCY:
+        return 1.0
+    if spec.type is ParameterType.BYTES:
+        return 1.0  # amounts of sizes are bytes
+    try:
+        return float(SIZES.unit_size(spec.unit)) if spec.unit else None
+    except ValueError:
+        return None

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from .units import DURATIONS, SIZES, UnitSystem
 
-__all__ = ["ParameterSpec", "ParameterType", "ParameterValue", "Scaling"]
+__all__ = ["Floor", "ParameterSpec", "ParameterType", "ParameterValue", "Scaling"]
 
 ParameterValue = str | int | float | bool
 """A parameter's value as JSON carries it. Configurations are flat: no lists, no objects."""
@@ -57,6 +57,16 @@ class Scaling(StrEnum):
     DISK_THROUGHPUT = "disk_throughput"
 
 
+class Floor(StrEnum):
+    """What the source's own data says a parameter must not go below, whatever scaling says."""
+
+    NONE = "none"
+    WORKING_SET = "working_set"
+    """A cache: not below the data the source's busy period reads again and again."""
+    CONCURRENCY = "concurrency"
+    """A worker count: not below the requests the source's busy period has in flight."""
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """Declares one parameter of a configuration kind.
@@ -77,6 +87,8 @@ class ParameterSpec:
     scaling: Scaling = Scaling.NONE
     requires_restart: bool = False
     """Whether a change takes effect only after the software restarts."""
+    floor: Floor = Floor.NONE
+    """The demand of the source that bounds the adapted value from below."""
 
     @property
     def base_unit(self) -> str:
@@ -96,6 +108,8 @@ class ParameterSpec:
             found.append("an enum parameter needs its allowed values")
         if self.type is not ParameterType.ENUM and self.allowed_values:
             found.append(f"allowed values apply to enum parameters only, not {self.type}")
+        if self.floor is not Floor.NONE and not self.type.is_numeric:
+            found.append(f"{self.type} parameters cannot have a {self.floor} floor")
         if self.scaling is not Scaling.NONE and not self.type.is_numeric:
             resource = self.scaling.value.replace("_", " ")
             found.append(f"{self.type} parameters cannot scale with {resource}")

@@ -41,6 +41,8 @@ class CommandOutcome:
     """Wall time from start to exit."""
     timed_out: bool
     """True when the command was killed at its time limit."""
+    process_group: int | None = None
+    """Id of the process group the command led; what it left running is still in it."""
 
     @property
     def succeeded(self) -> bool:
@@ -145,4 +147,5 @@ async def run_bounded(
         stderr=stderr.decode("utf-8", "replace"),
         duration_s=duration,
         timed_out=timed_out,
+        process_group=process.pid,
     )

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from cfgclone.predictor.shadow.model import (
@@ -50,6 +51,9 @@ async def run_shadow_comparison(
     *,
     rounds: int = 3,
     duration: float = 5.0,
+    min_samples: int = 0,
+    max_rounds: int | None = None,
+    decided: Callable[[KpiSamples, KpiSamples], bool] | None = None,
     # The limit is a parameter because reaching it is a result (TIMED_OUT, with the
     # samples so far and a clean copy), not an exception for the caller to handle.
     timeout: float = 120.0,  # noqa: ASYNC109
@@ -63,12 +67,26 @@ async def run_shadow_comparison(
     (making the copy, every apply and run), and the provider bounds the
     teardown itself, so the call always returns. It never raises for a failing
     provider: the result says FAILED or TIMED_OUT with the reason.
+
+    Repeats as needed: after ``rounds`` pairs, while a KPI has fewer than
+    ``min_samples`` samples on a side (the judge's minimum) or ``decided`` says
+    the samples so far (baseline, candidate) leave the answer open, more pairs
+    run, up to ``max_rounds`` (default: three times ``rounds``) and only while one
+    more pair fits in the time left. The provider sees both configurations and
+    the deadline in ``target``.
     """
     if rounds < 1:
         raise ValueError("a comparison needs at least one round")
     if duration <= 0 or timeout <= 0:
         raise ValueError("duration and timeout must be positive")
+    limit_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
     started = time.monotonic()
+    target = replace(
+        target,
+        baseline=dict(baseline_config),
+        candidate=dict(candidate_config),
+        deadline_unix=time.time() + timeout,
+    )
     collected = _Collected()
     outcome = ShadowOutcome.COMPLETED
     reason: str | None = None
@@ -83,7 +101,12 @@ async def run_shadow_comparison(
                     copy = await stack.enter_async_context(provider.copy_of(target))
                     collected.copy = copy
                     failed_side, reason = await _interleave(
-                        copy, target, baseline_config, candidate_config, rounds, duration, collected
+                        copy,
+                        target,
+                        (baseline_config, candidate_config),
+                        _Rounds(rounds, limit_rounds, min_samples, decided, started + timeout),
+                        duration,
+                        collected,
                     )
             except TimeoutError as error:
                 if not limit.expired():  # a provider's own timeout, not the comparison's
@@ -116,18 +139,58 @@ async def run_shadow_comparison(
     )
 
 
+class _Rounds:
+    """How many pairs run: the requested ones, then more while samples are short."""
+
+    def __init__(
+        self,
+        requested: int,
+        most: int,
+        min_samples: int,
+        decided: Callable[[KpiSamples, KpiSamples], bool] | None,
+        ends_at: float,
+    ) -> None:
+        self.requested = requested
+        self.most = most
+        self.min_samples = min_samples
+        self.decided = decided
+        self.ends_at = ends_at
+        self._started = time.monotonic()
+
+    def another(self, done: int, collected: _Collected) -> bool:
+        """Whether pair number ``done`` (0-based) should run."""
+        if done < self.requested:
+            return True
+        if done >= self.most or not self._open(collected):
+            return False
+        per_round = (time.monotonic() - self._started) / done
+        return time.monotonic() + per_round < self.ends_at
+
+    def _open(self, collected: _Collected) -> bool:
+        """Too few samples, or samples that do not decide yet."""
+        kpis = set(collected.samples[Side.BASELINE]) | set(collected.samples[Side.CANDIDATE])
+        short = any(
+            len(collected.samples[side].get(kpi, ())) < self.min_samples
+            for kpi in kpis
+            for side in Side
+        )
+        if short or self.decided is None:
+            return short
+        return not self.decided(collected.frozen(Side.BASELINE), collected.frozen(Side.CANDIDATE))
+
+
 async def _interleave(
     copy: ShadowCopy,
     target: ShadowTarget,
-    baseline_config: Configuration,
-    candidate_config: Configuration,
-    rounds: int,
+    configurations: tuple[Configuration, Configuration],
+    rounds: _Rounds,
     duration: float,
     collected: _Collected,
 ) -> tuple[Side | None, str | None]:
     """The rounds; returns the side and reason of the first failure, if any."""
-    sides = ((Side.BASELINE, baseline_config), (Side.CANDIDATE, candidate_config))
-    for round_index in range(rounds):
+    sides = ((Side.BASELINE, configurations[0]), (Side.CANDIDATE, configurations[1]))
+    round_index = 0
+    while rounds.another(round_index, collected):
         for side, configuration in sides:
             started_at = datetime.now(UTC)
             began = time.monotonic()
@@ -168,4 +231,5 @@ async def _interleave(
             )
             if result.error is not None:
                 return side, f"the {side} workload failed in round {round_index}: {result.error}"
+        round_index += 1
     return None, None

@@ -113,10 +113,27 @@ class ShadowTarget:
     applied over them."""
     data_scale: int = 1
     """Size of the data set the copy is filled with (pgbench scale: 1 is about 16 MB)."""
+    load_profile: Mapping[str, float] = field(default_factory=dict)
+    """The target's recorded offered load over its recent busy period, per series of the
+    metric vocabulary (``postgresql.commits``: 120.0 per second); empty when nothing
+    was recorded."""
+    hardware: Mapping[str, float] = field(default_factory=dict)
+    """The target's hardware as the collector recorded it (``cpu_cores``,
+    ``memory_bytes``); empty when unknown."""
+    baseline: Mapping[str, ConfigValue] = field(default_factory=dict)
+    """The configuration before the change (set by the comparison for providers that
+    prepare both sides)."""
+    candidate: Mapping[str, ConfigValue] = field(default_factory=dict)
+    """The configuration after the change."""
+    deadline_unix: float | None = None
+    """Wall-clock time (Unix seconds) by which the comparison must have ended."""
 
     def __post_init__(self) -> None:
         if self.data_scale < 1:
             raise ValueError("data_scale must be at least 1")
+        for series, rate in self.load_profile.items():
+            if not rate >= 0:
+                raise ValueError(f"the recorded load of {series} must be a rate >= 0")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 Each copy is a fresh cluster (``initdb`` in a temporary folder) filled by
 ``pgbench -i`` at the target's data scale; configurations are applied through
 the PostgreSQL applier, exactly as they would be on the target, with a restart
-when a parameter needs one; the workload is pgbench at the target's load level
-(clients, rate). KPIs per interval: throughput, mean and p95 latency from
-pgbench's per-transaction log, and the CPU the server's processes used.
+when a parameter needs one; the workload is pgbench at the target's load level:
+rate-limited (``--rate``) to the target's recorded commit rate over its busy period,
+not as fast as the copy goes, and a run that could not reach that rate says so in
+its details (the copy's hardware is then what limits it). KPIs per interval:
+throughput, mean and p95 latency from pgbench's per-transaction log, and the CPU the
+server's processes used.
 
 Resources are bounded: every program has a time limit and is killed with its
 process group past it; shared_buffers and max_connections are capped; the
@@ -37,6 +40,7 @@ from cfgclone.predictor.shadow.cluster import (
     ThrowawayCluster,
     throwaway_cluster,
 )
+from cfgclone.predictor.shadow.load import DB_OFFERED_LOAD, shortfall
 from cfgclone.predictor.shadow.model import (
     KPI_CPU,
     Configuration,
@@ -289,6 +293,20 @@ class PostgresShadowCopy:
             log, duration_s=duration_s, interval_s=self._settings.sample_interval_s
         )
         samples[KPI_CPU] = tuple(cpu)
+        details = {
+            "command": shlex.join(argv),
+            "exit_status": str(outcome.exit_status),
+            "transactions": str(log.completed),
+            "failed_transactions": str(log.failed),
+            "summary": _summary(outcome.stdout),
+        }
+        if load.rate_tps is not None:
+            reached = log.completed / duration_s
+            details["rate"] = f"{reached:.4g}/s reached of {load.rate_tps:.4g}/s asked"
+            note = shortfall(load.rate_tps, reached)
+            if note is not None:
+                details[f"load.{DB_OFFERED_LOAD}"] = note
+                logger.warning("shadow of %s: %s", self._target.system, note)
         error: str | None = None
         if outcome.timed_out:
             error = (
@@ -298,17 +316,7 @@ class PostgresShadowCopy:
             error = f"pgbench exited with status {outcome.exit_status}: {_tail(outcome.stderr, 5)}"
         elif log.completed == 0:
             error = "no transaction completed"
-        return WorkloadResult(
-            samples=samples,
-            details={
-                "command": shlex.join(argv),
-                "exit_status": str(outcome.exit_status),
-                "transactions": str(log.completed),
-                "failed_transactions": str(log.failed),
-                "summary": _summary(outcome.stdout),
-            },
-            error=error,
-        )
+        return WorkloadResult(samples=samples, details=details, error=error)
 
 
 class PostgresShadowProvider:

@@ -3,7 +3,12 @@
 The simulated system is a queue: each transaction takes a service time, a
 number of workers serve them, and the latency follows the utilisation as in an
 M/M/1 queue per worker (mean = service time / (1 - utilisation), p95 about
-three times the mean). Parameters move the service time, the capacity and the
+three times the mean). It runs on the target's hardware and at its load: workers
+beyond the target's cores wait for a core (they add no capacity), a cache larger
+than three quarters of the target's memory pages (service time grows with the
+square of the overcommit), and the workload is the target's recorded rate. So the
+same change can be harmless on one machine and harmful on another, as on real ones.
+Parameters move the service time, the capacity and the
 CPU per transaction through declared effects, so a test knows the true effect
 of a change before the shadow run measures it. Samples carry log-normal noise
 from a seeded generator, so a run is repeatable; an optional drift per run
@@ -41,6 +46,7 @@ __all__ = [
     "DEFAULT_EFFECTS",
     "HARMFUL_CHANGE",
     "HARMLESS_CHANGE",
+    "MEMORY_FOR_CACHE",
     "ParameterEffect",
     "ResponseFactors",
     "SimulatedShadowCopy",
@@ -48,6 +54,9 @@ __all__ = [
     "SimulatedSystem",
 ]
 
+MEMORY_FOR_CACHE = 0.75
+"""Share of a machine's memory a cache can take before the machine pages."""
+_MIB = 2**20
 _P95_OVER_MEAN = math.log(20.0)
 """p95 / mean of an exponential response time, as in an M/M/1 queue."""
 _MAX_UTILISATION = 0.95
@@ -146,12 +155,30 @@ class SimulatedSystem:
         return ResponseFactors(service_time=service_time, cpu=cpu, workers=workers)
 
     def expected(
-        self, configuration: Mapping[str, ConfigValue], load: WorkloadShape
+        self,
+        configuration: Mapping[str, ConfigValue],
+        load: WorkloadShape,
+        hardware: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
-        """The noiseless KPIs of ``configuration`` under ``load``: the response surface."""
+        """The noiseless KPIs of ``configuration`` under ``load`` on ``hardware``.
+
+        ``hardware`` (``cpu_cores``, ``memory_bytes``) bounds the parallelism by the
+        cores and makes a cache beyond ``MEMORY_FOR_CACHE`` of the memory page;
+        without it the machine is as large as the configuration wants. The CPU is
+        the share of the machine's cores kept busy, or the cores busy when the
+        machine's cores are unknown.
+        """
         factors = self.factors(configuration)
         service_ms = self.service_time_ms * factors.service_time
-        capacity = self.workers * factors.workers * 1000.0 / service_ms
+        parallel = self.workers * factors.workers
+        cores = (hardware or {}).get("cpu_cores", 0.0)
+        if cores > 0:
+            parallel = min(parallel, cores)
+        memory = (hardware or {}).get("memory_bytes", 0.0)
+        if memory > 0 and "cache_mb" in configuration:
+            overcommit = _as_float(configuration["cache_mb"]) * _MIB / (MEMORY_FOR_CACHE * memory)
+            service_ms *= max(1.0, overcommit) ** 2
+        capacity = parallel * 1000.0 / service_ms
         if load.rate_tps is None:
             # Closed loop: every client sends its next transaction as soon as one ends.
             throughput = min(load.clients * 1000.0 / service_ms, capacity) * _MAX_UTILISATION
@@ -160,11 +187,12 @@ class SimulatedSystem:
             throughput = min(load.rate_tps, capacity * _MAX_UTILISATION)
             utilisation = throughput / capacity
             mean_ms = service_ms / (1.0 - utilisation)
+        busy = self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu
         return {
             KPI_THROUGHPUT: throughput,
             KPI_LATENCY_MEAN: mean_ms / 1e3,
             KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN / 1e3,
-            KPI_CPU: self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu,
+            KPI_CPU: busy / cores if cores > 0 else busy,
         }
 
 
@@ -182,7 +210,13 @@ class SimulatedShadowCopy:
 
     @property
     def details(self) -> Mapping[str, str]:
-        return {"model": "queue per worker", "seed": str(self._provider.seed)}
+        hardware = self._target.hardware
+        return {
+            "model": "queue per worker",
+            "seed": str(self._provider.seed),
+            "cpu_cores": f"{hardware.get('cpu_cores', 0):g}" if hardware else "unbounded",
+            "memory_bytes": f"{hardware.get('memory_bytes', 0):g}" if hardware else "unbounded",
+        }
 
     async def apply(self, configuration: Configuration) -> None:
         refused = sorted(set(configuration) & self._provider.refuse_parameters)
@@ -199,7 +233,7 @@ class SimulatedShadowCopy:
             await asyncio.sleep(duration_s * provider.pace)
         if set(self._configuration) & provider.fail_workload_parameters:
             return WorkloadResult(samples={}, error="the simulated workload failed")
-        expected = provider.system.expected(self._configuration, load)
+        expected = provider.system.expected(self._configuration, load, self._target.hardware)
         drift = (1.0 + provider.system.drift_per_run) ** self._runs
         self._runs += 1
         samples: dict[str, tuple[float, ...]] = {}

@@ -199,3 +199,7 @@ LEFT JOIN history_imports h ON h.system_id = s.id
 WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
   AND (e.system_id IS NOT NULL OR h.system_id IS NOT NULL)
 ORDER BY s.system_id;
+
+-- name: system_hardware
+-- What the collector recorded of a system's machine; 0 where it is unknown.
+SELECT cpu_cores, memory_bytes FROM systems WHERE id = %(system)s;

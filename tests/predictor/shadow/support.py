@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,3 +66,16 @@ def shared_memory_ids() -> set[str]:
     """Ids of the System V shared memory segments on the machine."""
     lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
     return {line.split()[1] for line in lines if line.split()}
+
+
+def process_ended(pid: int, *, within: float = 5.0) -> bool:
+    """Whether process ``pid`` is gone (or a zombie) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

@@ -22,7 +22,9 @@ from cfgclone.predictor.shadow import (
     Side,
     WorkloadShape,
     run_shadow_comparison,
+    workload_at,
 )
+from cfgclone.predictor.shadow.load import DB_OFFERED_LOAD
 from tests.predictor.shadow.support import is_gone, leftovers, needs_postgres, open_parent_folder
 
 pytestmark = [needs_postgres, pytest.mark.slow]
@@ -143,3 +145,36 @@ async def test_a_timeout_while_the_copy_is_made_leaves_nothing_either(parent: Pa
     assert run.outcome is ShadowOutcome.TIMED_OUT
     assert run.rounds == ()
     assert leftovers(parent) == []
+
+
+def _at_recorded_rate(rate: float) -> ShadowTarget:
+    profile = {DB_OFFERED_LOAD: rate}
+    return ShadowTarget(
+        "systems/db-01",
+        workload_at(profile, WorkloadShape(clients=4, threads=2)),
+        load_profile=profile,
+    )
+
+
+async def test_pgbench_runs_at_the_targets_recorded_rate_not_at_full_speed(parent: Path) -> None:
+    recorded = 80.0
+    run = await run_shadow_comparison(
+        _provider(parent), _at_recorded_rate(recorded), {}, HARMLESS, rounds=1, duration=6
+    )
+    assert run.outcome is ShadowOutcome.COMPLETED, run.failure_reason
+    for record in run.rounds:
+        assert "--rate 80" in record.details["command"]
+        achieved = int(record.details["transactions"]) / 6
+        print(f"{record.side}: {achieved:.1f}/s of {recorded:g}/s ({record.details['rate']})")
+        assert abs(achieved - recorded) <= 0.10 * recorded
+        assert not any(key.startswith("load.") for key in record.details)
+
+
+async def test_a_rate_the_shadows_hardware_cannot_reach_is_reported(parent: Path) -> None:
+    run = await run_shadow_comparison(
+        _provider(parent), _at_recorded_rate(1_000_000.0), {}, HARMLESS, rounds=1, duration=2
+    )
+    assert run.outcome is ShadowOutcome.COMPLETED, run.failure_reason
+    note = run.rounds[0].details[f"load.{DB_OFFERED_LOAD}"]
+    assert "cannot carry the target's load" in note
+    assert "of the target's recorded 1e+06/s" in note
