@@ -78,7 +78,8 @@ async def _history(store: Store, systems: list[str], examples: int) -> None:
     rng = np.random.default_rng(1)
     async with store.transaction() as conn:
         rows = {s: await repository.system(conn, s) for s in systems}
-        vectors = {s: await repository.latest_embedding(conn, rows[s]) for s in systems}
+        latest = {s: await repository.latest_fingerprint(conn, rows[s]) for s in systems}
+        vectors = {s: f.embedding for s, f in latest.items() if f is not None}
         for index in range(examples):
             system_id = systems[index % len(systems)]
             debug = bool(rng.random() < 0.5)
@@ -92,7 +93,7 @@ async def _history(store: Store, systems: list[str], examples: int) -> None:
                     from_version=index + 1,
                     to_version=index + 2,
                     change_id=None,
-                    embedding=vectors[system_id] or (),
+                    embedding=vectors.get(system_id, ()),
                     before=BASE,
                     after=after,
                     observed={

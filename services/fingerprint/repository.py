@@ -210,6 +210,19 @@ async def page(
     return [_stored(row) for row in rows[: page.size]], len(rows) > page.size
 
 
+async def closing_time(
+    conn: Connection, system: SystemRecord, version: int | None
+) -> datetime | None:
+    """When ``version`` stopped running (the next applied version's apply time), or None."""
+    if version is None:
+        return None
+    cursor = await conn.execute(
+        _QUERIES["closing_time"], {"system": system.key, "version": version}
+    )
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
 async def newest_on(
     conn: Connection, system: SystemRecord, load_metric: str
 ) -> common_pb2.Fingerprint | None:

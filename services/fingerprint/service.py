@@ -191,13 +191,18 @@ async def refine(
 ) -> tuple[common_pb2.Fingerprint, int]:
     """Merge the samples after a fingerprint's window into it; returns it and the samples merged.
 
-    Work is proportional to the new samples only: the stored model is merged
-    with a model of the new window, never rebuilt from all history.
+    A fingerprint of a configuration version that a later version replaced takes no
+    samples past the moment it was replaced. Work is proportional to the new samples
+    only: the stored model is merged with a model of the new window, never rebuilt from
+    all history.
     """
     async with store.connection() as conn:
         stored = await repository.get(conn, system_id, fingerprint_id)
         system = await repository.system(conn, system_id)
         new_end = _aligned(end or datetime.now(UTC), settings.align_ns)
+        closed = await repository.closing_time(conn, system, stored.configuration_version)
+        if closed is not None:
+            new_end = min(new_end, closed)
         if new_end <= stored.window_end:
             return stored.message, 0
         samples = await read_samples(conn, system_id, stored.window_end, new_end)

@@ -77,6 +77,11 @@ def kpi_prediction(result: KpiResult, verdict: Verdict | None = None) -> common_
     )
     if result.relative_change is not None and math.isfinite(result.relative_change):
         message.relative_change = result.relative_change
+        message.estimate.relative_change = result.relative_change
+        if result.interval is not None:
+            message.estimate.interval_low = result.interval.low
+            message.estimate.interval_high = result.interval.high
+            message.estimate.confidence = result.interval.confidence
     if result.interval is not None:
         message.interval_low = result.interval.low
         message.interval_high = result.interval.high
@@ -169,12 +174,16 @@ def _threshold(message: common_pb2.KpiThreshold, index: int) -> KpiThreshold:
             raise InvalidArgument.for_field(
                 f"{field}.{name}", f"must be a finite number, 0 or more (got {value})"
             )
+    confidence = message.confidence if message.HasField("confidence") else None
+    if confidence is not None and not 0.0 < confidence < 1.0:
+        raise InvalidArgument.for_field(f"{field}.confidence", "must be in (0, 1)")
     return KpiThreshold(
         kpi=message.kpi,
         direction=direction,
         max_relative_change=message.max_relative_change,
         max_absolute_change=message.max_absolute_change,
         critical=message.critical,
+        confidence=confidence,
     )
 
 
@@ -241,6 +250,7 @@ def policy_to_message(policy: Policy, rules: VerificationRules, name: str) -> co
                 max_relative_change=t.max_relative_change,
                 max_absolute_change=t.max_absolute_change,
                 critical=t.critical,
+                confidence=t.confidence,
             )
             for t in policy.thresholds
         ],

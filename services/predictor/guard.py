@@ -35,8 +35,10 @@ from cfgclone.predictor.codec import (
     prediction_message,
     verdict_of,
 )
-from cfgclone.predictor.history import ModelCache, VersionFingerprinter, import_examples
+from cfgclone.predictor.features import Resources, change_features
+from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
 from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
+from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.policy import PolicyAction
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
 from cfgclone.predictor.settings import PredictorSettings
@@ -100,8 +102,9 @@ class Guard:
         self.counters = counters or OutcomeCounters()
         self.webhook = webhook or Webhook(settings.webhook_url)
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._imports: set[asyncio.Task[int]] = set()
-        self._fingerprinter = fingerprinter
+        self.imports = HistoryImports(
+            store, fingerprinter, on_imported=lambda _: models.refresh_soon()
+        )
 
     # -- entry points --------------------------------------------------------------
 
@@ -176,20 +179,14 @@ class Guard:
         fresh = await self._row(change_id)
         await self._roll_back(fresh, S.ROLLBACK_REASON_ABORTED, why, None)
 
-    def import_history(self, system_id: str) -> None:
-        """Build training examples from a system's imported versions, in the background."""
-        task = asyncio.create_task(
-            import_examples(self._store, system_id, fingerprinter=self._fingerprinter)
-        )
-        self._imports.add(task)
-        task.add_done_callback(self._imports.discard)
-
     async def close(self) -> None:
         """Stop driving changes (they resume at the next start)."""
-        tasks = [*self._tasks.values(), *self._imports]
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.imports.close()
+        await self._models.close()
 
     # -- the state machine ---------------------------------------------------------
 
@@ -474,11 +471,13 @@ class Guard:
             return
         async with self._store.transaction() as conn:
             system = await repository.system(conn, row.system_id)
-            embedding = await repository.latest_embedding(conn, system)
-            if embedding is None:
+            latest = await repository.latest_fingerprint(conn, system)
+            if latest is None:
                 return
             before = await repository.configuration(conn, system, row.from_version or 0)
             after = await repository.configuration(conn, system, row.to_version)
+            resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
+            schema = stored_schema(after.kind, after.schema)
             await repository.insert_example(
                 conn,
                 repository.NewExample(
@@ -486,11 +485,12 @@ class Guard:
                     from_version=before.version,
                     to_version=after.version,
                     change_id=row.id,
-                    embedding=embedding,
+                    embedding=latest.embedding,
                     before=before.content,
                     after=after.content,
                     observed=observed,
                     origin="outcome",
+                    features=change_features(before.content, after.content, schema, resources),
                 ),
             )
 

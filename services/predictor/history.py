@@ -12,41 +12,76 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
+import numpy as np
+
+from cfgclone.common.errors import CfgcloneError
 from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
-from cfgclone.fingerprint.build import SampleSeries, build_fingerprint
+from cfgclone.fingerprint import repository as fingerprint_repository
+from cfgclone.fingerprint.build import SampleSeries, build_fingerprint, resolve_load_metric
 from cfgclone.fingerprint.embedding import embed
 from cfgclone.fingerprint.errors import FingerprintError
+from cfgclone.fingerprint.model import SystemProfile
+from cfgclone.fingerprint.regimes import LoadScale
 from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
 from cfgclone.predictor.codec import Content
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistoryModel
+from cfgclone.predictor.parameters import stored_schema
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Cached:
-    version: tuple[int, int]
-    embedding: tuple[float, ...]
+    version: tuple[tuple[str, int, float], ...]
+    """Example count and last change of each system the model learned from."""
     similarity: tuple[tuple[str, float], ...]
     model: HistoryModel
 
 
-class ModelCache:
-    """Trained models per target system, valid while the examples are unchanged."""
+FLEET = "fleet"
+"""The model of no system in particular: every system's history weighted alike."""
 
-    def __init__(self, store: Store, learner: HistoryLearner | None = None) -> None:
+_SCORE_STEP = 0.05
+"""Similarity scores are rounded to this before they decide whether a model is current,
+so a refined fingerprint moving a neighbour's score by 0.001 does not refit the model."""
+
+
+class ModelCache:
+    """Trained models per target system, fitted again only when their examples change.
+
+    A target's model depends on the examples of the target and of the systems similar to
+    it (all systems when no similarity is known), so a new example elsewhere leaves it
+    alone. Fits run in a worker thread, one per target at a time: concurrent first
+    requests for a system share one fit. A request that would wait longer than
+    ``first_wait`` for its target's fit is answered by the fleet model (every system's
+    history, fitted in the background) while the target's own model is fitted.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        learner: HistoryLearner | None = None,
+        *,
+        first_wait: float = 0.25,
+    ) -> None:
         self._store = store
         self._learner = learner or HistoryLearner()
+        self._first_wait = first_wait
         self._models: dict[str, _Cached] = {}
-        self._lock = asyncio.Lock()
+        self._fits: dict[str, asyncio.Task[HistoryModel]] = {}
+        self._refreshing: asyncio.Task[int] | None = None
+        self._refresh_again = False
 
     async def model_for(
         self,
@@ -54,37 +89,125 @@ class ModelCache:
         embedding: Sequence[float],
         similarity: Mapping[str, float] | None,
     ) -> HistoryModel:
-        """The model of ``target``, trained again only when the inputs changed."""
+        """The model of ``target`` for its current ``embedding``.
+
+        Fitted again only when the examples it learns from changed; when that fit takes
+        longer than ``first_wait`` and the fleet model is current, the fleet model answers.
+        """
         async with self._store.connection() as conn:
-            version = await repository.examples_version(conn)
-        scores = tuple(sorted((similarity or {}).items()))
+            versions = await repository.examples_versions(conn)
+        scores = _rounded(similarity)
+        version = _relevant(versions, target, scores)
         cached = self._models.get(target)
-        if (
-            cached is not None
-            and cached.version == version
-            and cached.embedding == tuple(embedding)
-            and cached.similarity == scores
-        ):
-            return cached.model
-        async with self._lock:
-            model = await self._fit(target, embedding, similarity)
-            self._models[target] = _Cached(version, tuple(embedding), scores, model)
-        return model
+        if cached is not None and cached.version == version and cached.similarity == scores:
+            return cached.model.for_target(target, embedding)
+        task = self._fit_task(target, embedding, similarity, (version, scores))
+        fleet = self._models.get(FLEET)
+        fleet_current = fleet is not None and fleet.version == _relevant(versions, FLEET, ())
+        if not fleet_current:
+            self._fit_task(FLEET, embedding, None, (_relevant(versions, FLEET, ()), ()))
+        if fleet is not None and fleet_current:
+            done, _ = await asyncio.wait({task}, timeout=self._first_wait)
+            if not done:
+                return fleet.model.for_target(target, embedding)
+        return (await asyncio.shield(task)).for_target(target, embedding)
+
+    def version_of(self, target: str) -> str:
+        """Version of the model held for ``target``; empty when none is fitted yet."""
+        cached = self._models.get(target)
+        return cached.model.version if cached is not None else ""
 
     async def refresh(self) -> int:
-        """Retrain the models in use whose examples changed; how many were retrained."""
+        """Fit again the models in use (and the fleet model) whose examples changed;
+        returns how many were fitted."""
         async with self._store.connection() as conn:
-            version = await repository.examples_version(conn)
-        stale = [(t, c) for t, c in self._models.items() if c.version != version]
-        for target, cached in stale:
-            await self.model_for(target, cached.embedding, dict(cached.similarity) or None)
-        return len(stale)
+            versions = await repository.examples_versions(conn)
+        stale = [
+            (target, cached)
+            for target, cached in self._models.items()
+            if cached.version != _relevant(versions, target, cached.similarity)
+        ]
+        fits = [
+            self._fit_task(
+                target,
+                cached.model.embedding,
+                dict(cached.similarity) if cached.similarity else None,
+                (_relevant(versions, target, cached.similarity), cached.similarity),
+            )
+            for target, cached in stale
+        ]
+        if FLEET not in self._models and versions:
+            fits.append(self._fit_task(FLEET, (), None, (_relevant(versions, FLEET, ()), ())))
+        for task in fits:
+            await asyncio.shield(task)
+        return len(fits)
+
+    def _fit_task(
+        self,
+        target: str,
+        embedding: Sequence[float],
+        similarity: Mapping[str, float] | None,
+        key: tuple[tuple[tuple[str, int, float], ...], tuple[tuple[str, float], ...]],
+    ) -> asyncio.Task[HistoryModel]:
+        """The running fit of ``target``, or a new one: one fit per target at a time."""
+        running = self._fits.get(target)
+        if running is not None and not running.done():
+            return running
+
+        async def fit() -> HistoryModel:
+            try:
+                model = await self._fit(target, embedding, similarity)
+                self._models[target] = _Cached(key[0], key[1], model)
+                return model
+            finally:
+                self._fits.pop(target, None)
+
+        task = asyncio.create_task(fit(), name=f"fit-{target}")
+        self._fits[target] = task
+        return task
+
+    async def wait(self) -> None:
+        """Until no fit runs."""
+        while self._fits:
+            await asyncio.gather(*self._fits.values(), return_exceptions=True)
+
+    def refresh_soon(self) -> None:
+        """Start :meth:`refresh` in the background unless one is running (examples changed)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh_logged(), name="refresh-models")
+        else:
+            self._refresh_again = True
+
+    async def _refresh_logged(self) -> int:
+        """Refresh, and again while examples changed meanwhile; problems are logged."""
+        fitted = 0
+        while True:
+            self._refresh_again = False
+            try:
+                fitted += await self.refresh()
+            except (CfgcloneError, ValueError) as error:
+                logger.warning("models not refitted: %s", error)
+            if not self._refresh_again:
+                return fitted
+
+    async def close(self) -> None:
+        """Stop fits in progress."""
+        tasks: list[asyncio.Task[Any]] = [*self._fits.values()]
+        if self._refreshing is not None:
+            tasks.append(self._refreshing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fit(
         self, target: str, embedding: Sequence[float], similarity: Mapping[str, float] | None
     ) -> HistoryModel:
         async with self._store.connection() as conn:
             rows = await repository.examples(conn)
+        if target == FLEET:
+            # Every system alike, on the embedding length most examples have.
+            lengths = Counter(len(row[1]) for row in rows)
+            embedding = (0.0,) * (lengths.most_common(1)[0][0] if lengths else 0)
         size = len(embedding)
         records = [
             ChangeRecord(
@@ -92,18 +215,86 @@ class ModelCache:
                 embedding=tuple(float(v) for v in vector),
                 delta=ConfigurationDelta.between(dict(before), dict(after)),
                 observed={str(k): float(v) for k, v in dict(observed).items()},
+                context={str(k): float(v) for k, v in dict(features or {}).items()},
             )
-            for system_id, vector, before, after, observed in rows
+            for system_id, vector, before, after, observed, features in rows
             if len(vector) == size
         ]
+        if target == FLEET:
+            similarity = {record.system: 1.0 for record in records}
         return await asyncio.to_thread(
             self._learner.fit, records, target=target, embedding=embedding, similarity=similarity
         )
 
 
+def _rounded(similarity: Mapping[str, float] | None) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        sorted(
+            (name, round(score / _SCORE_STEP) * _SCORE_STEP)
+            for name, score in (similarity or {}).items()
+        )
+    )
+
+
+def _relevant(
+    versions: Mapping[str, tuple[int, float]], target: str, scores: Sequence[tuple[str, float]]
+) -> tuple[tuple[str, int, float], ...]:
+    """The example versions of the systems a model of ``target`` learns from: the target
+    and its similar systems, or every system when no similarity is known."""
+    if target == FLEET or not scores:
+        names = sorted(versions)
+    else:
+        names = sorted({target, *(name for name, _ in scores)} & set(versions))
+    return tuple((name, *versions[name]) for name in names)
+
+
+async def training_status(store: Store, system_id: str | None) -> list[repository.TrainingRow]:
+    """Examples and history imports of every system with either, or of one system
+    (NOT_FOUND when it does not exist)."""
+    async with store.connection() as conn:
+        if system_id is not None:
+            await repository.system(conn, system_id)
+        return await repository.training_status(conn, system_id)
+
+
 VersionFingerprinter = Callable[[str, str, datetime, datetime], Awaitable[None]]
 """Asks the fingerprint service for the fingerprint of (system, configuration) over a
 window; the predictor passes one that calls BuildFingerprint."""
+
+
+@dataclass(frozen=True)
+class PastChange:
+    """One change in a system's applied history and the windows that measure it.
+
+    ``before`` runs from the earlier version's apply time to this one's; ``after`` from
+    this one's to the next version's, or is open (``end`` None) while it still runs.
+    """
+
+    from_version: int
+    to_version: int
+    before: Content
+    after: Content
+    start: datetime
+    applied: datetime
+    end: datetime | None
+
+
+def past_changes(versions: Sequence[tuple[int, Content, datetime]]) -> list[PastChange]:
+    """The changes between consecutive applied versions, in apply-time order.
+
+    The order is the apply times', not the version numbers': history imported newest
+    first, or a version imported late into the middle, gives the same changes.
+    """
+    ordered = sorted(versions, key=lambda v: (v[2], v[0]))
+    changes = []
+    for index in range(1, len(ordered)):
+        before_version, before, start = ordered[index - 1]
+        after_version, after, applied = ordered[index]
+        end = ordered[index + 1][2] if index + 1 < len(ordered) else None
+        changes.append(
+            PastChange(before_version, after_version, before, after, start, applied, end)
+        )
+    return changes
 
 
 async def import_examples(
@@ -116,42 +307,163 @@ async def import_examples(
 
     Each pair of consecutive applied versions is one past change: the fingerprints of
     the stretch before and after it are compared at the load regimes both saw, so a
-    busier afternoon is not blamed on the change. With ``fingerprinter``, each past
-    version's stretch also gets its stored fingerprint (the baseline of that version).
-    Returns the examples stored.
+    busier afternoon is not blamed on the change. The "after" stretch ends where the next
+    version begins. An example is measured again when its windows moved (a version was
+    added after or between) or their sample counts changed (samples arrived late), and
+    an example whose versions are no longer consecutive is dropped, so the examples are
+    the same whatever order versions and samples were imported in. With
+    ``fingerprinter``, each closed version's stretch also gets its stored fingerprint.
+    Returns the imported examples the system has afterwards.
     """
     async with store.connection() as conn:
         system = await repository.system(conn, system_id)
         versions = await repository.applied_versions(conn, system)
-    stored = 0
-    now = datetime.now(UTC)
+        changes = past_changes(versions)
+        bounds = sorted(applied for _, _, applied in versions)
+        counts = await repository.window_counts(conn, system, bounds)
+        known = await repository.imported_examples(conn, system)
+        profile = (await fingerprint_repository.system(conn, system_id)).profile
     if fingerprinter is not None:
         await _fingerprint_closed_versions(store, system, versions, fingerprinter)
-    for index in range(1, len(versions)):
-        before_version, before, start = versions[index - 1]
-        after_version, after, applied = versions[index]
-        end = versions[index + 1][2] if index + 1 < len(versions) else now
-        example = await _example(store, system, (start, applied, end), min_regime_count)
-        if example is None:
-            continue
-        embedding, observed = example
+    samples_from = dict(zip(bounds, counts, strict=True))
+    kept = 0
+    wanted = {(c.from_version, c.to_version) for c in changes}
+    for pair in set(known) - wanted:
         async with store.transaction() as conn:
+            await repository.delete_imported_example(conn, system, pair)
+    for change in changes:
+        windows = repository.MeasuredWindows(
+            change.start,
+            change.applied,
+            change.end,
+            samples_from.get(change.start, 0),
+            samples_from.get(change.applied, 0),
+        )
+        pair = (change.from_version, change.to_version)
+        if pair in known and known[pair] == windows:
+            kept += 1
+            continue
+        example = await _example(store, system, change, profile, min_regime_count)
+        async with store.transaction() as conn:
+            if example is None:
+                if pair in known:
+                    await repository.delete_imported_example(conn, system, pair)
+                continue
+            stored = await repository.configuration(conn, system, change.to_version)
+            resources = Resources(profile.cpu_cores, profile.memory_bytes, example.load_level)
+            features = change_features(
+                change.before,
+                change.after,
+                stored_schema(stored.kind, stored.schema),
+                resources,
+            )
             await repository.insert_example(
                 conn,
                 repository.NewExample(
                     system=system,
-                    from_version=before_version,
-                    to_version=after_version,
+                    from_version=change.from_version,
+                    to_version=change.to_version,
                     change_id=None,
-                    embedding=embedding,
-                    before=before,
-                    after=after,
-                    observed=observed,
+                    embedding=example.embedding,
+                    before=change.before,
+                    after=change.after,
+                    observed=example.observed,
                     origin="import",
+                    windows=windows,
+                    features=features,
                 ),
             )
-        stored += 1
-    return stored
+        kept += 1
+    return kept
+
+
+class HistoryImports:
+    """Imports of systems' history, one at a time per system, in the background.
+
+    A request while the system's import runs is remembered and runs once after it, so
+    a burst of imported versions costs one or two imports, not one each. Requests and
+    completions are stored, so any replica can tell which imports are pending.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        fingerprinter: VersionFingerprinter | None = None,
+        on_imported: Callable[[str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._fingerprinter = fingerprinter
+        self._on_imported = on_imported
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    async def request(self, system_id: str) -> None:
+        """Import ``system_id``'s history soon; returns once the request is recorded."""
+        async with self._store.transaction() as conn:
+            system = await repository.system(conn, system_id)
+            await repository.request_import(conn, system)
+        self._start(system_id)
+
+    def _start(self, system_id: str) -> None:
+        if system_id in self._running:
+            self._again.add(system_id)
+            return
+        task = asyncio.create_task(self._run(system_id), name=f"import-{system_id}")
+        self._running[system_id] = task
+        task.add_done_callback(lambda _: self._done(system_id))
+
+    def _done(self, system_id: str) -> None:
+        self._running.pop(system_id, None)
+        if system_id in self._again:
+            self._again.discard(system_id)
+            self._start(system_id)
+
+    async def _run(self, system_id: str) -> None:
+        started = datetime.now(UTC)
+        try:
+            examples = await import_examples(
+                self._store, system_id, fingerprinter=self._fingerprinter
+            )
+            async with self._store.transaction() as conn:
+                system = await repository.system(conn, system_id)
+                await repository.finish_import(conn, system, started, examples)
+        except (CfgcloneError, OSError) as error:
+            # Not pending any more: the next sweep or version tries again.
+            logger.warning("history of %s not imported: %s", system_id, error)
+            await self._finish_failed(system_id, started)
+            return
+        if self._on_imported is not None:
+            self._on_imported(system_id)
+
+    async def _finish_failed(self, system_id: str, started: datetime) -> None:
+        try:
+            async with self._store.transaction() as conn:
+                system = await repository.system(conn, system_id)
+                examples = len(await repository.imported_examples(conn, system))
+                await repository.finish_import(conn, system, started, examples)
+        except (CfgcloneError, OSError) as error:
+            logger.warning("import of %s not recorded as finished: %s", system_id, error)
+
+    async def sweep(self) -> int:
+        """Look again at every system with history (late samples change examples);
+        returns the imports started."""
+        async with self._store.connection() as conn:
+            systems = await repository.systems_with_history(conn)
+        for system_id in systems:
+            self._start(system_id)
+        return len(systems)
+
+    async def wait(self) -> None:
+        """Until no import runs or is waiting to run."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        self._again.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _fingerprint_closed_versions(
@@ -166,35 +478,67 @@ async def _fingerprint_closed_versions(
     """
     async with store.connection() as conn:
         done = await repository.fingerprinted_versions(conn, system)
-    for (version, _, applied), (_, _, ended) in pairwise(versions):
+    ordered = sorted(versions, key=lambda v: (v[2], v[0]))
+    for (version, _, applied), (_, _, ended) in pairwise(ordered):
         if version not in done:
             name = f"{system.name}/configurations/{version}"
             await fingerprinter(system.name, name, applied, ended)
 
 
+@dataclass(frozen=True)
+class _Measured:
+    embedding: tuple[float, ...]
+    """Of the stretch before the change, with the system's hardware."""
+    observed: dict[str, float]
+    load_level: float
+    """Mean offered load before the change."""
+
+
 async def _example(
     store: Store,
     system: repository.SystemRow,
-    bounds: tuple[datetime, datetime, datetime],
+    change: PastChange,
+    profile: SystemProfile,
     min_regime_count: float,
-) -> tuple[tuple[float, ...], dict[str, float]] | None:
-    start, applied, end = bounds
+) -> _Measured | None:
+    end = change.end or datetime.now(UTC)
     async with store.connection() as conn:
-        earlier = await read_samples(conn, system.system_id, start, applied)
-        later = await read_samples(conn, system.system_id, applied, end)
+        earlier = await read_samples(conn, system.system_id, change.start, change.applied)
+        later = await read_samples(conn, system.system_id, change.applied, end)
+    before, after = _series(earlier), _series(later)
     try:
-        first = build_fingerprint(_series(earlier), min_regime_count=min_regime_count)
-        # Before and after on one scale, so they compare regime by regime.
+        # Both stretches on one load metric and one scale spanning both, so that their
+        # regimes are the same loads and can be compared.
+        load = resolve_load_metric(before, None)
+        loads = [s.values for s in (before.get(load), after.get(load)) if s is not None]
+        scale = LoadScale.spanning(np.concatenate(loads)) if loads else None
+        first = build_fingerprint(
+            before,
+            load_metric=load,
+            system=profile,
+            scale=scale,
+            min_regime_count=min_regime_count,
+        )
         second = build_fingerprint(
-            _series(later), min_regime_count=min_regime_count, scale=first.scale
+            after,
+            load_metric=load,
+            system=profile,
+            scale=scale,
+            min_regime_count=min_regime_count,
         )
     except FingerprintError as error:
-        logger.info("no example for %s at %s: %s", system.name, applied, error)
+        logger.info("no example for %s at %s: %s", system.name, change.applied, error)
         return None
-    observed = {d.kpi: d.relative_change for d in compare(first, second) if d.kpi}
+    # The load metric is what the two stretches are matched on, not an effect.
+    observed = {
+        d.kpi: d.relative_change
+        for d in compare(first, second)
+        if d.kpi and d.kpi != first.load_metric
+    }
     if not observed:
         return None
-    return tuple(float(v) for v in embed(first).vector), observed
+    embedding = tuple(float(v) for v in embed(first).vector)
+    return _Measured(embedding, observed, first.load_profile.overall().mean)
 
 
 def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:

@@ -8,7 +8,8 @@ with an interval.
 
 Borrowing. A system with little history of its own borrows the history of similar
 systems: every record is weighted by how similar its system is to the target (1 for the
-target itself, the similarity score in [0, 1] for others, 0 below ``min_similarity``), so
+target itself, the similarity score in [0, 1] for others, ``distant_weight`` (0 unless
+set) below ``min_similarity``), so
 a model for a database host learns from other database hosts, not from web nodes.
 
 Evidence. A confident guess from too little evidence is worse than no guess, so each KPI
@@ -31,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,7 @@ from cfgclone.predictor.change import (
     ConfigurationDelta,
     DirectionTable,
     KpiDirection,
+    UnknownKpiDirection,
 )
 from cfgclone.predictor.verdict import (
     Interval,
@@ -57,7 +59,7 @@ from cfgclone.predictor.verdict import (
 
 FloatArray = npt.NDArray[np.float64]
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 """Version of the model's recipe; part of every model version string."""
 
 _SMALLEST_CHANGE = -0.99
@@ -75,6 +77,10 @@ class ChangeRecord:
     delta: ConfigurationDelta
     observed: Mapping[str, float]
     """KPI name -> observed relative change, load-matched before/after."""
+    context: Mapping[str, float] = field(default_factory=dict)
+    """Features of where the change happened that carry over between machines
+    (hardware, load level, parameters per core and per GiB; see
+    :mod:`cfgclone.predictor.features`)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,11 @@ class HistorySettings:
     min_weighted_examples: float = 8.0
     """Least weighted history a KPI, and the parameters of a change, need."""
     min_similarity: float = 0.5
-    """Records of systems less similar to the target than this are not used."""
+    """Records of systems less similar to the target than this get ``distant_weight``."""
+    distant_weight: float = 0.0
+    """Weight of the records of systems below ``min_similarity``: 0 leaves them out; a
+    small weight lets a system with little similar history learn from the whole fleet,
+    whose features (hardware, load, parameters per core and per GiB) carry over."""
     confidence: float = 0.9
     """Confidence of the predicted intervals."""
     tolerance: float = 0.05
@@ -104,6 +114,8 @@ class HistorySettings:
             raise ValueError("min_weighted_examples must be positive")
         if not 0.0 <= self.min_similarity <= 1.0:
             raise ValueError("min_similarity must be in [0, 1]")
+        if not 0.0 <= self.distant_weight <= self.min_similarity:
+            raise ValueError("distant_weight must be in [0, min_similarity]")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError("confidence must be in (0, 1)")
         if self.trees < 10:
@@ -176,8 +188,9 @@ class _KpiModel:
     """Per record used, the parameters it changed and its weight."""
     fitted: _Fitted | None = None
     vocabulary: tuple[str, ...] = ()
-    half_width: float = math.inf
-    """Half-width of the interval of ``log(1 + change)``."""
+    residuals: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """Absolute out-of-fold residuals of ``log(1 + change)``, for the interval."""
+    residual_weights: FloatArray = field(default_factory=lambda: np.zeros(0))
     reason: str = ""
     """Why there is no fitted model, when there is none."""
 
@@ -198,13 +211,33 @@ class HistoryModel:
         """KPIs the history mentions, in name order."""
         return tuple(sorted(self.models))
 
+    def for_target(self, target: str, embedding: Sequence[float]) -> HistoryModel:
+        """This model predicting for ``target`` as it is now (its current embedding): a
+        refined fingerprint need not refit the model, nor does the fleet model for a
+        system whose own is being fitted."""
+        current = tuple(float(v) for v in embedding)
+        if target == self.target and current == self.embedding:
+            return self
+        if len(current) != len(self.embedding) and self.models:
+            return self
+        return replace(self, target=target, embedding=current)
+
     def predict(
-        self, delta: ConfigurationDelta, kpis: Sequence[str] | None = None
+        self,
+        delta: ConfigurationDelta,
+        kpis: Sequence[str] | None = None,
+        context: Mapping[str, float] | None = None,
+        confidence: Mapping[str, float] | None = None,
     ) -> LearnedPrediction:
         """Predict the relative change of each KPI (default: every KPI in the history).
 
-        A KPI the history never observed is INCONCLUSIVE, not left out.
+        ``context`` holds the change's transferable features on the target (as
+        :attr:`ChangeRecord.context`). A KPI the history never observed is INCONCLUSIVE,
+        not left out. ``confidence`` sets a KPI's interval confidence (default: the
+        settings').
         """
+        where = dict(context or {})
+        levels = dict(confidence or {})
         wanted = list(kpis) if kpis is not None else list(self.kpis)
         results = []
         for kpi in wanted:
@@ -214,7 +247,8 @@ class HistoryModel:
                 why = "never observed in the history used"
                 results.append(self._inconclusive(kpi, direction, why, 0))
             else:
-                results.append(self._predict_one(model, delta))
+                level = levels.get(kpi, self.settings.confidence)
+                results.append(self._predict_one(model, delta, where, level))
         return LearnedPrediction(self.version, tuple(results))
 
     def _inconclusive(
@@ -228,7 +262,13 @@ class HistoryModel:
             evidence_count=examples,
         )
 
-    def _predict_one(self, model: _KpiModel, delta: ConfigurationDelta) -> KpiResult:
+    def _predict_one(
+        self,
+        model: _KpiModel,
+        delta: ConfigurationDelta,
+        context: Mapping[str, float],
+        level: float,
+    ) -> KpiResult:
         s = self.settings
         if model.fitted is None:
             return self._inconclusive(model.kpi, model.direction, model.reason, model.examples)
@@ -259,14 +299,11 @@ class HistoryModel:
                 f"{', '.join(sorted(delta.changed))} (need {s.min_weighted_examples:g})",
                 model.examples,
             )
-        row = _features(self.embedding, delta, model.vocabulary)[None, :]
+        row = _features(self.embedding, delta, context, model.vocabulary)[None, :]
         center = float(model.fitted.predict(row)[0])
         change = math.expm1(center)
-        interval = Interval(
-            math.expm1(center - model.half_width),
-            math.expm1(center + model.half_width),
-            s.confidence,
-        )
+        half_width = _weighted_quantile(model.residuals, model.residual_weights, level)
+        interval = Interval(math.expm1(center - half_width), math.expm1(center + half_width), level)
         verdict = classify_interval(interval, model.direction, s.tolerance)
         reading = {
             Verdict.NEGATIVE: f"worse by more than {s.tolerance:.0%}",
@@ -308,7 +345,7 @@ class HistoryLearner:
 
         1 for the target's own records; for another system its score in ``similarity``
         (the similarity engine's, in [0, 1]) or, when not given, the cosine similarity of
-        the embeddings clipped at 0; 0 below ``min_similarity``.
+        the embeddings clipped at 0; ``distant_weight`` below ``min_similarity``.
         """
         weights = []
         for record in history:
@@ -320,7 +357,8 @@ class HistoryLearner:
             else:
                 score = _cosine(embedding, record.embedding)
             score = min(max(score, 0.0), 1.0)
-            weights.append(score if score >= self.settings.min_similarity else 0.0)
+            s = self.settings
+            weights.append(score if score >= s.min_similarity else s.distant_weight)
         return tuple(weights)
 
     def fit(
@@ -342,7 +380,7 @@ class HistoryLearner:
         weights = self.example_weights(
             history, target=target, embedding=target_embedding, similarity=similarity
         )
-        kpis = sorted({kpi for record in history for kpi in record.observed})
+        kpis = sorted({kpi for record in history for kpi in record.observed if self._judged(kpi)})
         models = {kpi: self._fit_kpi(kpi, history, weights) for kpi in kpis}
         return HistoryModel(
             version=self._version(history, weights, target, target_embedding),
@@ -352,6 +390,15 @@ class HistoryLearner:
             directions=self.directions,
             models=models,
         )
+
+    def _judged(self, kpi: str) -> bool:
+        """Whether ``kpi`` has a known bad direction; a KPI without one cannot be judged,
+        so it is not learned (it is INCONCLUSIVE if asked for)."""
+        try:
+            self.directions.direction(kpi)
+        except UnknownKpiDirection:
+            return False
+        return True
 
     def _fit_kpi(
         self, kpi: str, history: Sequence[ChangeRecord], weights: Sequence[float]
@@ -372,8 +419,15 @@ class HistoryLearner:
                 f"only {total:.1f} weighted examples of {kpi} from {len(used)} changes "
                 f"(need {s.min_weighted_examples:g})",
             )
-        vocabulary = tuple(sorted({f for record, _ in used for f in record.delta.features()}))
-        x = np.vstack([_features(record.embedding, record.delta, vocabulary) for record, _ in used])
+        vocabulary = tuple(
+            sorted({f for record, _ in used for f in [*record.delta.features(), *record.context]})
+        )
+        x = np.vstack(
+            [
+                _features(record.embedding, record.delta, record.context, vocabulary)
+                for record, _ in used
+            ]
+        )
         y = np.log1p(np.array([max(record.observed[kpi], _SMALLEST_CHANGE) for record, _ in used]))
         w = np.array([weight for _, weight in used])
         fitted = _Fitted.fit(x, y, w, s)
@@ -382,7 +436,6 @@ class HistoryLearner:
         for train, test in splitter.split(x):
             fold = _Fitted.fit(x[train], y[train], w[train], s)
             residuals[test] = np.abs(y[test] - fold.predict(x[test]))
-        half_width = _weighted_quantile(residuals, w, s.confidence)
         return _KpiModel(
             kpi,
             direction,
@@ -391,7 +444,8 @@ class HistoryLearner:
             changes,
             fitted=fitted,
             vocabulary=vocabulary,
-            half_width=half_width,
+            residuals=residuals,
+            residual_weights=w,
         )
 
     def _version(
@@ -410,6 +464,7 @@ class HistoryLearner:
                         record.system,
                         record.embedding,
                         sorted(record.delta.features().items()),
+                        sorted(record.context.items()),
                         sorted(record.observed.items()),
                         weight,
                     )
@@ -430,14 +485,18 @@ def _replace_reason(model: _KpiModel, reason: str) -> _KpiModel:
 
 
 def _features(
-    embedding: Sequence[float], delta: ConfigurationDelta, vocabulary: Sequence[str]
+    embedding: Sequence[float],
+    delta: ConfigurationDelta,
+    context: Mapping[str, float],
+    vocabulary: Sequence[str],
 ) -> FloatArray:
-    """The embedding followed by the delta's features in vocabulary order (0 if absent).
+    """The embedding followed by the delta's and the context's features in vocabulary
+    order (0 if absent).
 
-    Features of the delta outside the vocabulary are dropped; the caller has already
-    refused changes to parameters the history never saw.
+    Features outside the vocabulary are dropped; the caller has already refused changes
+    to parameters the history never saw.
     """
-    named = delta.features()
+    named = {**context, **delta.features()}
     return np.array([*embedding, *(named.get(name, 0.0) for name in vocabulary)])
 
 

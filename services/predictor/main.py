@@ -19,7 +19,8 @@ from cfgclone.predictor.appliers import SimulatedApplier
 from cfgclone.predictor.appliers_registry import Appliers
 from cfgclone.predictor.configurations import load_policy
 from cfgclone.predictor.guard import Guard
-from cfgclone.predictor.history import ModelCache, VersionFingerprinter
+from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
+from cfgclone.predictor.learned import HistoryLearner, HistorySettings
 from cfgclone.predictor.outcomes import OutcomeCounters
 from cfgclone.predictor.prediction import Predictor, SimilarityLookup
 from cfgclone.predictor.report.pages import report_page
@@ -110,11 +111,15 @@ def command_shadow_providers(settings: PredictorSettings) -> dict[str, ShadowPro
     return providers
 
 
-def retrain_loop(models: ModelCache, settings: PredictorSettings) -> Loop:
+def retrain_loop(models: ModelCache, imports: HistoryImports, settings: PredictorSettings) -> Loop:
+    """Every ``retrain_interval``: look again at imported history (late samples change
+    examples), then retrain the models in use whose examples changed."""
+
     async def loop() -> None:
         while True:
             await asyncio.sleep(settings.retrain_interval.total_seconds())
             try:
+                await imports.sweep()
                 retrained = await models.refresh()
             except CfgcloneError as error:
                 logger.warning("retraining skipped: %s", error.message)
@@ -146,7 +151,7 @@ def build_guard(
     """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
     own = PredictorSettings.from_options(settings.options)
     counters = counters or OutcomeCounters()
-    models = ModelCache(store)
+    models = ModelCache(store, HistoryLearner(HistorySettings(distant_weight=0.2)))
     predictor = Predictor(
         store,
         own,
@@ -189,7 +194,7 @@ def predictor_service(
     )
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
-        background.append(retrain_loop(models, own))
+        background.append(retrain_loop(models, guard.imports, own))
     servicer = PredictorServicer(store, predictor, guard)
     definition = ServiceDefinition(
         SERVICE_NAME,

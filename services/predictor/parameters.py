@@ -17,11 +17,22 @@ from cfgclone.common.errors import FieldViolation, InvalidArgument
 from cfgclone.orchestrator.adaptation import (
     InvalidConfiguration,
     InvalidSchema,
+    Schema,
     schema_for,
     schema_from_proto,
 )
 from cfgclone.predictor.codec import Content
 from cfgclone.v1 import common_pb2
+
+
+def stored_schema(kind: str, schema: Sequence[Mapping[str, Any]]) -> Schema:
+    """The schema a stored configuration was checked against (its kind's, its own winning);
+    a stored declaration that no longer parses is left out."""
+    try:
+        messages = [json_format.ParseDict(dict(s), common_pb2.ParameterSpec()) for s in schema]
+        return schema_for(kind, schema_from_proto(kind, messages).parameters)
+    except (json_format.ParseError, InvalidSchema):
+        return schema_for(kind)
 
 
 def check_content(

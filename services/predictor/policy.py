@@ -57,10 +57,15 @@ class KpiThreshold:
     """
     critical: bool = False
     """A critical KPI's NEGATIVE makes the whole verdict NEGATIVE."""
+    confidence: float | None = None
+    """Confidence of this KPI's predicted interval; None: the policy's ``min_confidence``.
+    Higher confidence widens the interval: fewer changes are decided, fewer wrongly."""
 
     def __post_init__(self) -> None:
         if self.max_relative_change < 0 or self.max_absolute_change < 0:
             raise ValueError(f"{self.kpi}: thresholds must not be negative")
+        if self.confidence is not None and not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"{self.kpi}: confidence must be in (0, 1)")
 
     @property
     def is_pattern(self) -> bool:
@@ -133,6 +138,13 @@ class Policy:
                 return threshold
         return None
 
+    def confidence_for(self, kpi: str) -> float:
+        """The confidence ``kpi``'s interval must have: its threshold's, else the policy's."""
+        threshold = self.threshold_for(kpi)
+        if threshold is not None and threshold.confidence is not None:
+            return threshold.confidence
+        return self.min_confidence
+
     def verdict(self, kpi_results: Iterable[KpiResult]) -> PolicyVerdict:
         """The overall verdict, its action and an explanation per KPI."""
         results = list(kpi_results)
@@ -183,11 +195,11 @@ class Policy:
             # No interval means the source could not quantify the change (too little
             # evidence); its own verdict is all there is to go on.
             return reading(result.verdict, result.explanation.removeprefix(f"{result.kpi}: "))
-        if result.interval.confidence < self.min_confidence:
+        wanted = self.confidence_for(result.kpi)
+        if result.interval.confidence < wanted - 1e-9:
             return reading(
                 Verdict.INCONCLUSIVE,
-                f"interval {result.interval} is below the policy's "
-                f"{self.min_confidence:.0%} confidence",
+                f"interval {result.interval} is below the policy's {wanted:.0%} confidence",
             )
         location = classify_interval(result.interval, direction, limit)
         tail = _tail_verdict(result.tail_interval, direction, limit)

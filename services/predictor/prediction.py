@@ -36,10 +36,12 @@ from cfgclone.predictor.change import (
     UnknownKpiDirection,
 )
 from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import ModelCache
 from cfgclone.predictor.judge import Judge
 from cfgclone.predictor.load_profile import load_profile
 from cfgclone.predictor.outcomes import OutcomeCounters
+from cfgclone.predictor.parameters import stored_schema
 from cfgclone.predictor.settings import PredictorSettings
 from cfgclone.predictor.shadow import (
     KpiSamples,
@@ -109,6 +111,11 @@ class Predictor:
         self._counters = counters or OutcomeCounters()
         self._shadow_slots = asyncio.Semaphore(settings.max_shadow_runs)
 
+    @property
+    def models(self) -> ModelCache:
+        """The learned models this predictor holds."""
+        return self._models
+
     async def predict(
         self,
         proposal: ProposedConfiguration,
@@ -127,7 +134,7 @@ class Predictor:
             return self._counted(self._unchanged(mode, policy))
         parts: list[Evidence] = []
         if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
-            parts.append(await self._learned(proposal, delta))
+            parts.append(await self._learned(proposal, delta, policy))
         if mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
             parts.append(await self._shadow(proposal, policy, wait_for_shadow))
         results = combine([p.results for p in parts])
@@ -159,11 +166,11 @@ class Predictor:
         )
 
     async def _learned(
-        self, proposal: ProposedConfiguration, delta: ConfigurationDelta
+        self, proposal: ProposedConfiguration, delta: ConfigurationDelta, policy: StoredPolicy
     ) -> Evidence:
         async with self._store.connection() as conn:
-            embedding = await repository.latest_embedding(conn, proposal.system)
-        if embedding is None:
+            latest = await repository.latest_fingerprint(conn, proposal.system)
+        if latest is None:
             why = (
                 f"{proposal.system.name} has no fingerprint, so no history can be matched "
                 "to it; collect its metrics and build a fingerprint first"
@@ -174,11 +181,19 @@ class Predictor:
             scores = await self._similarity(proposal.system.name)
             if scores is None:
                 note = "similarity service unreachable: neighbours weighted by embedding cosine"
-        model = await self._models.model_for(proposal.system.name, embedding, scores)
+        model = await self._models.model_for(proposal.system.name, latest.embedding, scores)
         if not model.kpis:
             why = "no history of changes on this system or any similar one"
             return Evidence(self._inconclusive_all(why), model.version, note)
-        prediction = model.predict(delta)
+        system = proposal.system
+        context = change_features(
+            proposal.current.content,
+            proposal.content,
+            stored_schema(proposal.kind, proposal.current.schema),
+            Resources(system.cpu_cores, system.memory_bytes, latest.load_level),
+        )
+        confidence = {kpi: policy.policy.confidence_for(kpi) for kpi in model.kpis}
+        prediction = model.predict(delta, context=context, confidence=confidence)
         return Evidence(prediction.kpis, prediction.model_version, note)
 
     def _inconclusive_all(self, why: str) -> tuple[KpiResult, ...]:

@@ -7,7 +7,7 @@ covers; SQL lives in ``sql/predictor.sql``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ class SystemRow:
     hostname: str
     labels: Mapping[str, str]
     flagged_reason: str | None
+    cpu_cores: int = 0
+    memory_bytes: int = 0
 
     @property
     def name(self) -> str:
@@ -98,7 +100,15 @@ async def system(conn: Connection, system_id: str) -> SystemRow:
     row = await cursor.fetchone()
     if row is None:
         raise system_not_found(system_id)
-    return SystemRow(int(row[0]), str(row[1]), str(row[2]), dict(row[3] or {}), row[4])
+    return SystemRow(
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        dict(row[3] or {}),
+        row[4],
+        int(row[5] or 0),
+        int(row[6] or 0),
+    )
 
 
 async def system_hardware(conn: Connection, system: SystemRow) -> dict[str, float]:
@@ -463,10 +473,45 @@ async def list_rollbacks(
     return list(await cursor.fetchall())
 
 
-async def latest_embedding(conn: Connection, system: SystemRow) -> tuple[float, ...] | None:
+@dataclass(frozen=True)
+class LatestFingerprint:
+    """What the learned predictor needs of a system's newest fingerprint."""
+
+    embedding: tuple[float, ...]
+    load_level: float | None
+    """Mean offered load over its window (its load metric's mean)."""
+
+
+async def latest_fingerprint(conn: Connection, system: SystemRow) -> LatestFingerprint | None:
+    """The system's newest fingerprint's embedding and load level; None when it has none."""
     cursor = await conn.execute(Q["latest_embedding"], {"system": system.key})
     row = await cursor.fetchone()
-    return tuple(float(v) for v in row[0]) if row else None
+    if row is None:
+        return None
+    message = common_pb2.Fingerprint.FromString(bytes(row[1]))
+    return LatestFingerprint(tuple(float(v) for v in row[0]), _load_level(message))
+
+
+def _load_level(message: common_pb2.Fingerprint) -> float | None:
+    for kpi in message.kpis:
+        if kpi.kpi == message.load_metric:
+            total = sum(r.count for r in kpi.regimes)
+            if total > 0:
+                return sum(r.count * r.mean for r in kpi.regimes) / total
+    return None
+
+
+@dataclass(frozen=True)
+class MeasuredWindows:
+    """Where an imported example was measured: before ``[start, applied)``, after
+    ``[applied, end)`` (``end`` None while the version still runs), and the samples each
+    window held, so a later version or late samples show that it must be measured again."""
+
+    start: datetime
+    applied: datetime
+    end: datetime | None
+    before_samples: int
+    after_samples: int
 
 
 @dataclass(frozen=True)
@@ -480,10 +525,18 @@ class NewExample:
     after: Content
     observed: Mapping[str, float]
     origin: str
+    windows: MeasuredWindows | None = None
+    features: Mapping[str, float] = field(default_factory=dict)
+    """Transferable features of the change (see :mod:`cfgclone.predictor.features`)."""
 
 
 async def insert_example(conn: Connection, new: NewExample) -> None:
-    """Store a training example; a second one for the same versions is ignored."""
+    """Store a training example.
+
+    An imported example replaces the imported one of the same versions (it was measured
+    again); nothing replaces a verified outcome.
+    """
+    windows = new.windows
     await conn.execute(
         Q["insert_example"],
         {
@@ -496,8 +549,92 @@ async def insert_example(conn: Connection, new: NewExample) -> None:
             "after": Jsonb(new.after),
             "observed": Jsonb(dict(new.observed)),
             "origin": new.origin,
+            "window_start": windows.start if windows else None,
+            "applied_at": windows.applied if windows else None,
+            "window_end": windows.end if windows else None,
+            "before_samples": windows.before_samples if windows else None,
+            "after_samples": windows.after_samples if windows else None,
+            "features": Jsonb(dict(new.features)),
         },
     )
+
+
+async def imported_examples(
+    conn: Connection, system: SystemRow
+) -> dict[tuple[int, int], MeasuredWindows | None]:
+    """The system's imported examples by (from, to) version, with where they were measured."""
+    cursor = await conn.execute(Q["imported_examples"], {"system": system.key})
+    found: dict[tuple[int, int], MeasuredWindows | None] = {}
+    for first, second, start, applied, end, before_n, after_n in await cursor.fetchall():
+        measured = (
+            MeasuredWindows(start, applied, end, int(before_n), int(after_n))
+            if start is not None and applied is not None
+            else None
+        )
+        found[(int(first), int(second))] = measured
+    return found
+
+
+async def delete_imported_example(
+    conn: Connection, system: SystemRow, pair: tuple[int, int]
+) -> None:
+    """Forget an imported example whose versions are no longer consecutive or measurable."""
+    await conn.execute(
+        Q["delete_imported_example"],
+        {"system": system.key, "from_version": pair[0], "to_version": pair[1]},
+    )
+
+
+async def window_counts(
+    conn: Connection, system: SystemRow, bounds: Sequence[datetime]
+) -> list[int]:
+    """Samples of the system in each window between consecutive ``bounds`` (sorted), the
+    last window open-ended: ``len(bounds)`` counts."""
+    if not bounds:
+        return []
+    cursor = await conn.execute(
+        Q["window_counts"], {"system": system.key, "bounds": list(bounds), "first": bounds[0]}
+    )
+    counts = [0] * len(bounds)
+    for bucket, count in await cursor.fetchall():
+        if 1 <= int(bucket) <= len(bounds):
+            counts[int(bucket) - 1] = int(count)
+    return counts
+
+
+async def request_import(conn: Connection, system: SystemRow) -> None:
+    await conn.execute(Q["request_import"], {"system": system.key})
+
+
+async def finish_import(
+    conn: Connection, system: SystemRow, started: datetime, examples: int
+) -> None:
+    await conn.execute(
+        Q["finish_import"], {"system": system.key, "started": started, "examples": examples}
+    )
+
+
+async def systems_with_history(conn: Connection) -> list[str]:
+    """Systems with at least two applied versions: those imported history can teach."""
+    cursor = await conn.execute(Q["systems_with_history"])
+    return [str(row[0]) for row in await cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    system_id: str
+    examples: int
+    import_pending: bool
+    last_import: datetime | None
+
+
+async def training_status(conn: Connection, system_id: str | None) -> list[TrainingRow]:
+    """Examples and import state of every system with either (or of one system)."""
+    cursor = await conn.execute(Q["training_status"], {"system_id": system_id})
+    return [
+        TrainingRow(str(sid), int(n), bool(pending), finished)
+        for sid, n, pending, finished in await cursor.fetchall()
+    ]
 
 
 async def examples(conn: Connection) -> list[tuple[Any, ...]]:
@@ -505,11 +642,11 @@ async def examples(conn: Connection) -> list[tuple[Any, ...]]:
     return list(await cursor.fetchall())
 
 
-async def examples_version(conn: Connection) -> tuple[int, int]:
-    cursor = await conn.execute(Q["examples_version"])
-    row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+async def examples_versions(conn: Connection) -> dict[str, tuple[int, float]]:
+    """Per system name with examples: their count and the time of the last change; any
+    example added or measured again changes its system's entry."""
+    cursor = await conn.execute(Q["examples_versions"])
+    return {f"systems/{sid}": (int(n), float(t)) for sid, n, t in await cursor.fetchall()}
 
 
 async def fingerprinted_versions(conn: Connection, system: SystemRow) -> set[int]:

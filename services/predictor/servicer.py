@@ -19,6 +19,7 @@ from cfgclone.common.requests import (
 from cfgclone.common.store import Store
 from cfgclone.predictor import audit, configurations, repository
 from cfgclone.predictor.guard import Guard, Proposal
+from cfgclone.predictor.history import training_status
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
@@ -68,7 +69,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             request_id=request.request_id or None,
         )
         if request.configuration.HasField("apply_time"):
-            self._guard.import_history(system_id)
+            await self._guard.imports.request(system_id)
         return pb.CreateConfigurationResponse(configuration=configurations.to_message(stored))
 
     async def GetConfiguration(
@@ -244,6 +245,28 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         page = page_request(request.page_size, request.page_token, query=_query(request))
         rollbacks, token = await audit.list_rollbacks(self._store, where, page)
         return pb.ListRollbacksResponse(rollbacks=rollbacks, next_page_token=token)
+
+    async def GetTrainingStatus(
+        self, request: pb.GetTrainingStatusRequest, context: Any
+    ) -> pb.GetTrainingStatusResponse:
+        require_role(Role.READER, "GetTrainingStatus")
+        system_id = system_id_from_name(request.system, "system") if request.system else None
+        rows = await training_status(self._store, system_id)
+        models = self._predictor.models
+        reply = pb.GetTrainingStatusResponse(
+            pending_imports=sum(row.import_pending for row in rows),
+            examples=sum(row.examples for row in rows),
+        )
+        for row in rows:
+            entry = reply.systems.add(
+                system=f"systems/{row.system_id}",
+                examples=row.examples,
+                import_pending=row.import_pending,
+                model_version=models.version_of(f"systems/{row.system_id}"),
+            )
+            if row.last_import is not None:
+                entry.last_import_time.FromDatetime(row.last_import)
+        return reply
 
     def _filter(
         self, request: pb.ListChangesRequest | pb.ListRollbacksRequest

@@ -1250,6 +1250,7 @@ class KpiPrediction(_message.Message):
     EXPLANATION_FIELD_NUMBER: _builtins.int
     P_VALUE_FIELD_NUMBER: _builtins.int
     EVIDENCE_COUNT_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
     kpi: _builtins.str
     """KPI metric name."""
     direction: Global___KpiDirection.ValueType
@@ -1270,6 +1271,13 @@ class KpiPrediction(_message.Message):
     """Test statistic p-value when a statistical test was used."""
     evidence_count: _builtins.int
     """Samples behind the prediction (baseline plus candidate, or training examples)."""
+    @_builtins.property
+    def estimate(self) -> Global___ChangeEstimate:
+        """The estimate behind the verdict; absent when there is none (too little evidence, no
+        data), so an estimate of no change differs from no estimate. `relative_change` and
+        the interval fields above repeat it, and are 0 when it is absent.
+        """
+
     def __init__(
         self,
         *,
@@ -1283,16 +1291,62 @@ class KpiPrediction(_message.Message):
         explanation: _builtins.str = ...,
         p_value: _builtins.float | None = ...,
         evidence_count: _builtins.int = ...,
+        estimate: Global___ChangeEstimate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_p_value", b"_p_value", "p_value", b"p_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_p_value", b"_p_value", "estimate", b"estimate", "p_value", b"p_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_p_value", b"_p_value", "confidence", b"confidence", "direction", b"direction", "evidence_count", b"evidence_count", "explanation", b"explanation", "interval_high", b"interval_high", "interval_low", b"interval_low", "kpi", b"kpi", "p_value", b"p_value", "relative_change", b"relative_change", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_p_value", b"_p_value", "confidence", b"confidence", "direction", b"direction", "estimate", b"estimate", "evidence_count", b"evidence_count", "explanation", b"explanation", "interval_high", b"interval_high", "interval_low", b"interval_low", "kpi", b"kpi", "p_value", b"p_value", "relative_change", b"relative_change", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__p_value: _TypeAlias = _typing.Literal["p_value"]  # noqa: Y015
     _WhichOneofArgType__p_value: _TypeAlias = _typing.Literal["_p_value", b"_p_value"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__p_value) -> _WhichOneofReturnType__p_value | None: ...
 
 Global___KpiPrediction: _TypeAlias = KpiPrediction  # noqa: Y015
+
+@_typing.final
+class ChangeEstimate(_message.Message):
+    """An estimated relative change of a KPI, with its interval when the source gave one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELATIVE_CHANGE_FIELD_NUMBER: _builtins.int
+    INTERVAL_LOW_FIELD_NUMBER: _builtins.int
+    INTERVAL_HIGH_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    relative_change: _builtins.float
+    """Relative change, (after - before) / before."""
+    interval_low: _builtins.float
+    """Lower end of the interval of the relative change; absent without an interval."""
+    interval_high: _builtins.float
+    """Upper end of the interval of the relative change; absent without an interval."""
+    confidence: _builtins.float
+    """Confidence level of the interval, in (0, 1); absent without an interval."""
+    def __init__(
+        self,
+        *,
+        relative_change: _builtins.float = ...,
+        interval_low: _builtins.float | None = ...,
+        interval_high: _builtins.float | None = ...,
+        confidence: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_interval_high", b"_interval_high", "_interval_low", b"_interval_low", "confidence", b"confidence", "interval_high", b"interval_high", "interval_low", b"interval_low"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "_interval_high", b"_interval_high", "_interval_low", b"_interval_low", "confidence", b"confidence", "interval_high", b"interval_high", "interval_low", b"interval_low", "relative_change", b"relative_change"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
+    _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
+    _WhichOneofReturnType__interval_high: _TypeAlias = _typing.Literal["interval_high"]  # noqa: Y015
+    _WhichOneofArgType__interval_high: _TypeAlias = _typing.Literal["_interval_high", b"_interval_high"]  # noqa: Y015
+    _WhichOneofReturnType__interval_low: _TypeAlias = _typing.Literal["interval_low"]  # noqa: Y015
+    _WhichOneofArgType__interval_low: _TypeAlias = _typing.Literal["_interval_low", b"_interval_low"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_high) -> _WhichOneofReturnType__interval_high | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval_low) -> _WhichOneofReturnType__interval_low | None: ...
+
+Global___ChangeEstimate: _TypeAlias = ChangeEstimate  # noqa: Y015
 
 @_typing.final
 class Prediction(_message.Message):
@@ -1349,6 +1403,7 @@ class KpiThreshold(_message.Message):
     MAX_RELATIVE_CHANGE_FIELD_NUMBER: _builtins.int
     MAX_ABSOLUTE_CHANGE_FIELD_NUMBER: _builtins.int
     CRITICAL_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
     kpi: _builtins.str
     """KPI metric name."""
     direction: Global___KpiDirection.ValueType
@@ -1359,6 +1414,11 @@ class KpiThreshold(_message.Message):
     """Largest tolerated absolute change in the bad direction; 0 means none."""
     critical: _builtins.bool
     """A critical KPI's NEGATIVE makes the whole verdict NEGATIVE."""
+    confidence: _builtins.float
+    """Confidence of this KPI's predicted interval, in (0, 1): higher gives wider intervals,
+    so fewer changes are decided and fewer are decided wrongly. Absent: the policy's
+    min_confidence.
+    """
     def __init__(
         self,
         *,
@@ -1367,12 +1427,15 @@ class KpiThreshold(_message.Message):
         max_relative_change: _builtins.float = ...,
         max_absolute_change: _builtins.float = ...,
         critical: _builtins.bool = ...,
+        confidence: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical", b"critical", "direction", b"direction", "kpi", b"kpi", "max_absolute_change", b"max_absolute_change", "max_relative_change", b"max_relative_change"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "critical", b"critical", "direction", b"direction", "kpi", b"kpi", "max_absolute_change", b"max_absolute_change", "max_relative_change", b"max_relative_change"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
+    _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
 
 Global___KpiThreshold: _TypeAlias = KpiThreshold  # noqa: Y015
 

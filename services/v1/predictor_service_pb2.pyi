@@ -780,3 +780,95 @@ class ListRollbacksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRollbacksResponse: _TypeAlias = ListRollbacksResponse  # noqa: Y015
+
+@_typing.final
+class GetTrainingStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    system: _builtins.str
+    """`systems/{system_id}` for one system; empty for every system with history."""
+    def __init__(
+        self,
+        *,
+        system: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["system", b"system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrainingStatusRequest: _TypeAlias = GetTrainingStatusRequest  # noqa: Y015
+
+@_typing.final
+class SystemTraining(_message.Message):
+    """What the learned predictor knows of one system."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    IMPORT_PENDING_FIELD_NUMBER: _builtins.int
+    LAST_IMPORT_TIME_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    system: _builtins.str
+    """`systems/{system_id}`."""
+    examples: _builtins.int
+    """Training examples from this system (imported history and verified outcomes)."""
+    import_pending: _builtins.bool
+    """Whether an import of its history was asked for and has not finished."""
+    model_version: _builtins.str
+    """Version of the model this predictor replica holds for the system; empty when none
+    is fitted yet.
+    """
+    @_builtins.property
+    def last_import_time(self) -> _timestamp_pb2.Timestamp:
+        """When its last history import started that has finished; unset if none has."""
+
+    def __init__(
+        self,
+        *,
+        system: _builtins.str = ...,
+        examples: _builtins.int = ...,
+        import_pending: _builtins.bool = ...,
+        last_import_time: _timestamp_pb2.Timestamp | None = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_import_time", b"last_import_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["examples", b"examples", "import_pending", b"import_pending", "last_import_time", b"last_import_time", "model_version", b"model_version", "system", b"system"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SystemTraining: _TypeAlias = SystemTraining  # noqa: Y015
+
+@_typing.final
+class GetTrainingStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYSTEMS_FIELD_NUMBER: _builtins.int
+    PENDING_IMPORTS_FIELD_NUMBER: _builtins.int
+    EXAMPLES_FIELD_NUMBER: _builtins.int
+    pending_imports: _builtins.int
+    """Systems whose history import is pending."""
+    examples: _builtins.int
+    """Training examples of the whole fleet."""
+    @_builtins.property
+    def systems(self) -> _containers.RepeatedCompositeFieldContainer[Global___SystemTraining]:
+        """Systems with history or an import, by name."""
+
+    def __init__(
+        self,
+        *,
+        systems: _abc.Iterable[Global___SystemTraining] | None = ...,
+        pending_imports: _builtins.int = ...,
+        examples: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["examples", b"examples", "pending_imports", b"pending_imports", "systems", b"systems"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrainingStatusResponse: _TypeAlias = GetTrainingStatusResponse  # noqa: Y015

@@ -110,6 +110,11 @@ class PredictorServiceStub:
                 request_serializer=cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksRequest.SerializeToString,
                 response_deserializer=cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksResponse.FromString,
                 _registered_method=True)
+        self.GetTrainingStatus = channel.unary_unary(
+                '/cfgclone.v1.PredictorService/GetTrainingStatus',
+                request_serializer=cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusRequest.SerializeToString,
+                response_deserializer=cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusResponse.FromString,
+                _registered_method=True)
 
 
 class PredictorServiceServicer:
@@ -222,6 +227,14 @@ class PredictorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrainingStatus(self, request, context):
+        """What the learned predictor is trained on: history imports still pending, training
+        examples per system and the version of each system's model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -299,6 +312,11 @@ def add_PredictorServiceServicer_to_server(servicer, server):
                     servicer.ListRollbacks,
                     request_deserializer=cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksRequest.FromString,
                     response_serializer=cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksResponse.SerializeToString,
+            ),
+            'GetTrainingStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingStatus,
+                    request_deserializer=cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusRequest.FromString,
+                    response_serializer=cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -707,6 +725,33 @@ class PredictorService:
             '/cfgclone.v1.PredictorService/ListRollbacks',
             cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksRequest.SerializeToString,
             cfgclone_dot_v1_dot_predictor__service__pb2.ListRollbacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cfgclone.v1.PredictorService/GetTrainingStatus',
+            cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusRequest.SerializeToString,
+            cfgclone_dot_v1_dot_predictor__service__pb2.GetTrainingStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,10 @@ class PredictorServiceStub:
     """Aborts a change in flight; what was applied is rolled back."""
     ListRollbacks: _grpc.UnaryUnaryMultiCallable[_predictor_service_pb2.ListRollbacksRequest, _predictor_service_pb2.ListRollbacksResponse]
     """Lists rollbacks with their reasons and evidence."""
+    GetTrainingStatus: _grpc.UnaryUnaryMultiCallable[_predictor_service_pb2.GetTrainingStatusRequest, _predictor_service_pb2.GetTrainingStatusResponse]
+    """What the learned predictor is trained on: history imports still pending, training
+    examples per system and the version of each system's model.
+    """
 
 @_typing.type_check_only
 class PredictorServiceAsyncStub(PredictorServiceStub):
@@ -105,6 +109,10 @@ class PredictorServiceAsyncStub(PredictorServiceStub):
     """Aborts a change in flight; what was applied is rolled back."""
     ListRollbacks: _aio.UnaryUnaryMultiCallable[_predictor_service_pb2.ListRollbacksRequest, _predictor_service_pb2.ListRollbacksResponse]  # type: ignore[assignment]
     """Lists rollbacks with their reasons and evidence."""
+    GetTrainingStatus: _aio.UnaryUnaryMultiCallable[_predictor_service_pb2.GetTrainingStatusRequest, _predictor_service_pb2.GetTrainingStatusResponse]  # type: ignore[assignment]
+    """What the learned predictor is trained on: history imports still pending, training
+    examples per system and the version of each system's model.
+    """
 
 class PredictorServiceServicer(metaclass=_abc_1.ABCMeta):
     """Predicts a change's effect before it lands, and lands only what is safe."""
@@ -230,5 +238,15 @@ class PredictorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_predictor_service_pb2.ListRollbacksResponse, _abc.Awaitable[_predictor_service_pb2.ListRollbacksResponse]]:
         """Lists rollbacks with their reasons and evidence."""
+
+    @_abc_1.abstractmethod
+    def GetTrainingStatus(
+        self,
+        request: _predictor_service_pb2.GetTrainingStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_predictor_service_pb2.GetTrainingStatusResponse, _abc.Awaitable[_predictor_service_pb2.GetTrainingStatusResponse]]:
+        """What the learned predictor is trained on: history imports still pending, training
+        examples per system and the version of each system's model.
+        """
 
 def add_PredictorServiceServicer_to_server(servicer: PredictorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -15,6 +15,7 @@ EXPECTED_TABLES = {
     "configurations",
     "deployment_keys",
     "fingerprints",
+    "history_imports",
     "fingerprint_progress",
     "load_scales",
     "ingested_batches",

@@ -235,6 +235,50 @@ async def test_bad_requests_say_what_is_missing_and_store_nothing(store: Store) 
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def _applied_version(store: Store, system_id: str, version: int, applied: datetime) -> None:
+    async with store.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO configurations (system_id, version, kind, content, content_hash, "
+            "author, source, applied_at) SELECT id, %s, 'simulated', '{}'::jsonb, %s, 'test', "
+            "1, %s FROM systems WHERE system_id = %s",
+            (version, f"hash-{version}", applied, system_id),
+        )
+
+
+async def test_a_closed_versions_fingerprint_takes_no_samples_past_its_window(
+    store: Store,
+) -> None:
+    """Version 1 ran for the first hour, version 2 since: the fingerprint of version 1,
+    built after version 2's, is neither refined into version 2's samples nor the newest."""
+    await _system_with_knee(store, "fp-closed-01", knee=50.0, seed=4)
+    await _applied_version(store, "fp-closed-01", 1, START)
+    await _applied_version(store, "fp-closed-01", 2, START + HOUR)
+    settings = FingerprintSettings(half_life=None)
+    current = await service.build(
+        store,
+        settings,
+        service.BuildRequest("fp-closed-01", 2, start=START + HOUR, end=START + HOUR + HOUR / 2),
+    )
+    closed = await service.build(
+        store, settings, service.BuildRequest("fp-closed-01", 1, start=START, end=START + HOUR)
+    )
+    closed_id, current_id = closed.name.split("/")[3], current.name.split("/")[3]
+
+    refined, merged = await service.refine(store, settings, "fp-closed-01", closed_id)
+    assert merged == 0
+    assert refined.window_end.ToDatetime(tzinfo=UTC) == START + HOUR
+    assert refined.quality.samples == closed.quality.samples
+
+    await service.refine_stale(store, settings)
+    again = await service.get(store, "fp-closed-01", closed_id)
+    assert again.quality.samples == closed.quality.samples
+    assert again.window_end.ToDatetime(tzinfo=UTC) == START + HOUR
+    grown = await service.get(store, "fp-closed-01", current_id)
+    assert grown.window_end.ToDatetime(tzinfo=UTC) > START + HOUR + HOUR / 2
+    newest = await service.get(store, "fp-closed-01", "-")
+    assert newest.name == current.name
+
+
 async def test_a_system_with_enough_samples_gets_its_first_fingerprint_with_no_call(
     fresh_database: str,
 ) -> None:

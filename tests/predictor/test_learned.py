@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from cfgclone.predictor.change import ConfigurationDelta
-from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistorySettings
+from cfgclone.predictor.learned import (
+    MODEL_FORMAT,
+    ChangeRecord,
+    HistoryLearner,
+    HistorySettings,
+)
 from cfgclone.predictor.verdict import Verdict
 
 TARGET = "systems/db-a"
@@ -162,7 +167,7 @@ def test_model_version_is_a_digest_of_what_it_learned_from(
     again = learner.fit(fleet_history, target=TARGET, embedding=DB_A).version
     fewer = learner.fit(fleet_history[:-1], target=TARGET, embedding=DB_A).version
 
-    assert first.startswith("history/1/")
+    assert first.startswith(f"history/{MODEL_FORMAT}/")
     assert first == again
     assert fewer != first
 

@@ -3,9 +3,10 @@ system's history makes the verdict confident."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import numpy as np
 import pytest
 
@@ -13,6 +14,8 @@ from cfgclone.common.store import Store
 from cfgclone.fingerprint import service as fingerprints
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.predictor import repository
+from cfgclone.predictor.history import FLEET, ModelCache
+from cfgclone.predictor.learned import HistoryLearner
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.fingerprint.synthetic import hockey_system
@@ -25,16 +28,6 @@ from tests.predictor.support import (
 from tests.storage import store_samples
 
 START_BUCKET = int((datetime.now(UTC) - timedelta(hours=3)).timestamp()) // 10
-
-
-@pytest.fixture
-async def own_store(fresh_database: str) -> AsyncIterator[Store]:
-    """A database of its own: the learned model reads every training example there is."""
-    store = Store(fresh_database, min_size=1, max_size=4, name="learned-tests")
-    await store.open(wait=True)
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 async def _fingerprinted(store: Store, system_id: str, seed: int) -> None:
@@ -51,8 +44,9 @@ async def _history(store: Store, system_id: str, changes: int) -> None:
     rng = np.random.default_rng(3)
     async with store.transaction() as conn:
         system = await repository.system(conn, system_id)
-        embedding = await repository.latest_embedding(conn, system)
-        assert embedding is not None
+        latest = await repository.latest_fingerprint(conn, system)
+        assert latest is not None
+        embedding = latest.embedding
         for index in range(changes):
             debug = index % 2 == 0
             after = {
@@ -94,9 +88,133 @@ async def test_borrowing_a_similar_systems_history_turns_inconclusive_into_a_ver
         after = await predictor.stub.PredictImpact(pb.PredictImpactRequest(change=harmful))
     assert before.prediction.verdict == common_pb2.VERDICT_INCONCLUSIVE
     assert "no history" in before.prediction.explanation
+    assert [k.HasField("estimate") for k in before.prediction.kpis] == [False]
     assert after.prediction.verdict == common_pb2.VERDICT_NEGATIVE
     response = {k.kpi: k for k in after.prediction.kpis}["http.server.request.duration"]
     assert response.interval_low > 0.10
     assert 0.2 < response.relative_change < 0.4
+    assert response.HasField("estimate")
+    assert response.estimate.relative_change == response.relative_change
+    assert response.estimate.interval_low == response.interval_low
+    assert response.estimate.confidence == pytest.approx(0.9)
     assert after.prediction.model_version.startswith("history/")
     assert after.prediction.model_version != before.prediction.model_version
+
+
+async def _workers_history(store: Store, system_id: str, changes: int) -> None:
+    """Verified outcomes: each doubling of workers made responses 15% faster, give or
+    take a noise of 6%."""
+    rng = np.random.default_rng(11)
+    async with store.transaction() as conn:
+        system = await repository.system(conn, system_id)
+        latest = await repository.latest_fingerprint(conn, system)
+        assert latest is not None
+        for index in range(changes):
+            workers = int(rng.choice([1, 2, 3, 5, 6, 8, 12, 16]))
+            change = -0.15 * np.log2(workers / 4) + float(rng.normal(0.0, 0.06))
+            await repository.insert_example(
+                conn,
+                repository.NewExample(
+                    system=system,
+                    from_version=index + 1,
+                    to_version=index + 2,
+                    change_id=None,
+                    embedding=latest.embedding,
+                    before=dict(BASE_CONFIGURATION),
+                    after={**BASE_CONFIGURATION, "workers": workers},
+                    observed={"app.response_time": change},
+                    origin="outcome",
+                ),
+            )
+
+
+async def _policy(stub: object, confidence: float) -> str:
+    name = f"policies/confidence-{int(confidence * 100)}"
+    policy = common_pb2.Policy(
+        name=name,
+        thresholds=[
+            common_pb2.KpiThreshold(
+                kpi="app.response_time",
+                direction=common_pb2.KPI_DIRECTION_LOWER_IS_BETTER,
+                max_relative_change=0.05,
+                critical=True,
+                confidence=confidence,
+            )
+        ],
+        min_confidence=0.9,
+    )
+    reply = await stub.CreatePolicy(pb.CreatePolicyRequest(policy=policy))  # type: ignore[attr-defined]
+    return str(reply.policy.name)
+
+
+async def test_a_policys_confidence_sets_the_interval_and_the_share_decided(
+    own_store: Store,
+) -> None:
+    """At 60% confidence the intervals are narrow and most worker counts are decided;
+    at 99% they are wide and fewer are. A confidence outside (0, 1) is refused."""
+    await _fingerprinted(own_store, "confidence-target", seed=4)
+    await _workers_history(own_store, "confidence-target", changes=60)
+    decided: dict[float, int] = {}
+    widths: dict[float, float] = {}
+    async with running_predictor(own_store) as predictor:
+        await with_configuration(predictor.stub, "confidence-target")
+        for confidence in (0.6, 0.99):
+            policy = await _policy(predictor.stub, confidence)
+            decided[confidence] = 0
+            for workers in (2, 3, 5, 6, 8, 12, 16):
+                proposal = pb.ProposedChange(
+                    system="systems/confidence-target",
+                    configuration=configuration({**BASE_CONFIGURATION, "workers": workers}),
+                )
+                reply = await predictor.stub.PredictImpact(
+                    pb.PredictImpactRequest(change=proposal, policy=policy)
+                )
+                kpi = {k.kpi: k for k in reply.prediction.kpis}["app.response_time"]
+                assert kpi.estimate.confidence == pytest.approx(confidence)
+                widths[confidence] = kpi.interval_high - kpi.interval_low
+                decided[confidence] += reply.prediction.verdict != common_pb2.VERDICT_INCONCLUSIVE
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _policy(predictor.stub, 1.5)
+    assert widths[0.99] > 1.5 * widths[0.6]
+    assert decided[0.6] > decided[0.99]
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "policy.thresholds[0].confidence" in str(refused.value.details())
+
+
+class _CountedLearner(HistoryLearner):
+    """The real learner, counting its fits per target."""
+
+    def fit(self, history, *, target, embedding, similarity=None):  # type: ignore[no-untyped-def]
+        FITS[target] = FITS.get(target, 0) + 1
+        return super().fit(history, target=target, embedding=embedding, similarity=similarity)
+
+
+FITS: dict[str, int] = {}
+
+
+async def test_concurrent_first_requests_share_one_fit_and_the_fleet_model_answers_meanwhile(
+    own_store: Store,
+) -> None:
+    await _fingerprinted(own_store, "latency-target", seed=5)
+    await _workers_history(own_store, "latency-target", changes=30)
+    async with own_store.connection() as conn:
+        system = await repository.system(conn, "latency-target")
+        latest = await repository.latest_fingerprint(conn, system)
+    assert latest is not None
+    FITS.clear()
+    models = ModelCache(own_store, _CountedLearner(), first_wait=0.0)
+    assert await models.refresh() == 1
+    fleet_version = models.version_of(FLEET)
+    assert fleet_version
+    first = await models.model_for("systems/latency-target", latest.embedding, None)
+    assert first.version == fleet_version
+    assert first.target == "systems/latency-target"
+    together = await asyncio.gather(
+        *(models.model_for("systems/latency-target", latest.embedding, None) for _ in range(5))
+    )
+    await models.wait()
+    own = await models.model_for("systems/latency-target", latest.embedding, None)
+    await models.close()
+    assert FITS == {FLEET: 1, "systems/latency-target": 1}
+    assert {m.version for m in together} <= {fleet_version, own.version}
+    assert own.version != fleet_version

@@ -1,5 +1,5 @@
 -- name: system_row
-SELECT id, system_id, hostname, labels, flagged_reason
+SELECT id, system_id, hostname, labels, flagged_reason, cpu_cores, memory_bytes
 FROM systems WHERE system_id = %(system_id)s;
 
 -- name: flag_system
@@ -120,22 +120,65 @@ WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
 ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: latest_embedding
-SELECT embedding FROM fingerprints WHERE system_id = %(system)s
-ORDER BY updated_at DESC LIMIT 1;
+SELECT embedding, model FROM fingerprints WHERE system_id = %(system)s
+ORDER BY window_end DESC, id DESC LIMIT 1;
 
 -- name: insert_example
+-- An outcome is observed once; an imported example is measured again when its windows
+-- change, and never replaces an outcome of the same versions.
 INSERT INTO training_examples
-    (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin)
+    (system_id, from_version, to_version, change_id, embedding, before, after, observed, origin,
+     window_start, applied_at, window_end, before_samples, after_samples, features)
 VALUES (%(system)s, %(from_version)s, %(to_version)s, %(change)s, %(embedding)s, %(before)s,
-        %(after)s, %(observed)s, %(origin)s)
-ON CONFLICT (system_id, from_version, to_version) DO NOTHING;
+        %(after)s, %(observed)s, %(origin)s, %(window_start)s, %(applied_at)s, %(window_end)s,
+        %(before_samples)s, %(after_samples)s, %(features)s)
+ON CONFLICT (system_id, from_version, to_version) DO UPDATE
+SET embedding = excluded.embedding, before = excluded.before, after = excluded.after,
+    observed = excluded.observed, window_start = excluded.window_start,
+    applied_at = excluded.applied_at, window_end = excluded.window_end,
+    before_samples = excluded.before_samples, after_samples = excluded.after_samples,
+    features = excluded.features, updated_at = now()
+WHERE training_examples.origin = 'import' AND excluded.origin = 'import';
+
+-- name: imported_examples
+SELECT from_version, to_version, window_start, applied_at, window_end, before_samples,
+       after_samples
+FROM training_examples WHERE system_id = %(system)s AND origin = 'import';
+
+-- name: delete_imported_example
+DELETE FROM training_examples
+WHERE system_id = %(system)s AND from_version = %(from_version)s
+  AND to_version = %(to_version)s AND origin = 'import';
+
+-- name: window_counts
+-- Samples per window between consecutive apply times: window i holds [bounds[i], bounds[i+1]).
+SELECT width_bucket(ts, %(bounds)s::timestamptz[]) AS window, count(*)
+FROM samples WHERE system_id = %(system)s AND ts >= %(first)s
+GROUP BY 1;
+
+-- name: request_import
+INSERT INTO history_imports (system_id) VALUES (%(system)s)
+ON CONFLICT (system_id) DO UPDATE SET requested_at = now();
+
+-- name: finish_import
+UPDATE history_imports SET finished_at = %(started)s, examples = %(examples)s
+WHERE system_id = %(system)s AND (finished_at IS NULL OR finished_at < %(started)s);
+
+-- name: systems_with_history
+SELECT s.system_id FROM systems s
+WHERE (SELECT count(*) FROM configurations c
+       WHERE c.system_id = s.id AND c.applied_at IS NOT NULL) >= 2
+ORDER BY s.system_id;
 
 -- name: examples
-SELECT s.system_id, e.embedding, e.before, e.after, e.observed
+SELECT s.system_id, e.embedding, e.before, e.after, e.observed, e.features
 FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
 
--- name: examples_version
-SELECT count(*), coalesce(max(id), 0) FROM training_examples;
+-- name: examples_versions
+-- Per system with examples: how many, and when the last was added or measured again.
+SELECT s.system_id, count(*), extract(epoch FROM max(e.updated_at))::double precision
+FROM training_examples e JOIN systems s ON s.id = e.system_id
+GROUP BY s.system_id;
 
 -- name: applied_versions
 SELECT version, content, applied_at FROM configurations
@@ -144,6 +187,18 @@ WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
 -- name: fingerprinted_versions
 SELECT DISTINCT configuration_version FROM fingerprints
 WHERE system_id = %(system)s AND configuration_version IS NOT NULL;
+
+-- name: training_status
+SELECT s.system_id, coalesce(e.examples, 0),
+       h.system_id IS NOT NULL AND (h.finished_at IS NULL OR h.requested_at > h.finished_at),
+       h.finished_at
+FROM systems s
+LEFT JOIN (SELECT system_id, count(*) AS examples FROM training_examples GROUP BY system_id) e
+    ON e.system_id = s.id
+LEFT JOIN history_imports h ON h.system_id = s.id
+WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
+  AND (e.system_id IS NOT NULL OR h.system_id IS NOT NULL)
+ORDER BY s.system_id;
 
 -- name: system_hardware
 -- What the collector recorded of a system's machine; 0 where it is unknown.

@@ -15,7 +15,7 @@ CROSS JOIN LATERAL (
     SELECT embedding, updated_at
     FROM fingerprints
     WHERE system_id = c.system_id
-    ORDER BY updated_at DESC, id DESC
+    ORDER BY window_end DESC, id DESC
     LIMIT 1
 ) f
 ORDER BY changed_at;
@@ -27,4 +27,4 @@ SELECT 1 FROM systems WHERE system_id = %(system_id)s;
 SELECT DISTINCT ON (f.system_id) s.system_id, f.model
 FROM fingerprints f JOIN systems s ON s.id = f.system_id
 WHERE s.system_id = ANY(%(system_ids)s)
-ORDER BY f.system_id, f.updated_at DESC, f.id DESC;
+ORDER BY f.system_id, f.window_end DESC, f.id DESC;
