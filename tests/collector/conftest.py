@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from cfgclone.collector.agent_client import Backoff, CollectorClient
+from cfgclone.collector.agent_runner import Agent
+from cfgclone.collector.agent_sources import Source
+from cfgclone.collector.agent_spool import Spool
 from cfgclone.collector.main import build_services
 from cfgclone.common.auth import Credentials
 from cfgclone.common.server import RunningServer
@@ -147,3 +152,35 @@ async def metric_known(store: Store, name: str) -> bool:
     async with store.connection() as conn:
         cursor = await conn.execute("SELECT 1 FROM metrics WHERE name = %s", (name,))
         return await cursor.fetchone() is not None
+
+
+def agent_for(
+    system: str,
+    address: str,
+    spool: Spool,
+    source: Source,
+    *,
+    batch_max_samples: int,
+    batch_max_seconds: float,
+    drain_seconds: float,
+) -> Agent:
+    """An agent of ``source`` alone, with short batches and retries, sending to ``address``."""
+    return Agent(
+        system,
+        [source],
+        spool,
+        CollectorClient(address, call_timeout=2.0),
+        describe=lambda: common_pb2.System(name=system),
+        batch_max_samples=batch_max_samples,
+        batch_max_seconds=batch_max_seconds,
+        backoff=Backoff(initial=0.05, maximum=0.3),
+        drain_seconds=drain_seconds,
+    )
+
+
+async def until(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Wait for ``condition``; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)

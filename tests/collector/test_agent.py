@@ -7,7 +7,6 @@ import asyncio
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -15,7 +14,6 @@ import pytest
 
 from cfgclone import vocabulary
 from cfgclone.collector import agent_main
-from cfgclone.collector.agent_client import Backoff, CollectorClient
 from cfgclone.collector.agent_config import (
     ConfigError,
     ExecConfig,
@@ -29,7 +27,14 @@ from cfgclone.collector.agent_spool import Spool
 from cfgclone.collector.batching import GAUGE, BatchBuilder, Sample
 from cfgclone.common.store import Store
 from cfgclone.v1 import common_pb2
-from tests.collector.conftest import Collector, start_collector, stored, unique_system
+from tests.collector.conftest import (
+    Collector,
+    agent_for,
+    start_collector,
+    stored,
+    unique_system,
+    until,
+)
 
 
 class CountingSource:
@@ -57,24 +62,15 @@ def _free_port() -> int:
 
 
 def _agent(system: str, address: str, spool: Spool, source: CountingSource) -> Agent:
-    return Agent(
+    return agent_for(
         system,
-        [source],
+        address,
         spool,
-        CollectorClient(address, call_timeout=2.0),
-        describe=lambda: common_pb2.System(name=system),
+        source,
         batch_max_samples=7,
         batch_max_seconds=0.3,
-        backoff=Backoff(initial=0.05, maximum=0.3),
         drain_seconds=2.0,
     )
-
-
-async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 async def test_every_sample_arrives_exactly_once_across_a_collector_restart(
@@ -89,13 +85,13 @@ async def test_every_sample_arrives_exactly_once_across_a_collector_restart(
     try:
         async with start_collector(store, port=port):
             running = asyncio.create_task(agent.run(stop))
-            await _until(lambda: agent.shipper.delivered_batches >= 3, 10, "first batches")
+            await until(lambda: agent.shipper.delivered_batches >= 3, 10, "first batches")
         # The collector is gone; the agent keeps sampling into its spool.
         taken_while_down = len(source.taken)
-        await _until(lambda: spool.pending_batches >= 5, 10, "spooling while down")
+        await until(lambda: spool.pending_batches >= 5, 10, "spooling while down")
         assert len(source.taken) > taken_while_down
         async with start_collector(store, port=port):
-            await _until(lambda: len(source.taken) > taken_while_down + 80, 10, "sampling")
+            await until(lambda: len(source.taken) > taken_while_down + 80, 10, "sampling")
             stop.set()
             await running
         assert spool.pending_batches == 0
@@ -119,7 +115,7 @@ async def test_the_spool_survives_an_agent_restart_and_delivers_in_order(
     first.drain_seconds = 0.2
     stop = asyncio.Event()
     running = asyncio.create_task(first.run(stop))
-    await _until(lambda: len(before.taken) >= 30, 10, "sampling without a collector")
+    await until(lambda: len(before.taken) >= 30, 10, "sampling without a collector")
     stop.set()
     await running
     await first.client.close()
@@ -132,8 +128,8 @@ async def test_the_spool_survives_an_agent_restart_and_delivers_in_order(
     stop = asyncio.Event()
     running = asyncio.create_task(second.run(stop))
     try:
-        await _until(lambda: len(after.taken) >= 10, 10, "sampling after the restart")
-        await _until(lambda: reopened.pending_batches == 0, 10, "delivery")
+        await until(lambda: len(after.taken) >= 10, 10, "sampling after the restart")
+        await until(lambda: reopened.pending_batches == 0, 10, "delivery")
     finally:
         stop.set()
         await running

@@ -9,13 +9,11 @@ INTERNAL, which a retry would only repeat.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
-from cfgclone.collector.agent_client import RETRYABLE, Backoff, CollectorClient
+from cfgclone.collector.agent_client import RETRYABLE
 from cfgclone.collector.agent_runner import Agent
 from cfgclone.collector.agent_spool import Spool
 from cfgclone.collector.batching import GAUGE, Sample
@@ -24,7 +22,7 @@ from cfgclone.collector.servicer import CollectorServicer
 from cfgclone.common.server import ServiceDefinition
 from cfgclone.common.store import Store
 from cfgclone.v1 import collector_service_pb2_grpc, common_pb2
-from tests.collector.conftest import Collector, stored, unique_system
+from tests.collector.conftest import Collector, agent_for, stored, unique_system, until
 from tests.conftest import serve_in_process
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -50,24 +48,15 @@ class PoisoningSource:
 
 
 def _agent(system: str, address: str, spool: Spool, source: PoisoningSource) -> Agent:
-    return Agent(
+    return agent_for(
         system,
-        [source],
+        address,
         spool,
-        CollectorClient(address, call_timeout=2.0),
-        describe=lambda: common_pb2.System(name=system),
+        source,
         batch_max_samples=5,
         batch_max_seconds=0.2,
-        backoff=Backoff(initial=0.05, maximum=0.3),
         drain_seconds=3.0,
     )
-
-
-async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 async def _run_until_past_poison(
@@ -76,8 +65,8 @@ async def _run_until_past_poison(
     stop = asyncio.Event()
     running = asyncio.create_task(agent.run(stop))
     try:
-        await _until(lambda: len(source.taken) >= source.poison_at + samples_after, 20, "sampling")
-        await _until(lambda: agent.shipper.set_aside_batches >= 1, 20, "the poison set aside")
+        await until(lambda: len(source.taken) >= source.poison_at + samples_after, 20, "sampling")
+        await until(lambda: agent.shipper.set_aside_batches >= 1, 20, "the poison set aside")
     finally:
         stop.set()
         await running
