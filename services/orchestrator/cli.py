@@ -179,11 +179,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the suite on free ports, walk through what it does, and stop it."""
     from cfgclone.orchestrator import demo
 
-    database = database_from_env(os.environ)
+    chosen = database_from_env(os.environ)
+    database = suite.demo_database(chosen)
     for attempt in range(DEMO_START_ATTEMPTS):
         try:
             with suite.running_suite(database, suite.free_base_port(), "127.0.0.1", 60.0) as up:
-                print(f"cfgclone demo: five services up on {up.database}\n")
+                where = up.database
+                if not chosen.url:
+                    where = (
+                        f"the embedded PostgreSQL in {chosen.data_dir}, in a database of "
+                        f"its own made afresh ({suite.DEMO_DATABASE})"
+                    )
+                print(f"cfgclone demo: five services up on {where}\n")
                 return asyncio.run(demo.run(up))
         except suite.SuiteStartError as error:
             if error.port_taken and attempt + 1 < DEMO_START_ATTEMPTS:

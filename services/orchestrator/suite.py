@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
+import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
 
 from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
 from cfgclone.common.store import Store
@@ -286,6 +289,25 @@ def resolve_database(settings: DatabaseSettings) -> tuple[str, bool]:
     from cfgclone.common.embedded import start_embedded_database
 
     return start_embedded_database(settings.data_dir), True
+
+
+DEMO_DATABASE = "cfgclone_demo"
+
+
+def demo_database(settings: DatabaseSettings) -> DatabaseSettings:
+    """Where the demo keeps its fleet: on the embedded server, a database of its own,
+    made afresh at each run, so a second run tells the same stories and the suite's own
+    data is never touched; with ``CFGCLONE_DATABASE_URL`` set, that database as it is."""
+    if settings.url:
+        return settings
+    url, _ = resolve_database(settings)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE))
+        )
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+    parts = urlsplit(url)
+    return dataclasses.replace(settings, url=urlunsplit(parts._replace(path=f"/{DEMO_DATABASE}")))
 
 
 def without_password(url: str) -> str:
