@@ -74,6 +74,7 @@ _OS_FLAGS = ("debian", "ubuntu", "rhel", "other")
 _HARDWARE_LENGTH = 2 + len(_ARCHITECTURE_FLAGS) + len(_OS_FLAGS)
 _CURVE_SCALARS = 4  # sensitivity, curvature, has_knee, knee position
 _DISTRIBUTION_SCALARS = 4  # present, p50, p95, p99
+_LOAD_SCALARS = 2  # the load's level (median) and spread (p95 over p5), on the log scale
 _CURVE_LIMIT = 10.0
 
 
@@ -115,7 +116,7 @@ class EmbeddingLayout:
         lengths = (
             ("hardware", _HARDWARE_LENGTH),
             ("curves", kpi_count * (self.bands + _CURVE_SCALARS)),
-            ("distribution", self.bands + kpi_count * _DISTRIBUTION_SCALARS),
+            ("distribution", _LOAD_SCALARS + self.bands + kpi_count * _DISTRIBUTION_SCALARS),
             ("correlations", max(kpi_count * (kpi_count - 1) // 2, 1)),
         )
         groups: list[EmbeddingGroup] = []
@@ -216,7 +217,11 @@ def _distribution(fingerprint: Fingerprint, layout: EmbeddingLayout) -> list[flo
     for regime, stats in load.regimes.items():
         band = min(regime // layout.regimes_per_band, layout.bands - 1)
         occupancy[band] += stats.count / total if total > 0.0 else 0.0
-    entries = occupancy
+    # The workload's level and spread: regimes are positions in each system's own
+    # range, so how busy a system is must be said here.
+    p05, p50, p95 = load.overall().sketch.quantiles((0.05, 0.5, 0.95))
+    spread = math.log2(p95 / p05) if p05 > 0.0 and p95 > 0.0 else 0.0
+    entries = [_slog(p50), spread, *occupancy]
     for kpi in layout.kpis:
         profile = fingerprint.profiles.get(kpi)
         if profile is None or profile.count <= 0.0:

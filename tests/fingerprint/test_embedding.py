@@ -67,9 +67,9 @@ def test_a_missing_kpi_is_filled_with_neutral_zeros() -> None:
     assert not curves[memory * per_kpi : (memory + 1) * per_kpi].any()
     assert curves[latency * per_kpi : (latency + 1) * per_kpi].any()
     distribution = embedding.group("distribution")
-    start = layout.bands + memory * 4
+    start = 2 + layout.bands + memory * 4  # after the load level and spread
     assert distribution[start : start + 4].tolist() == [0.0, 0.0, 0.0, 0.0]
-    start = layout.bands + latency * 4
+    start = 2 + layout.bands + latency * 4
     assert distribution[start] == 1.0  # the present flag
 
 
@@ -108,7 +108,7 @@ def test_a_layout_with_other_kpis_changes_the_length_predictably() -> None:
     assert lengths == {
         "hardware": 9,
         "curves": 2 * (4 + 4),
-        "distribution": 4 + 2 * 4,
+        "distribution": 2 + 4 + 2 * 4,
         "correlations": 1,
     }
     metrics = hockey_system(buckets=300)
