@@ -244,14 +244,22 @@ async def clone(
     return operation
 
 
-async def refuse(stubs: Stubs, target: SimulatedMachine) -> common_pb2.Change:
-    """Propose the harmful change on ``target``; the change once settled."""
+async def _current_with(
+    stubs: Stubs, target: SimulatedMachine, change: dict[str, Any]
+) -> common_pb2.Configuration:
+    """The configuration ``target`` runs now, with ``change`` made to it."""
     current = await stubs.predictor.GetConfiguration(
         predictor_pb.GetConfigurationRequest(name=f"{target.name}/configurations/-"), timeout=10
     )
     proposed = common_pb2.Configuration(kind=current.configuration.kind)
     proposed.content.CopyFrom(current.configuration.content)
-    proposed.content.update(HARMFUL)
+    proposed.content.update(change)
+    return proposed
+
+
+async def refuse(stubs: Stubs, target: SimulatedMachine) -> common_pb2.Change:
+    """Propose the harmful change on ``target``; the change once settled."""
+    proposed = await _current_with(stubs, target, HARMFUL)
     reply = await stubs.predictor.ProposeChange(
         predictor_pb.ProposeChangeRequest(
             change=predictor_pb.ProposedChange(system=target.name, configuration=proposed),
@@ -278,12 +286,7 @@ async def predict_on(
     stubs: Stubs, target: SimulatedMachine, change: dict[str, Any]
 ) -> common_pb2.Prediction:
     """A shadow prediction of ``change`` on ``target``; nothing is proposed or applied."""
-    current = await stubs.predictor.GetConfiguration(
-        predictor_pb.GetConfigurationRequest(name=f"{target.name}/configurations/-"), timeout=10
-    )
-    proposed = common_pb2.Configuration(kind=current.configuration.kind)
-    proposed.content.CopyFrom(current.configuration.content)
-    proposed.content.update(change)
+    proposed = await _current_with(stubs, target, change)
     reply = await stubs.predictor.PredictImpact(
         predictor_pb.PredictImpactRequest(
             change=predictor_pb.ProposedChange(system=target.name, configuration=proposed),
