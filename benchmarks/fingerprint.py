@@ -41,9 +41,9 @@ import numpy.typing as npt
 from bench_support import temporary_database
 
 from cfgclone.collector.copy_format import sample_rows_payload
+from cfgclone.collector.reads import read_samples
 from cfgclone.collector.retention import SampleRetention
 from cfgclone.collector.systems import register_system
-from cfgclone.common.samples import read_samples
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import service
 from cfgclone.fingerprint.settings import FingerprintSettings

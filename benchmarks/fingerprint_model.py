@@ -24,14 +24,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cfgclone.fingerprint import (
+from cfgclone.behaviour import (
     SampleSeries,
     SystemProfile,
     build_fingerprint,
     embed,
     refine_fingerprint,
 )
-from cfgclone.fingerprint.codec import fingerprint_to_proto
+from cfgclone.behaviour.codec import fingerprint_to_proto
 
 SECOND_NS = 1_000_000_000
 KPIS = ("http.server.request.duration", "system.memory.utilization", "db.client.operation.duration")

@@ -29,6 +29,7 @@ from psycopg.rows import TupleRow
 
 from cfgclone.common.errors import Unavailable
 from cfgclone.common.queries import load_queries
+from cfgclone.common.settings import SERVICE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -38,28 +39,45 @@ _QUERIES = load_queries("cfgclone.common", "store.sql")
 Connection = psycopg.AsyncConnection[TupleRow]
 
 
+MIGRATION_OWNERS = ("common", *SERVICE_NAMES)
+"""The packages whose ``migrations`` folders hold the schema, in the order a version's
+files apply: the collector's tables (the system registry every row refers to) first."""
+
+
 @dataclass(frozen=True)
 class Migration:
-    """One numbered schema migration file."""
+    """One numbered schema migration file of the package that owns its tables."""
 
+    owner: str
     version: int
     name: str
     sql: str
 
 
 def migrations() -> list[Migration]:
-    """The migrations shipped with cfgclone, in order."""
+    """The migrations shipped with cfgclone, in the order they apply.
+
+    Each service keeps the migrations of its own tables in its package; numbers are
+    unique per owner, and files of one number apply in the order of
+    :data:`MIGRATION_OWNERS`, so a table another table refers to exists first.
+    """
     found = []
-    for entry in resources.files("cfgclone.common").joinpath("migrations").iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match:
-            found.append(
-                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
-            )
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two migrations share a number: {versions}")
+    for owner in MIGRATION_OWNERS:
+        try:
+            folder = resources.files(f"cfgclone.{owner}").joinpath("migrations")
+        except ModuleNotFoundError:
+            continue  # a deployment that installs only some services
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _MIGRATION_FILE.match(entry.name)
+            if match:
+                sql = entry.read_text(encoding="utf-8")
+                found.append(Migration(owner, int(match.group(1)), match.group(2), sql))
+    found.sort(key=lambda m: (m.version, MIGRATION_OWNERS.index(m.owner)))
+    keys = [(m.owner, m.version) for m in found]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"two migrations of one owner share a number: {keys}")
     return found
 
 
@@ -184,24 +202,33 @@ class Store:
         async with self.connection() as conn:
             await conn.execute(_QUERIES["lock_migrations"])
             try:
-                await conn.execute(_QUERIES["create_migrations_table"])
+                await self._migrations_table(conn)
                 state = await self._timescaledb_state(conn)
                 await conn.execute(
                     _QUERIES["use_timescaledb"], {"use": "on" if state.usable else "off"}
                 )
                 cursor = await conn.execute(_QUERIES["applied_migrations"])
-                applied = {row[0] for row in await cursor.fetchall()}
+                applied = {(row[0], row[1]) for row in await cursor.fetchall()}
                 done = []
                 for migration in migrations():
-                    if migration.version in applied:
+                    if (migration.owner, migration.version) in applied:
                         continue
                     async with conn.transaction():
                         await conn.execute(migration.sql.encode())
                         await conn.execute(
                             _QUERIES["record_migration"],
-                            {"version": migration.version, "name": migration.name},
+                            {
+                                "owner": migration.owner,
+                                "version": migration.version,
+                                "name": migration.name,
+                            },
                         )
-                    logger.info("applied migration %04d_%s", migration.version, migration.name)
+                    logger.info(
+                        "applied migration %s/%04d_%s",
+                        migration.owner,
+                        migration.version,
+                        migration.name,
+                    )
                     done.append(migration.version)
                 if state.note:
                     logger.warning("%s", state.note)
@@ -212,10 +239,37 @@ class Store:
     async def schema_version(self) -> int:
         """Newest migration applied, 0 for an empty database."""
         async with self.connection() as conn:
-            await conn.execute(_QUERIES["create_migrations_table"])
+            await self._migrations_table(conn)
             cursor = await conn.execute(_QUERIES["applied_migrations"])
-            versions = [row[0] for row in await cursor.fetchall()]
+            versions = [row[1] for row in await cursor.fetchall()]
         return max(versions, default=0)
+
+    async def _migrations_table(self, conn: Connection) -> None:
+        """The table of applied migrations, brought to one row per (owner, version).
+
+        Before the schema was split by owner, a row was a version of one shared folder;
+        such a row stands for every owner's file of that number, whose contents are
+        those of the old file split by table.
+        """
+        await conn.execute(_QUERIES["create_migrations_table"])
+        cursor = await conn.execute(_QUERIES["migrations_have_owners"])
+        row = await cursor.fetchone()
+        if row is not None and row[0]:
+            return
+        await conn.execute(_QUERIES["add_migration_owners"])
+        cursor = await conn.execute(_QUERIES["unowned_migrations"])
+        legacy = {version for (version,) in await cursor.fetchall()}
+        for migration in migrations():
+            if migration.version in legacy:
+                await conn.execute(
+                    _QUERIES["record_migration"],
+                    {
+                        "owner": migration.owner,
+                        "version": migration.version,
+                        "name": migration.name,
+                    },
+                )
+        await conn.execute(_QUERIES["drop_unowned_migrations"])
 
     async def _timescaledb_state(self, conn: Connection) -> TimescaleState:
         cursor = await conn.execute(_QUERIES["timescaledb_state"])

@@ -6,15 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cfgclone.common.errors import FailedPrecondition, NotFound, system_not_found
+from cfgclone.behaviour.model import SystemProfile
+from cfgclone.behaviour.regimes import LoadScale
+from cfgclone.collector import reads
+from cfgclone.common.errors import FailedPrecondition, NotFound
 from cfgclone.common.queries import load_queries
 from cfgclone.common.requests import Page
 from cfgclone.common.store import Connection
-from cfgclone.fingerprint.model import SystemProfile
-from cfgclone.fingerprint.regimes import LoadScale
 from cfgclone.v1 import common_pb2
 
 _QUERIES = load_queries("cfgclone.fingerprint", "fingerprints.sql")
+
+
+LOAD_METRIC_LABEL = "cfgclone.dev/load-metric"
+"""The system label that names the load metric a system's fingerprints bin by."""
 
 
 @dataclass(frozen=True)
@@ -57,21 +62,11 @@ class StoredFingerprint:
 
 
 async def system(conn: Connection, system_id: str) -> SystemRecord:
-    """The registered system; NOT_FOUND otherwise."""
-    cursor = await conn.execute(_QUERIES["system_row"], {"system_id": system_id})
-    row = await cursor.fetchone()
-    if row is None:
-        raise system_not_found(system_id)
-    key, sid, _hostname, cpu_model, cores, memory, os_name, kernel, arch, load = row
-    profile = SystemProfile(
-        cpu_cores=cores,
-        memory_bytes=memory,
-        architecture=arch,
-        os=os_name,
-        kernel=kernel,
-        cpu_model=cpu_model,
+    """The registered system, read through the collector's read interface; NOT_FOUND otherwise."""
+    row = await reads.system(conn, system_id)
+    return SystemRecord(
+        row.key, row.system_id, row.profile, row.labels.get(LOAD_METRIC_LABEL) or None
     )
-    return SystemRecord(key, sid, profile, load or None)
 
 
 async def configuration(

@@ -14,24 +14,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-
-from cfgclone.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from cfgclone.common.message_checks import quote
-from cfgclone.common.requests import Page
-from cfgclone.common.samples import MetricSamples, metric_known, read_samples
-from cfgclone.common.store import Store
-from cfgclone.fingerprint import repository
-from cfgclone.fingerprint.build import (
+from cfgclone.behaviour import comparison
+from cfgclone.behaviour.build import (
     SampleSeries,
     build_fingerprint,
     refine_fingerprint,
     resolve_load_metric,
 )
-from cfgclone.fingerprint.codec import fingerprint_from_proto, fingerprint_to_proto, scale_of
-from cfgclone.fingerprint.errors import IncompatibleFingerprint, InsufficientData, InvalidSamples
-from cfgclone.fingerprint.model import Fingerprint
-from cfgclone.fingerprint.regimes import LoadScale
+from cfgclone.behaviour.codec import fingerprint_from_proto, fingerprint_to_proto, scale_of
+from cfgclone.behaviour.errors import IncompatibleFingerprint, InsufficientData, InvalidSamples
+from cfgclone.behaviour.model import Fingerprint
+from cfgclone.behaviour.regimes import LoadScale
+from cfgclone.collector.reads import MetricSamples, metric_known, read_samples
+from cfgclone.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from cfgclone.common.message_checks import quote
+from cfgclone.common.requests import Page
+from cfgclone.common.store import Store
+from cfgclone.fingerprint import repository
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import common_pb2
 
@@ -241,51 +240,16 @@ async def list_page(
     return [f.message for f in found], page.next_token(len(found), more)
 
 
-@dataclass(frozen=True)
-class KpiDifference:
-    """How one KPI differs between two fingerprints at the loads both have seen."""
-
-    kpi: str
-    relative_change: float
-    shared_regimes: tuple[int, ...]
-    distance: float
-
-
-def compare(first: Fingerprint, second: Fingerprint) -> list[KpiDifference]:
-    """Per KPI both have: the count-weighted change of the mean over shared load regimes,
-    and a distance between the two distributions (0 equal, 1 disjoint)."""
-    if not first.scale.same_as(second.scale):
-        raise FailedPrecondition(
-            "the two fingerprints use different load scales", reason="INCOMPATIBLE_FINGERPRINT"
-        )
-    differences = []
-    for kpi in sorted(set(first.kpis) & set(second.kpis)):
-        a, b = first.profiles[kpi].regimes, second.profiles[kpi].regimes
-        shared = tuple(sorted(set(a) & set(b)))
-        if not shared:
-            continue
-        weights = np.array([min(a[r].count, b[r].count) for r in shared])
-        mean_a = np.array([a[r].mean for r in shared])
-        mean_b = np.array([b[r].mean for r in shared])
-        base = float(np.average(mean_a, weights=weights))
-        change = float(np.average(mean_b, weights=weights)) - base
-        relative = change / abs(base) if base else 0.0
-        spread = np.sqrt(np.array([a[r].variance + b[r].variance for r in shared]) / 2.0)
-        # Standardised gap per regime mapped into [0, 1): 1 - exp(-|d|).
-        gap = np.abs(mean_b - mean_a) / np.maximum(spread, 1e-12)
-        distance = float(np.average(1.0 - np.exp(-gap), weights=weights))
-        differences.append(KpiDifference(kpi, relative, shared, distance))
-    return differences
-
-
 async def compare_stored(
     store: Store, first: tuple[str, str], second: tuple[str, str]
-) -> list[KpiDifference]:
+) -> list[comparison.KpiDifference]:
     async with store.connection() as conn:
         a = await repository.get(conn, *first)
         b = await repository.get(conn, *second)
     with model_errors(f"comparing {a.name} with {b.name}"):
-        return compare(fingerprint_from_proto(a.message), fingerprint_from_proto(b.message))
+        return comparison.compare(
+            fingerprint_from_proto(a.message), fingerprint_from_proto(b.message)
+        )
 
 
 def _progress(error: FailedPrecondition | InvalidArgument) -> str:

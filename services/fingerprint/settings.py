@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cfgclone.behaviour.build import DEFAULT_ALIGN_NS
+from cfgclone.behaviour.model import DEFAULT_MIN_REGIME_COUNT
 from cfgclone.common.settings import SettingsError, env_float
-from cfgclone.fingerprint.build import DEFAULT_ALIGN_NS
-from cfgclone.fingerprint.model import DEFAULT_MIN_REGIME_COUNT
 
 
 @dataclass(frozen=True)

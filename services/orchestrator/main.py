@@ -17,10 +17,12 @@ from cfgclone.common.clients import open_channel
 from cfgclone.common.server import ServiceDefinition, main_for
 from cfgclone.common.settings import ServiceSettings
 from cfgclone.common.store import Store
+from cfgclone.orchestrator.adapter import Adapter, EngineAdapter
 from cfgclone.orchestrator.operations import OperationRunner, OperationStore, Progress
+from cfgclone.orchestrator.peers import Peers
 from cfgclone.orchestrator.servicer import OrchestratorServicer
 from cfgclone.orchestrator.settings import OrchestratorSettings
-from cfgclone.orchestrator.workflow import Adapter, CloneWorkflow, EngineAdapter, Peers
+from cfgclone.orchestrator.workflow import CloneWorkflow
 from cfgclone.v1 import orchestrator_service_pb2, orchestrator_service_pb2_grpc
 from cfgclone.v1.orchestrator_service_pb2 import CloneConfigurationRequest
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cfgclone.common.auth import Role, require_role
+from cfgclone.common.display import plural
 from cfgclone.common.errors import InvalidArgument
 from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import (
@@ -23,7 +24,6 @@ from cfgclone.common.requests import (
     require,
     system_id_from_name,
 )
-from cfgclone.orchestrator.display import plural
 from cfgclone.orchestrator.operations import (
     OperationRunner,
     OperationStore,
@@ -31,7 +31,8 @@ from cfgclone.orchestrator.operations import (
     new_operation_id,
     operation_id_from_name,
 )
-from cfgclone.orchestrator.workflow import Peers, resolve_targets
+from cfgclone.orchestrator.peers import Peers
+from cfgclone.orchestrator.targets import resolve_targets
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import orchestrator_service_pb2_grpc as pb_grpc

@@ -35,408 +35,49 @@ A failed or cancelled operation carries its per-target results as a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING
 
 import grpc
 from google.rpc import code_pb2
-from grpc_status import rpc_status
 from opentelemetry import trace
 
-from cfgclone.common.errors import (
-    CfgcloneError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-    error_info,
+from cfgclone.common.display import plural
+from cfgclone.orchestrator.adapter import (
+    AdaptationInput,
+    AdaptationRefused,
+    AdaptedConfiguration,
+    Adapter,
 )
-from cfgclone.orchestrator import adaptation as engine
-from cfgclone.orchestrator.display import plural
+from cfgclone.orchestrator.events import (
+    FINAL_STATES,
+    change_event,
+    explanation_of,
+    state_name,
+    verdict_name,
+)
 from cfgclone.orchestrator.operations import Progress
+from cfgclone.orchestrator.peers import PeerError, Peers
 from cfgclone.orchestrator.ranking import PolicyKpis, best_prediction, predicted_effect
 from cfgclone.orchestrator.settings import OrchestratorSettings
-from cfgclone.v1 import collector_service_pb2 as collector_pb
-from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
+from cfgclone.orchestrator.waves import exceeds_failure_budget, is_failure, waves
 from cfgclone.v1 import common_pb2
-from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
-from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb
-from cfgclone.v1 import predictor_service_pb2_grpc as predictor_grpc
 from cfgclone.v1 import similarity_service_pb2 as similarity_pb
-from cfgclone.v1 import similarity_service_pb2_grpc as similarity_grpc
 
 if TYPE_CHECKING:
-    from cfgclone.v1.collector_service_pb2_grpc import CollectorServiceAsyncStub
-    from cfgclone.v1.fingerprint_service_pb2_grpc import FingerprintServiceAsyncStub
-    from cfgclone.v1.predictor_service_pb2_grpc import PredictorServiceAsyncStub
-    from cfgclone.v1.similarity_service_pb2_grpc import SimilarityServiceAsyncStub
+    pass
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    ChangeState: TypeAlias = common_pb2.ChangeState.ValueType
-
-FINAL_STATES: frozenset[ChangeState] = frozenset(
-    {
-        common_pb2.CHANGE_STATE_KEPT,
-        common_pb2.CHANGE_STATE_REJECTED,
-        common_pb2.CHANGE_STATE_ROLLED_BACK,
-        common_pb2.CHANGE_STATE_FAILED,
-    }
-)
-"""States a change never leaves."""
-
-FAILURE_STATES: frozenset[ChangeState] = frozenset(
-    {
-        common_pb2.CHANGE_STATE_REJECTED,
-        common_pb2.CHANGE_STATE_ROLLED_BACK,
-        common_pb2.CHANGE_STATE_FAILED,
-    }
-)
-"""Outcomes that count against a wave's failure budget."""
-
-DEFAULT_POLICY = "policies/default"
-"""The policy a clone is judged by when its options name none (the predictor's default)."""
 
 DEFAULT_CLONE_THRESHOLD = 0.9
 """Used only when neither the request, the setting nor the similarity service gives one."""
 
 _FINGERPRINT_RETRY_SECONDS = 0.5
-_DEMAND_BUCKET = timedelta(minutes=1)
-
-_T = TypeVar("_T")
-_Request = TypeVar("_Request")
-
-
-def state_name(state: ChangeState) -> str:
-    """``KEPT`` for ``CHANGE_STATE_KEPT``."""
-    return common_pb2.ChangeState.Name(state).removeprefix("CHANGE_STATE_")
-
-
-def verdict_name(verdict: common_pb2.Verdict.ValueType) -> str:
-    return common_pb2.Verdict.Name(verdict).removeprefix("VERDICT_")
-
-
-# --- waves and the failure budget -------------------------------------------------------
-
-
-def waves(targets: Sequence[str], wave_size: int) -> list[tuple[str, ...]]:
-    """The targets in rollout order, cut into waves of ``wave_size`` (0: one wave)."""
-    if wave_size < 0:
-        raise ValueError("wave_size must not be negative")
-    size = wave_size or max(len(targets), 1)
-    return [tuple(targets[i : i + size]) for i in range(0, len(targets), size)]
-
-
-def is_failure(result: common_pb2.CloneTargetResult) -> bool:
-    """Whether a target's outcome counts against the failure budget."""
-    return result.state in FAILURE_STATES
-
-
-def exceeds_failure_budget(
-    results: Sequence[common_pb2.CloneTargetResult], max_fail_fraction: float
-) -> bool:
-    """Whether more than ``max_fail_fraction`` of a wave was refused, rolled back or failed."""
-    if not results:
-        return False
-    failures = sum(1 for result in results if is_failure(result))
-    # A small tolerance, so that a budget of 1/3 lets exactly one target of three fail.
-    return failures > max_fail_fraction * len(results) + 1e-9
-
-
-# --- calls to the other services ---------------------------------------------------------
-
-_SERVICE_ERRORS: Mapping[grpc.StatusCode, type[CfgcloneError]] = {
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-}
-
-
-class PeerError(Exception):
-    """A call to another cfgclone service failed; ``reason`` is its ErrorInfo reason."""
-
-    def __init__(
-        self,
-        service: str,
-        code: grpc.StatusCode,
-        message: str,
-        reason: str = "",
-        metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{service}: {code.name}: {message}")
-        self.service = service
-        self.code = code
-        self.message = message
-        self.reason = reason
-        self.metadata = dict(metadata or {})
-
-    @classmethod
-    def of(cls, service: str, error: grpc.aio.AioRpcError) -> PeerError:
-        reason, metadata = "", {}
-        try:
-            status = rpc_status.from_call(error)  # type: ignore[arg-type]
-        except ValueError:
-            status = None
-        info = error_info(status) if status is not None else None
-        if info is not None:
-            reason, metadata = info.reason, dict(info.metadata)
-        return cls(service, error.code(), error.details() or "", reason, metadata)
-
-    @property
-    def unavailable(self) -> bool:
-        """Whether the service could not be reached (after the channel's retries)."""
-        return self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-
-    def describe(self) -> str:
-        """The failure in words a user can act on."""
-        if self.unavailable:
-            return f"the {self.service} service is unavailable ({self.code.name}: {self.message})"
-        if self.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-            return f"the {self.service} service refused the orchestrator's call: {self.message}"
-        return self.message
-
-    def as_error(self) -> CfgcloneError:
-        """The project error to report to the orchestrator's own caller."""
-        if self.unavailable:
-            return Unavailable(
-                self.describe(),
-                reason="DEPENDENCY_UNAVAILABLE",
-                metadata={"service": self.service},
-            )
-        kind = _SERVICE_ERRORS.get(self.code)
-        if kind is None:
-            return CfgcloneError(
-                self.describe(), reason=self.reason or "DEPENDENCY_FAILED", metadata=self.metadata
-            )
-        return kind(self.describe(), reason=self.reason or None, metadata=self.metadata)
-
-
-@dataclass(frozen=True)
-class Peers:
-    """The services a clone calls, each call bounded by ``timeout`` seconds.
-
-    The channels carry the retry policy for UNAVAILABLE and the tracing
-    interceptors (see :func:`cfgclone.common.clients.open_channel`); a failed call
-    raises :class:`PeerError`.
-    """
-
-    collector: CollectorServiceAsyncStub
-    fingerprint: FingerprintServiceAsyncStub
-    similarity: SimilarityServiceAsyncStub
-    predictor: PredictorServiceAsyncStub
-    timeout: float
-
-    @classmethod
-    def over(cls, channels: Mapping[str, grpc.aio.Channel], timeout: float) -> Peers:
-        """Stubs on the channels to each service, by service name."""
-        return cls(
-            collector=collector_grpc.CollectorServiceStub(channels["collector"]),
-            fingerprint=fingerprint_grpc.FingerprintServiceStub(channels["fingerprint"]),
-            similarity=similarity_grpc.SimilarityServiceStub(channels["similarity"]),
-            predictor=predictor_grpc.PredictorServiceStub(channels["predictor"]),
-            timeout=timeout,
-        )
-
-    async def _call(self, service: str, rpc: Callable[..., Awaitable[_T]], request: _Request) -> _T:
-        try:
-            return await rpc(request, timeout=self.timeout)
-        except grpc.aio.AioRpcError as error:
-            raise PeerError.of(service, error) from None
-
-    async def system(self, name: str) -> common_pb2.System:
-        request = collector_pb.GetSystemRequest(name=name)
-        return (await self._call("collector", self.collector.GetSystem, request)).system
-
-    async def systems(self, label_selector: str) -> list[common_pb2.System]:
-        """Every system whose labels match ``label_selector``."""
-        found: list[common_pb2.System] = []
-        token = ""
-        while True:
-            request = collector_pb.ListSystemsRequest(
-                page_size=1000, page_token=token, label_selector=label_selector
-            )
-            reply = await self._call("collector", self.collector.ListSystems, request)
-            found.extend(reply.systems)
-            token = reply.next_page_token
-            if not token:
-                return found
-
-    async def cohort(self, name: str) -> similarity_pb.Cohort:
-        request = similarity_pb.GetCohortRequest(name=name)
-        return (await self._call("similarity", self.similarity.GetCohort, request)).cohort
-
-    async def compare(self, first: str, second: str) -> similarity_pb.SimilarityScore:
-        request = similarity_pb.CompareSystemsRequest(first=first, second=second)
-        reply = await self._call("similarity", self.similarity.CompareSystems, request)
-        return reply.similarity
-
-    async def has_fingerprint(self, system: str) -> bool:
-        request = fingerprint_pb.ListFingerprintsRequest(parent=system, page_size=1)
-        reply = await self._call("fingerprint", self.fingerprint.ListFingerprints, request)
-        return bool(reply.fingerprints)
-
-    async def build_fingerprint(self, system: str) -> common_pb2.Fingerprint:
-        request = fingerprint_pb.BuildFingerprintRequest(system=system)
-        reply = await self._call("fingerprint", self.fingerprint.BuildFingerprint, request)
-        return reply.fingerprint
-
-    async def current_configuration(self, system: str) -> common_pb2.Configuration:
-        request = predictor_pb.GetConfigurationRequest(name=f"{system}/configurations/-")
-        reply = await self._call("predictor", self.predictor.GetConfiguration, request)
-        return reply.configuration
-
-    async def predict(
-        self, change: predictor_pb.ProposedChange, options: pb.CloneOptions
-    ) -> common_pb2.Prediction:
-        request = predictor_pb.PredictImpactRequest(
-            change=change, mode=options.mode, policy=options.policy
-        )
-        reply = await self._call("predictor", self.predictor.PredictImpact, request)
-        return reply.prediction
-
-    async def propose(
-        self, change: predictor_pb.ProposedChange, options: pb.CloneOptions, request_id: str
-    ) -> common_pb2.Change:
-        request = predictor_pb.ProposeChangeRequest(
-            change=change,
-            mode=options.mode,
-            policy=options.policy,
-            dry_run=options.dry_run,
-            request_id=request_id,
-        )
-        return (await self._call("predictor", self.predictor.ProposeChange, request)).change
-
-    async def policy(self, name: str) -> common_pb2.Policy:
-        """The policy a clone is judged by (empty: the predictor's default)."""
-        request = predictor_pb.GetPolicyRequest(name=name or DEFAULT_POLICY)
-        return (await self._call("predictor", self.predictor.GetPolicy, request)).policy
-
-    async def observed_demand(
-        self, source: str, target: str, window: timedelta
-    ) -> engine.ObservedDemand:
-        """What ``source``'s samples over the last ``window`` show a configuration needs,
-        at ``target``'s own offered load when it has one (per-minute buckets)."""
-        pairs = engine.CONCURRENCY_PAIRS
-        names = {engine.WORKING_SET_SERIES, *(n for pair in pairs for n in pair)}
-        return engine.observed_demand(
-            await self._buckets(source, names, window),
-            await self._buckets(target, {rate for rate, _ in pairs}, window),
-        )
-
-    async def _buckets(
-        self, system: str, names: set[str], window: timedelta
-    ) -> dict[str, engine.demand.Buckets]:
-        end = datetime.now(UTC)
-        buckets: dict[str, engine.demand.Buckets] = {}
-        for name in sorted(names):
-            request = collector_pb.QueryDownsampledRequest(system=system, metric=name)
-            request.start_time.FromDatetime(end - window)
-            request.end_time.FromDatetime(end)
-            request.bucket.FromTimedelta(_DEMAND_BUCKET)
-            try:
-                reply = await self._call("collector", self.collector.QueryDownsampled, request)
-            except PeerError as error:
-                if error.unavailable:
-                    raise
-                continue  # a metric the system does not report shows nothing
-            if reply.bucket_start_unix_ns:
-                buckets[name] = (list(reply.bucket_start_unix_ns), list(reply.avg))
-        return buckets
-
-    async def change(self, name: str) -> common_pb2.Change:
-        request = predictor_pb.GetChangeRequest(name=name)
-        return (await self._call("predictor", self.predictor.GetChange, request)).change
-
-
-# --- adaptation --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AdaptationInput:
-    """What an adaptation works from: the source's configuration and both machines."""
-
-    configuration: common_pb2.Configuration
-    """The source's configuration; the declarations it carries override its kind's schema."""
-    source: common_pb2.System
-    target: common_pb2.System
-    demand: engine.ObservedDemand | None = None
-    """What the source's own data shows its configuration must carry."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One adapted configuration and what was done to produce it."""
-
-    content: Mapping[str, Any]
-    notes: tuple[str, ...] = ()
-    """Each decision in words: ``shared_buffers: 16GB -> 4GB (memory 16 GiB / 64 GiB)``."""
-    warned: bool = False
-    """Whether the engine warned about it (memory beyond its share of a smaller host)."""
-
-
-class AdaptationRefused(Exception):
-    """No usable adapted configuration: the message says why and what to fix."""
-
-
-class Adapter(Protocol):
-    """Adapts a configuration to another machine (the adaptation engine behind it)."""
-
-    async def candidates(self, adaptation: AdaptationInput) -> Sequence[Candidate]:
-        """Adapted configurations, the preferred first; raises :class:`AdaptationRefused`."""
-        ...
-
-
-@dataclass(frozen=True)
-class EngineAdapter:
-    """The adaptation engine: candidate scalings of the configuration by the schema of its
-    kind, each passed through the user's adaptation scripts in order."""
-
-    scripts: tuple[Path, ...] = ()
-    script_timeout: timedelta = timedelta(seconds=10)
-
-    async def candidates(self, adaptation: AdaptationInput) -> Sequence[Candidate]:
-        configuration = adaptation.configuration
-        try:
-            schema = engine.schema_of(configuration)
-            source = engine.host_from_system(adaptation.source)
-            target = engine.host_from_system(adaptation.target)
-            content = engine.content_from_struct(configuration.content)
-            found = engine.candidates(content, schema, source, target, adaptation.demand)
-            adapted = [await self._scripted(c, schema, source, target) for c in found]
-        except (engine.AdaptationError, ValueError) as error:
-            raise AdaptationRefused(str(error)) from error
-        unique: dict[str, Candidate] = {}
-        for candidate in adapted:
-            unique.setdefault(json.dumps(dict(candidate.content), sort_keys=True), candidate)
-        return list(unique.values())
-
-    async def _scripted(
-        self,
-        candidate: engine.Candidate,
-        schema: engine.Schema,
-        source: engine.HostResources,
-        target: engine.HostResources,
-    ) -> Candidate:
-        adaptation = candidate.adaptation
-        notes = [f"{candidate.name} ({candidate.description})"]
-        notes += [str(change) for change in adaptation.changes]
-        content = dict(adaptation.content)
-        for script in self.scripts:
-            scripted = await engine.run_adaptation_script(
-                script, content, source, target, schema, self.script_timeout.total_seconds()
-            )
-            notes += [f"{script.name}: {change}" for change in scripted.changes]
-            content = dict(scripted.content)
-        notes += [f"warning: {warning}" for warning in candidate.warnings]
-        return Candidate(content, tuple(notes), warned=bool(candidate.warnings))
 
 
 # --- the workflow ------------------------------------------------------------------------
@@ -652,7 +293,7 @@ class CloneWorkflow:
         )
         change = await self._follow(change, result)
         result.prediction.CopyFrom(change.prediction)
-        result.explanation = result.explanation or _explanation(change)
+        result.explanation = result.explanation or explanation_of(change)
         await self.progress.target_done(result, f"{state_name(result.state)}: {result.explanation}")
         return True
 
@@ -747,7 +388,7 @@ class CloneWorkflow:
 
     async def _choose(
         self,
-        candidates: Sequence[Candidate],
+        candidates: Sequence[AdaptedConfiguration],
         proposals: Sequence[common_pb2.Configuration],
         target: str,
     ) -> int:
@@ -888,7 +529,7 @@ def _derived(
 
 
 def _adapted_configuration(
-    configuration: common_pb2.Configuration, candidate: Candidate
+    configuration: common_pb2.Configuration, candidate: AdaptedConfiguration
 ) -> common_pb2.Configuration:
     adapted = _derived(configuration, common_pb2.CONFIGURATION_SOURCE_ADAPT)
     adapted.content.Clear()
@@ -899,104 +540,3 @@ def _adapted_configuration(
 def _change_request_id(operation: str, target: str) -> str:
     """The idempotency key of a target's change: a resumed operation finds its change again."""
     return f"{operation}/{target}"
-
-
-def change_event(change: common_pb2.Change) -> tuple[str, str]:
-    """The step and the message of a change's state, with its evidence."""
-    prediction = change.prediction
-    predicted = (
-        f"predicted {verdict_name(prediction.verdict)}: {prediction.explanation}"
-        if prediction.verdict
-        else "no prediction"
-    )
-    state = change.state
-    if state == common_pb2.CHANGE_STATE_PREDICTING:
-        return "predict", "predicting the impact"
-    if state == common_pb2.CHANGE_STATE_HELD:
-        return "hold", f"held for an operator ({predicted}): approve or abort {change.name}"
-    if state == common_pb2.CHANGE_STATE_APPLYING:
-        return "apply", f"{predicted}; applying {change.to_configuration}"
-    if state == common_pb2.CHANGE_STATE_VERIFYING:
-        return "verify", f"{predicted}; applied, verifying against live metrics"
-    if state == common_pb2.CHANGE_STATE_KEPT:
-        if change.dry_run:
-            return "keep", f"dry run, nothing applied: {predicted}"
-        verification = change.verification
-        verified = (
-            f"verified {verdict_name(verification.verdict)}: {verification.explanation}"
-            if verification.verdict
-            else change.state_reason or "kept"
-        )
-        return "keep", f"kept: {verified}"
-    if state == common_pb2.CHANGE_STATE_REJECTED:
-        return "reject", f"not applied: {change.state_reason or predicted}"
-    if state == common_pb2.CHANGE_STATE_ROLLED_BACK:
-        return "rollback", f"rolled back: {change.state_reason or 'verification failed'}"
-    if state == common_pb2.CHANGE_STATE_FAILED:
-        return "fail", f"failed: {change.state_reason or 'see the predictor log'}"
-    return "propose", f"{change.name} is {state_name(state)}"
-
-
-def _explanation(change: common_pb2.Change) -> str:
-    if change.state_reason:
-        return change.state_reason
-    return change_event(change)[1]
-
-
-# --- the targets of a request ------------------------------------------------------------
-
-
-def _unique(names: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(names))
-
-
-async def _require_systems(peers: Peers, names: Sequence[str], field: str) -> None:
-    """NOT_FOUND naming every system of ``names`` the collector does not know."""
-    limit = asyncio.Semaphore(16)
-
-    async def known(name: str) -> bool:
-        async with limit:
-            try:
-                await peers.system(name)
-            except PeerError as error:
-                if error.code != grpc.StatusCode.NOT_FOUND:
-                    raise error.as_error() from None
-                return False
-        return True
-
-    found = await asyncio.gather(*(known(name) for name in names))
-    missing = [name for name, ok in zip(names, found, strict=True) if not ok]
-    if missing:
-        raise NotFound(
-            f"{field}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
-            "registered; register with the collector first (agents do at start)",
-            reason="SYSTEM_NOT_FOUND",
-            metadata={"systems": ",".join(missing)},
-        )
-
-
-async def resolve_targets(peers: Peers, request: pb.CloneConfigurationRequest) -> list[str]:
-    """The target systems of a validated request, by name, in rollout order.
-
-    A selector or cohort gives every matching system but the source. Raises
-    NOT_FOUND for an unknown source, target or cohort, INVALID_ARGUMENT when no
-    target is left, and UNAVAILABLE when a service cannot be asked.
-    """
-    await _require_systems(peers, [request.source], "source")
-    try:
-        if request.targets:
-            targets = _unique(list(request.targets))
-            await _require_systems(peers, targets, "targets")
-            return targets
-        if request.target_selector:
-            systems = await peers.systems(request.target_selector)
-            field_name, found = "target_selector", [s.name for s in systems]
-        else:
-            cohort = await peers.cohort(request.target_cohort)
-            field_name, found = "target_cohort", list(cohort.members)
-    except PeerError as error:
-        raise error.as_error() from None
-    targets = [name for name in _unique(found) if name != request.source]
-    if not targets:
-        raise InvalidArgument.for_field(field_name, "matches no system other than the source")
-    return targets

@@ -12,11 +12,12 @@ from typing import Literal
 
 from google.protobuf import duration_pb2, struct_pb2
 
+from cfgclone.adaptation import codec as adaptation_codec
 from cfgclone.common.errors import InvalidArgument
 from cfgclone.common.limits import MAX_POLICY_WINDOW_SECONDS
-from cfgclone.orchestrator.adaptation import codec as adaptation_codec
 from cfgclone.predictor.change import KpiDirection
 from cfgclone.predictor.policy import KpiThreshold, Policy, PolicyAction, PolicyVerdict
+from cfgclone.predictor.states import ChangeState, PredictionMode, RollbackReason
 from cfgclone.predictor.verdict import KpiResult, Verdict
 from cfgclone.v1 import common_pb2
 
@@ -95,7 +96,7 @@ def prediction_message(
     results: Sequence[KpiResult],
     reading: PolicyVerdict,
     *,
-    mode: common_pb2.PredictionMode.ValueType,
+    mode: PredictionMode,
     policy_name: str,
     model_version: str = "",
     note: str = "",
@@ -113,7 +114,7 @@ def prediction_message(
     return common_pb2.Prediction(
         verdict=VERDICTS[reading.verdict],
         kpis=kpis,
-        mode=mode,
+        mode=mode_to_proto(mode),
         model_version=model_version,
         explanation=explanation,
         policy=policy_name,
@@ -262,3 +263,22 @@ def policy_to_message(policy: Policy, rules: VerificationRules, name: str) -> co
     message.verification_delay.FromTimedelta(rules.delay)
     message.verification_window.FromTimedelta(rules.window)
     return message
+
+
+def mode_to_proto(mode: PredictionMode) -> common_pb2.PredictionMode.ValueType:
+    return common_pb2.PredictionMode.Value(f"PREDICTION_MODE_{mode.name}")
+
+
+def mode_from_proto(mode: int, field: str = "mode") -> PredictionMode:
+    """A request's prediction mode; unset means learned. Unknown: INVALID_ARGUMENT."""
+    if mode not in common_pb2.PredictionMode.values():
+        raise InvalidArgument.for_field(field, f"unknown prediction mode {mode}")
+    return PredictionMode(mode) or PredictionMode.LEARNED
+
+
+def state_to_proto(state: int) -> common_pb2.ChangeState.ValueType:
+    return common_pb2.ChangeState.Value(f"CHANGE_STATE_{ChangeState(state).name}")
+
+
+def reason_to_proto(reason: int) -> common_pb2.RollbackReason.ValueType:
+    return common_pb2.RollbackReason.Value(f"ROLLBACK_REASON_{RollbackReason(reason).name}")

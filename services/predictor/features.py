@@ -22,8 +22,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cfgclone.orchestrator.adaptation import ParameterSpec, Scaling, Schema
-from cfgclone.orchestrator.adaptation.values import read_quantity
+from cfgclone.adaptation import ParameterSpec, Scaling, Schema
+from cfgclone.adaptation.values import read_quantity
 from cfgclone.predictor.change import symmetric_log
 from cfgclone.predictor.codec import Content
 

@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format
 
+from cfgclone.collector.reads import MetricSamples, read_samples
 from cfgclone.common.errors import FailedPrecondition
-from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.appliers import ApplyFailed
@@ -35,26 +34,29 @@ from cfgclone.predictor.codec import (
     prediction_message,
     verdict_of,
 )
-from cfgclone.predictor.features import Resources, change_features
-from cfgclone.predictor.history import HistoryImports, ModelCache, VersionFingerprinter
-from cfgclone.predictor.outcomes import OutcomeCounters, Webhook
-from cfgclone.predictor.parameters import stored_schema
+from cfgclone.predictor.history import (
+    HistoryImports,
+    ModelCache,
+    VersionFingerprinter,
+    learn_from_outcome,
+)
+from cfgclone.predictor.outcomes import OutcomeCounters, Webhook, change_message
 from cfgclone.predictor.policy import PolicyAction
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
 from cfgclone.predictor.settings import PredictorSettings
+from cfgclone.predictor.states import (
+    IN_FLIGHT,
+    ChangeState,
+    ConfigurationSource,
+    PredictionMode,
+    RollbackReason,
+)
 from cfgclone.predictor.verdict import KpiResult, Verdict
 from cfgclone.predictor.verification import LiveVerifier, TimedSamples, VerifierSettings
 from cfgclone.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 
-S = common_pb2
-STATE_NAMES: dict[int, str] = {
-    int(v): k.removeprefix("CHANGE_STATE_") for k, v in S.ChangeState.items()
-}
-REASON_NAMES: dict[int, str] = {
-    int(v): k.removeprefix("ROLLBACK_REASON_") for k, v in S.RollbackReason.items()
-}
 PolicyLoader = Callable[[str], Awaitable[StoredPolicy]]
 """Loads a policy revision by name (``policies/{id}``)."""
 
@@ -70,7 +72,7 @@ class Proposal:
     system: repository.SystemRow
     current: repository.StoredConfiguration
     configuration: repository.NewConfiguration
-    mode: int
+    mode: PredictionMode
     policy: StoredPolicy
     dry_run: bool
     request_id: str | None
@@ -148,11 +150,11 @@ class Guard:
     async def approve(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
         """Let a HELD change proceed."""
         override = _override(actor, reason or "approved")
-        await self._reopen(change_id, system_id, {S.CHANGE_STATE_HELD}, override, "approved")
+        await self._reopen(change_id, system_id, {ChangeState.HELD}, override, "approved")
 
     async def force(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
         """Apply a change past a NEGATIVE (or undecided) verdict."""
-        allowed = {S.CHANGE_STATE_HELD, S.CHANGE_STATE_REJECTED}
+        allowed = {ChangeState.HELD, ChangeState.REJECTED}
         await self._reopen(change_id, system_id, allowed, _override(actor, reason), "forced")
 
     async def abort(self, change_id: int, system_id: str, actor: str, reason: str) -> None:
@@ -161,23 +163,23 @@ class Guard:
         async with self._store.transaction() as conn:
             row = await repository.change(conn, change_id, for_system=system_id)
             state = await repository.lock_change(conn, change_id)
-            if state not in repository.IN_FLIGHT:
+            if state not in IN_FLIGHT:
                 raise _not_in(row, state, "in flight")
             task = self._tasks.pop(change_id, None)
             if task is not None:
                 task.cancel()
-            applied = state == S.CHANGE_STATE_HELD and row.applied_at is not None
-            if state in (S.CHANGE_STATE_APPLYING, S.CHANGE_STATE_VERIFYING) or applied:
+            applied = state == ChangeState.HELD and row.applied_at is not None
+            if state in (ChangeState.APPLYING, ChangeState.VERIFYING) or applied:
                 await repository.update_change(
                     conn, change_id, repository.StateUpdate(state, f"{why}; rolling back")
                 )
             else:
-                await self._finish_refused(conn, row, S.ROLLBACK_REASON_ABORTED, why, None)
+                await self._finish_refused(conn, row, RollbackReason.ABORTED, why, None)
                 return
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         fresh = await self._row(change_id)
-        await self._roll_back(fresh, S.ROLLBACK_REASON_ABORTED, why, None)
+        await self._roll_back(fresh, RollbackReason.ABORTED, why, None)
 
     async def close(self) -> None:
         """Stop driving changes (they resume at the next start)."""
@@ -203,33 +205,31 @@ class Guard:
 
     async def _drive(self, change_id: int) -> None:
         row = await self._row(change_id)
-        while row.state in repository.IN_FLIGHT and row.state != S.CHANGE_STATE_HELD:
+        while row.state in IN_FLIGHT and row.state != ChangeState.HELD:
             step: Callable[[repository.ChangeRow], Awaitable[None]] = {
-                S.CHANGE_STATE_PROPOSED: self._predict,
-                S.CHANGE_STATE_PREDICTING: self._predict,
-                S.CHANGE_STATE_APPLYING: self._apply,
-                S.CHANGE_STATE_VERIFYING: self._verify,
-            }[S.ChangeState.ValueType(row.state)]
+                ChangeState.PROPOSED: self._predict,
+                ChangeState.PREDICTING: self._predict,
+                ChangeState.APPLYING: self._apply,
+                ChangeState.VERIFYING: self._verify,
+            }[ChangeState(row.state)]
             await step(row)
             row = await self._row(change_id)
 
     async def _predict(self, row: repository.ChangeRow) -> None:
-        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_PREDICTING, "predicting"))
+        await self._set(row, repository.StateUpdate(ChangeState.PREDICTING, "predicting"))
         policy = await self._policies(row.policy)
         async with self._store.connection() as conn:
             system = await repository.system(conn, row.system_id)
             current = await repository.configuration(conn, system, row.from_version or 0)
             proposed = await repository.configuration(conn, system, row.to_version)
         proposal = ProposedConfiguration(system, current, proposed.kind, proposed.content)
-        mode = S.PredictionMode.ValueType(row.mode)
+        mode = PredictionMode(row.mode)
         prediction = await self._predictor.predict(proposal, mode, policy, wait_for_shadow=True)
         body = prediction.SerializeToString()
         action = _action(policy, verdict_of(prediction))
         if row.dry_run and action is not PolicyAction.PROCEED:
             would = "be refused" if action is PolicyAction.REJECT else "be held for an operator"
-            state = (
-                S.CHANGE_STATE_REJECTED if action is PolicyAction.REJECT else S.CHANGE_STATE_HELD
-            )
+            state = ChangeState.REJECTED if action is PolicyAction.REJECT else ChangeState.HELD
             why = f"dry run: would {would}: {prediction.explanation}; nothing applied"
             await self._set(row, repository.StateUpdate(state, why, body))
             self.counters.changes.labels("dry_run").inc()
@@ -243,42 +243,40 @@ class Guard:
                 await self._finish_refused(
                     conn,
                     fresh,
-                    S.ROLLBACK_REASON_PREDICTED_NEGATIVE,
+                    RollbackReason.PREDICTED_NEGATIVE,
                     f"refused before it was applied: {prediction.explanation}",
                     prediction,
                 )
             return
         if action is PolicyAction.HOLD:
             why = f"held for an operator: {prediction.explanation}"
-            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_HELD, why, body))
-            self._notify("held", await self._row(row.id), why)
+            await self._set(row, repository.StateUpdate(ChangeState.HELD, why, body))
+            self.webhook.send(change_message("held", await self._row(row.id), why))
             return
         await self._proceed(row, body, f"prediction {_verdict_word(prediction)}")
 
     async def _proceed(self, row: repository.ChangeRow, body: bytes | None, why: str) -> None:
         if row.dry_run:
             reason = f"dry run: {why}; nothing applied"
-            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, reason, body))
+            await self._set(row, repository.StateUpdate(ChangeState.KEPT, reason, body))
             self.counters.changes.labels("dry_run").inc()
             return
-        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_APPLYING, why, body))
+        await self._set(row, repository.StateUpdate(ChangeState.APPLYING, why, body))
 
     async def _apply(self, row: repository.ChangeRow) -> None:
         if row.applied_at is None and row.state_reason == _APPLYING:
             # Applying when the previous process stopped: whether the tool finished is
             # unknown, so the previous version is restored.
             await self._roll_back(
-                row, S.ROLLBACK_REASON_INTERRUPTED, "the predictor stopped while applying", None
+                row, RollbackReason.INTERRUPTED, "the predictor stopped while applying", None
             )
             return
-        await self._set(row, repository.StateUpdate(S.CHANGE_STATE_APPLYING, _APPLYING))
+        await self._set(row, repository.StateUpdate(ChangeState.APPLYING, _APPLYING))
         target, configuration = await self._target_and_content(row, row.to_version)
         try:
             await self._run_applier(target.applier.apply(target.system, configuration))
         except ApplyFailed as error:
-            await self._roll_back(
-                row, S.ROLLBACK_REASON_APPLY_FAILED, f"apply failed: {error}", None
-            )
+            await self._roll_back(row, RollbackReason.APPLY_FAILED, f"apply failed: {error}", None)
             return
         applied = datetime.now(UTC)
         async with self._store.transaction() as conn:
@@ -288,7 +286,7 @@ class Guard:
                 conn,
                 row.id,
                 repository.StateUpdate(
-                    S.CHANGE_STATE_VERIFYING, "applied; verifying", applied_at=applied
+                    ChangeState.VERIFYING, "applied; verifying", applied_at=applied
                 ),
             )
 
@@ -304,7 +302,7 @@ class Guard:
         results = await self._observe(row, policy, window_start, window_end)
         reading = policy.policy.verdict(results)
         verification = prediction_message(
-            results, reading, mode=S.PREDICTION_MODE_UNSPECIFIED, policy_name=policy.message.name
+            results, reading, mode=PredictionMode.UNSPECIFIED, policy_name=policy.message.name
         )
         body = verification.SerializeToString()
         # No data after the change: the policy's no-data action, as in prediction. An
@@ -315,7 +313,7 @@ class Guard:
             action = PolicyAction.REJECT
         if action is PolicyAction.PROCEED:
             why = f"verified live: {reading.explanation}"
-            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_KEPT, why, None, body))
+            await self._set(row, repository.StateUpdate(ChangeState.KEPT, why, None, body))
             self.counters.changes.labels("kept").inc()
         elif action is PolicyAction.HOLD:
             why = (
@@ -323,8 +321,8 @@ class Guard:
                 f"{reading.verdict.value}: {reading.explanation}; approve keeps it, "
                 "abort rolls it back"
             )
-            await self._set(row, repository.StateUpdate(S.CHANGE_STATE_HELD, why, None, body))
-            self._notify("held", await self._row(row.id), why)
+            await self._set(row, repository.StateUpdate(ChangeState.HELD, why, None, body))
+            self.webhook.send(change_message("held", await self._row(row.id), why))
             return
         else:
             async with self._store.transaction() as conn:
@@ -336,11 +334,11 @@ class Guard:
             fresh = await self._row(row.id)
             await self._roll_back(
                 fresh,
-                S.ROLLBACK_REASON_VERIFICATION_FAILED,
+                RollbackReason.VERIFICATION_FAILED,
                 f"live verification {reading.verdict.value}: {reading.explanation}",
                 verification,
             )
-        await self._learn(await self._row(row.id), results)
+        await learn_from_outcome(self._store, await self._row(row.id), results)
 
     async def _observe(
         self, row: repository.ChangeRow, policy: StoredPolicy, start: datetime, end: datetime
@@ -367,7 +365,7 @@ class Guard:
     async def _roll_back(
         self,
         row: repository.ChangeRow,
-        reason: int,
+        reason: RollbackReason,
         why: str,
         observed: common_pb2.Prediction | None,
     ) -> None:
@@ -387,11 +385,11 @@ class Guard:
                 await self._restored_version(conn, system, row, restored),
             )
             await repository.update_change(
-                conn, row.id, repository.StateUpdate(S.CHANGE_STATE_ROLLED_BACK, why)
+                conn, row.id, repository.StateUpdate(ChangeState.ROLLED_BACK, why)
             )
             await self._log_rollback(conn, row, reason, why, observed)
         self.counters.changes.labels("rolled_back").inc()
-        self._notify("rolled_back", await self._row(row.id), why)
+        self.webhook.send(change_message("rolled_back", await self._row(row.id), why))
 
     async def _restored_version(
         self, conn: Any, system: repository.SystemRow, row: repository.ChangeRow, at: datetime
@@ -403,7 +401,7 @@ class Guard:
             schema=previous.schema,
             content_hash=previous.content_hash,
             author="cfgclone-predictor",
-            source=S.CONFIGURATION_SOURCE_ROLLBACK,
+            source=ConfigurationSource.ROLLBACK,
             parent_version=previous.version,
             applied_at=at,
         )
@@ -412,38 +410,38 @@ class Guard:
         self,
         row: repository.ChangeRow,
         why: str,
-        reason: int,
+        reason: RollbackReason,
         observed: common_pb2.Prediction | None,
     ) -> None:
         async with self._store.transaction() as conn:
             await repository.update_change(
-                conn, row.id, repository.StateUpdate(S.CHANGE_STATE_FAILED, why)
+                conn, row.id, repository.StateUpdate(ChangeState.FAILED, why)
             )
             await repository.flag_system(conn, row.system_key, f"{row.name}: {why}")
             await self._log_rollback(conn, row, reason, why, observed)
         self.counters.changes.labels("failed").inc()
-        self._notify("failed", await self._row(row.id), why)
+        self.webhook.send(change_message("failed", await self._row(row.id), why))
 
     async def _finish_refused(
         self,
         conn: Any,
         row: repository.ChangeRow,
-        reason: int,
+        reason: RollbackReason,
         why: str,
         prediction: common_pb2.Prediction | None,
     ) -> None:
         await repository.update_change(
-            conn, row.id, repository.StateUpdate(S.CHANGE_STATE_REJECTED, why)
+            conn, row.id, repository.StateUpdate(ChangeState.REJECTED, why)
         )
         await self._log_rollback(conn, row, reason, why, None)
         self.counters.changes.labels("rejected").inc()
-        self._notify("rejected", row, why, reason)
+        self.webhook.send(change_message("rejected", row, why, reason))
 
     async def _log_rollback(
         self,
         conn: Any,
         row: repository.ChangeRow,
-        reason: int,
+        reason: RollbackReason,
         why: str,
         observed: common_pb2.Prediction | None,
     ) -> None:
@@ -458,41 +456,7 @@ class Guard:
                 observed=observed.SerializeToString() if observed is not None else None,
             ),
         )
-        self.counters.rollbacks.labels(REASON_NAMES[reason].lower()).inc()
-
-    async def _learn(self, row: repository.ChangeRow, results: tuple[KpiResult, ...]) -> None:
-        """A verified outcome becomes a training example of the learned predictor."""
-        observed = {
-            r.kpi: r.relative_change
-            for r in results
-            if r.relative_change is not None and r.verdict is not Verdict.NODATA
-        }
-        if not observed:
-            return
-        async with self._store.transaction() as conn:
-            system = await repository.system(conn, row.system_id)
-            latest = await repository.latest_fingerprint(conn, system)
-            if latest is None:
-                return
-            before = await repository.configuration(conn, system, row.from_version or 0)
-            after = await repository.configuration(conn, system, row.to_version)
-            resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
-            schema = stored_schema(after.kind, after.schema)
-            await repository.insert_example(
-                conn,
-                repository.NewExample(
-                    system=system,
-                    from_version=before.version,
-                    to_version=after.version,
-                    change_id=row.id,
-                    embedding=latest.embedding,
-                    before=before.content,
-                    after=after.content,
-                    observed=observed,
-                    origin="outcome",
-                    features=change_features(before.content, after.content, schema, resources),
-                ),
-            )
+        self.counters.rollbacks.labels(RollbackReason(reason).name.lower()).inc()
 
     # -- helpers -------------------------------------------------------------------
 
@@ -508,24 +472,24 @@ class Guard:
             row = await repository.change(conn, change_id, for_system=system_id)
             state = await repository.lock_change(conn, change_id)
             if state not in allowed:
-                wanted = " or ".join(sorted(STATE_NAMES[s] for s in allowed))
+                wanted = " or ".join(sorted(ChangeState(s).name for s in allowed))
                 raise _not_in(row, state, wanted)
-            if state == S.CHANGE_STATE_REJECTED:
+            if state == ChangeState.REJECTED:
                 await repository.ensure_idle(conn, await repository.system(conn, system_id))
             why = f"{verb} by {override['actor']}: {override['reason']}"
-            next_state = S.CHANGE_STATE_APPLYING
+            next_state = ChangeState.APPLYING
             reason = why
             if row.dry_run:
-                next_state, reason = S.CHANGE_STATE_KEPT, f"dry run: {why}; nothing applied"
+                next_state, reason = ChangeState.KEPT, f"dry run: {why}; nothing applied"
             elif row.applied_at is not None:
                 # Held after live verification: it runs already, and now it is kept.
-                next_state, reason = S.CHANGE_STATE_KEPT, f"{why}; kept as applied"
+                next_state, reason = ChangeState.KEPT, f"{why}; kept as applied"
             await repository.update_change(
                 conn,
                 change_id,
                 repository.StateUpdate(next_state, reason, override=override),
             )
-        if next_state == S.CHANGE_STATE_APPLYING:
+        if next_state == ChangeState.APPLYING:
             self._start(change_id)
 
     async def _row(self, change_id: int) -> repository.ChangeRow:
@@ -550,26 +514,6 @@ class Guard:
             await asyncio.wait_for(call, timeout)
         except TimeoutError:
             raise ApplyFailed(f"the applier did not finish within {timeout:g} s") from None
-
-    def _notify(
-        self, event: str, row: repository.ChangeRow, why: str, reason: int | None = None
-    ) -> None:
-        message: dict[str, Any] = {
-            "event": event,
-            "change": row.name,
-            "system": f"systems/{row.system_id}",
-            "from_configuration": f"systems/{row.system_id}/configurations/{row.from_version}",
-            "to_configuration": f"systems/{row.system_id}/configurations/{row.to_version}",
-            "requested_by": row.requested_by,
-            "explanation": why,
-            "time": datetime.now(UTC).isoformat(),
-        }
-        if reason is not None:
-            message["reason"] = REASON_NAMES[reason]
-        if row.prediction:
-            prediction = common_pb2.Prediction.FromString(row.prediction)
-            message["prediction"] = json_format.MessageToDict(prediction)
-        self.webhook.send(message)
 
 
 def _timed(samples: MetricSamples | None) -> TimedSamples:
@@ -598,7 +542,7 @@ def _override(actor: str, reason: str) -> dict[str, str]:
 
 def _not_in(row: repository.ChangeRow, state: int, wanted: str) -> FailedPrecondition:
     return FailedPrecondition(
-        f"{row.name} is {STATE_NAMES[state]}, not {wanted}",
+        f"{row.name} is {ChangeState(state).name}, not {wanted}",
         reason="CHANGE_STATE",
-        metadata={"change": row.name, "state": STATE_NAMES[state]},
+        metadata={"change": row.name, "state": ChangeState(state).name},
     )

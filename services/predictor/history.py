@@ -21,22 +21,23 @@ from typing import Any
 
 import numpy as np
 
+from cfgclone.behaviour.build import SampleSeries, build_fingerprint, resolve_load_metric
+from cfgclone.behaviour.comparison import compare
+from cfgclone.behaviour.embedding import embed
+from cfgclone.behaviour.errors import FingerprintError
+from cfgclone.behaviour.model import SystemProfile
+from cfgclone.behaviour.regimes import LoadScale
+from cfgclone.collector import reads
+from cfgclone.collector.reads import MetricSamples, read_samples
 from cfgclone.common.errors import CfgcloneError
-from cfgclone.common.samples import MetricSamples, read_samples
 from cfgclone.common.store import Store
-from cfgclone.fingerprint import repository as fingerprint_repository
-from cfgclone.fingerprint.build import SampleSeries, build_fingerprint, resolve_load_metric
-from cfgclone.fingerprint.embedding import embed
-from cfgclone.fingerprint.errors import FingerprintError
-from cfgclone.fingerprint.model import SystemProfile
-from cfgclone.fingerprint.regimes import LoadScale
-from cfgclone.fingerprint.service import compare
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import ConfigurationDelta
 from cfgclone.predictor.codec import Content
 from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.learned import ChangeRecord, HistoryLearner, HistoryModel
 from cfgclone.predictor.parameters import stored_schema
+from cfgclone.predictor.verdict import KpiResult, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -320,9 +321,9 @@ async def import_examples(
         versions = await repository.applied_versions(conn, system)
         changes = past_changes(versions)
         bounds = sorted(applied for _, _, applied in versions)
-        counts = await repository.window_counts(conn, system, bounds)
+        counts = await reads.window_counts(conn, system.key, bounds)
         known = await repository.imported_examples(conn, system)
-        profile = (await fingerprint_repository.system(conn, system_id)).profile
+        profile = (await reads.system(conn, system_id)).profile
     if fingerprinter is not None:
         await _fingerprint_closed_versions(store, system, versions, fingerprinter)
     samples_from = dict(zip(bounds, counts, strict=True))
@@ -543,3 +544,40 @@ async def _example(
 
 def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:
     return {name: SampleSeries(s.ts_unix_ns, s.values) for name, s in samples.items()}
+
+
+async def learn_from_outcome(
+    store: Store, row: repository.ChangeRow, results: tuple[KpiResult, ...]
+) -> None:
+    """A verified outcome becomes a training example of the learned predictor."""
+    observed = {
+        r.kpi: r.relative_change
+        for r in results
+        if r.relative_change is not None and r.verdict is not Verdict.NODATA
+    }
+    if not observed:
+        return
+    async with store.transaction() as conn:
+        system = await repository.system(conn, row.system_id)
+        latest = await repository.latest_fingerprint(conn, system)
+        if latest is None:
+            return
+        before = await repository.configuration(conn, system, row.from_version or 0)
+        after = await repository.configuration(conn, system, row.to_version)
+        resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
+        schema = stored_schema(after.kind, after.schema)
+        await repository.insert_example(
+            conn,
+            repository.NewExample(
+                system=system,
+                from_version=before.version,
+                to_version=after.version,
+                change_id=row.id,
+                embedding=latest.embedding,
+                before=before.content,
+                after=after.content,
+                observed=observed,
+                origin="outcome",
+                features=change_features(before.content, after.content, schema, resources),
+            ),
+        )

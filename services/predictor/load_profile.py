@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from cfgclone.common.samples import MetricSamples
+from cfgclone.collector.reads import MetricSamples
 from cfgclone.predictor.shadow.load import OFFERED_LOAD_SERIES
 
 __all__ = ["BUSY_QUANTILE", "MIN_LOAD_SAMPLES", "busy_rate", "load_profile"]

@@ -13,10 +13,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from google.protobuf import json_format
 from prometheus_client import CollectorRegistry, Counter
+
+from cfgclone.predictor.repository import ChangeRow
+from cfgclone.predictor.states import RollbackReason
+from cfgclone.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +120,25 @@ class Webhook:
             message.get("event"),
             self._attempts,
         )
+
+
+def change_message(
+    event: str, row: ChangeRow, why: str, reason: RollbackReason | None = None
+) -> dict[str, Any]:
+    """The webhook's JSON message for a change that was held, rolled back, refused or failed."""
+    message: dict[str, Any] = {
+        "event": event,
+        "change": row.name,
+        "system": f"systems/{row.system_id}",
+        "from_configuration": f"systems/{row.system_id}/configurations/{row.from_version}",
+        "to_configuration": f"systems/{row.system_id}/configurations/{row.to_version}",
+        "requested_by": row.requested_by,
+        "explanation": why,
+        "time": datetime.now(UTC).isoformat(),
+    }
+    if reason is not None:
+        message["reason"] = RollbackReason(reason).name
+    if row.prediction:
+        prediction = common_pb2.Prediction.FromString(row.prediction)
+        message["prediction"] = json_format.MessageToDict(prediction)
+    return message

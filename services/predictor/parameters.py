@@ -1,7 +1,7 @@
 """Checks of a configuration's values against its parameter schema.
 
 The schema is the built-in one of the configuration's kind (see
-:mod:`cfgclone.orchestrator.adaptation.builtin`) with the parameters the configuration
+:mod:`cfgclone.adaptation.builtin`) with the parameters the configuration
 declares itself winning; the same schema the orchestrator adapts with, so a value the
 predictor accepts is one the adaptation engine understands.
 """
@@ -13,14 +13,14 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from cfgclone.common.errors import FieldViolation, InvalidArgument
-from cfgclone.orchestrator.adaptation import (
+from cfgclone.adaptation import (
     InvalidConfiguration,
     InvalidSchema,
     Schema,
     schema_for,
     schema_from_proto,
 )
+from cfgclone.common.errors import FieldViolation, InvalidArgument
 from cfgclone.predictor.codec import Content
 from cfgclone.v1 import common_pb2
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cfgclone import vocabulary
+from cfgclone.collector.reads import read_samples
 from cfgclone.common.errors import ResourceExhausted
-from cfgclone.common.samples import read_samples
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.change import (
@@ -35,7 +35,7 @@ from cfgclone.predictor.change import (
     KpiDirection,
     UnknownKpiDirection,
 )
-from cfgclone.predictor.codec import Content, StoredPolicy, prediction_message
+from cfgclone.predictor.codec import Content, StoredPolicy, mode_to_proto, prediction_message
 from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.history import ModelCache
 from cfgclone.predictor.judge import Judge
@@ -52,6 +52,7 @@ from cfgclone.predictor.shadow import (
     run_shadow_comparison,
     workload_at,
 )
+from cfgclone.predictor.states import PredictionMode
 from cfgclone.predictor.verdict import KpiResult, Verdict
 from cfgclone.v1 import common_pb2
 
@@ -119,7 +120,7 @@ class Predictor:
     async def predict(
         self,
         proposal: ProposedConfiguration,
-        mode: common_pb2.PredictionMode.ValueType,
+        mode: PredictionMode,
         policy: StoredPolicy,
         *,
         wait_for_shadow: bool = False,
@@ -128,14 +129,14 @@ class Predictor:
 
         A shadow run needs a free slot: without ``wait_for_shadow`` RESOURCE_EXHAUSTED
         when there is none, with it the prediction waits for one."""
-        mode = mode or common_pb2.PREDICTION_MODE_LEARNED
+        mode = mode or PredictionMode.LEARNED
         delta = ConfigurationDelta.between(proposal.current.content, proposal.content)
         if not delta:
             return self._counted(self._unchanged(mode, policy))
         parts: list[Evidence] = []
-        if mode in (common_pb2.PREDICTION_MODE_LEARNED, common_pb2.PREDICTION_MODE_BOTH):
+        if mode in (PredictionMode.LEARNED, PredictionMode.BOTH):
             parts.append(await self._learned(proposal, delta, policy))
-        if mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
+        if mode in (PredictionMode.SHADOW, PredictionMode.BOTH):
             parts.append(await self._shadow(proposal, policy, wait_for_shadow))
         results = combine([p.results for p in parts])
         reading = policy.policy.verdict(results)
@@ -155,12 +156,10 @@ class Predictor:
         self._counters.predictions.labels(verdict).inc()
         return prediction
 
-    def _unchanged(
-        self, mode: common_pb2.PredictionMode.ValueType, policy: StoredPolicy
-    ) -> common_pb2.Prediction:
+    def _unchanged(self, mode: PredictionMode, policy: StoredPolicy) -> common_pb2.Prediction:
         return common_pb2.Prediction(
             verdict=common_pb2.VERDICT_NEUTRAL,
-            mode=mode,
+            mode=mode_to_proto(mode),
             explanation="the proposed configuration equals the current one: nothing changes",
             policy=policy.message.name,
         )

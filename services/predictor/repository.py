@@ -18,19 +18,10 @@ from cfgclone.common.errors import FailedPrecondition, NotFound, system_not_foun
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Connection
 from cfgclone.predictor.codec import Content
+from cfgclone.predictor.states import ChangeState
 from cfgclone.v1 import common_pb2
 
 Q = load_queries("cfgclone.predictor", "predictor.sql")
-
-IN_FLIGHT = frozenset(
-    {
-        common_pb2.CHANGE_STATE_PROPOSED,
-        common_pb2.CHANGE_STATE_PREDICTING,
-        common_pb2.CHANGE_STATE_HELD,
-        common_pb2.CHANGE_STATE_APPLYING,
-        common_pb2.CHANGE_STATE_VERIFYING,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -293,7 +284,7 @@ async def insert_change(conn: Connection, new: NewChange) -> int:
                 {
                     "system": new.system.key,
                     "request_id": new.request_id,
-                    "state": common_pb2.CHANGE_STATE_PROPOSED,
+                    "state": ChangeState.PROPOSED,
                     "from_version": new.from_version,
                     "to_version": new.to_version,
                     "dry_run": new.dry_run,
@@ -583,23 +574,6 @@ async def delete_imported_example(
         Q["delete_imported_example"],
         {"system": system.key, "from_version": pair[0], "to_version": pair[1]},
     )
-
-
-async def window_counts(
-    conn: Connection, system: SystemRow, bounds: Sequence[datetime]
-) -> list[int]:
-    """Samples of the system in each window between consecutive ``bounds`` (sorted), the
-    last window open-ended: ``len(bounds)`` counts."""
-    if not bounds:
-        return []
-    cursor = await conn.execute(
-        Q["window_counts"], {"system": system.key, "bounds": list(bounds), "first": bounds[0]}
-    )
-    counts = [0] * len(bounds)
-    for bucket, count in await cursor.fetchall():
-        if 1 <= int(bucket) <= len(bounds):
-            counts[int(bucket) - 1] = int(count)
-    return counts
 
 
 async def request_import(conn: Connection, system: SystemRow) -> None:

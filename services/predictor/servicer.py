@@ -18,9 +18,11 @@ from cfgclone.common.requests import (
 )
 from cfgclone.common.store import Store
 from cfgclone.predictor import audit, configurations, repository
+from cfgclone.predictor.codec import mode_from_proto
 from cfgclone.predictor.guard import Guard, Proposal
 from cfgclone.predictor.history import training_status
 from cfgclone.predictor.prediction import Predictor, ProposedConfiguration
+from cfgclone.predictor.states import PredictionMode
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2_grpc as pb_grpc
@@ -34,12 +36,6 @@ def _change_id(name: str) -> tuple[str, int]:
     require(name, "name")
     system_id, ident = child_id_from_name(name, "changes")
     return system_id, numeric_id(ident, "name", "change id")
-
-
-def _mode(mode: int) -> int:
-    if mode not in common_pb2.PredictionMode.values():
-        raise InvalidArgument.for_field("mode", f"unknown prediction mode {mode}")
-    return mode or common_pb2.PREDICTION_MODE_LEARNED
 
 
 def _parent_system(parent: str) -> str | None:
@@ -152,7 +148,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
                 proposal.configuration.kind,
                 proposal.configuration.content,
             ),
-            _mode(request.mode),  # type: ignore[arg-type]
+            mode_from_proto(request.mode),
             proposal.policy,
         )
         return pb.PredictImpactResponse(prediction=prediction)
@@ -166,7 +162,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         proposal = await self._proposal(
             request.change,
             request.policy,
-            mode=_mode(request.mode),
+            mode=mode_from_proto(request.mode),
             dry_run=request.dry_run,
             request_id=request.request_id or None,
             requested_by=identity.name,
@@ -193,7 +189,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         change: pb.ProposedChange,
         policy_name: str,
         *,
-        mode: int = common_pb2.PREDICTION_MODE_LEARNED,
+        mode: PredictionMode = PredictionMode.LEARNED,
         dry_run: bool = False,
         request_id: str | None = None,
         requested_by: str = "",

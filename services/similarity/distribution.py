@@ -2,7 +2,7 @@
 
 The embedding says how two systems behave in general; this measure checks the
 detail where it can be checked. Regimes are bins of each system's load metric on a
-log scale that spans that system's own observed range (``cfgclone.fingerprint.regimes``),
+log scale that spans that system's own observed range (``cfgclone.behaviour.regimes``),
 so regime 5 is the same *position* in each system's range: two versions of one system
 share a scale, and two systems compare at corresponding levels of their own load.
 For each KPI and regime seen by both, the two distributions are
@@ -19,14 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from cfgclone.behaviour.comparison import (
+    DEFAULT_RELATIVE_FLOOR,
+    RegimeSummary,
+    regime_distance,
+    weighted_distance,
+)
 from cfgclone.v1 import common_pb2
 
 from .errors import InvalidFingerprint
 
 __all__ = ["DistributionComparison", "RegimeDistance", "compare_distributions"]
-
-# Below this, a scale is treated as zero (two constant KPIs of equal value).
-_TINY = 1e-12
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ def compare_distributions(
     first: common_pb2.Fingerprint,
     second: common_pb2.Fingerprint,
     *,
-    relative_floor: float = 0.01,
+    relative_floor: float = DEFAULT_RELATIVE_FLOOR,
 ) -> DistributionComparison:
     """Compares the KPI distributions of two fingerprints at the loads both have seen.
 
@@ -95,7 +98,10 @@ def compare_distributions(
                 continue
             compared.append(
                 RegimeDistance(
-                    kpi, regime, _regime_distance(a, b, relative_floor), min(a.count, b.count)
+                    kpi,
+                    regime,
+                    regime_distance(_summary(a), _summary(b), relative_floor),
+                    min(a.count, b.count),
                 )
             )
     if not compared:
@@ -162,36 +168,6 @@ def _regimes_by_kpi(
     return profiles
 
 
-def _regime_distance(
-    a: common_pb2.RegimeStats, b: common_pb2.RegimeStats, relative_floor: float
-) -> float:
-    """Mean of five bounded differences: mean, p50, p95, p99 and standard deviation.
-
-    A location difference d against the pooled standard deviation s becomes
-    d / (d + s), an effect size squeezed into [0, 1); the standard deviations are
-    compared relative to their sum.
-    """
-    magnitude = max(abs(a.mean), abs(b.mean), abs(a.p50), abs(b.p50), abs(a.p99), abs(b.p99))
-    floor = max(relative_floor * magnitude, _TINY)
-    std_a, std_b = math.sqrt(a.variance), math.sqrt(b.variance)
-    scale = max(math.sqrt((a.variance + b.variance) / 2.0), floor)
-    parts = [
-        _bounded(abs(x - y), scale)
-        for x, y in ((a.mean, b.mean), (a.p50, b.p50), (a.p95, b.p95), (a.p99, b.p99))
-    ]
-    parts.append(abs(std_a - std_b) / max(std_a + std_b, floor))
-    return sum(parts) / len(parts)
-
-
-def _bounded(difference: float, scale: float) -> float:
-    return difference / (difference + scale)
-
-
-def _weighted(items: list[RegimeDistance]) -> float:
-    total = sum(item.weight for item in items)
-    return sum(item.distance * item.weight for item in items) / total
-
-
 def _nothing_shared(
     first: Mapping[str, object], second: Mapping[str, object], explanation: str
 ) -> DistributionComparison:
@@ -205,3 +181,11 @@ def _nothing_shared(
         second_only_kpis=tuple(sorted(second)),
         explanation=explanation,
     )
+
+
+def _summary(stats: common_pb2.RegimeStats) -> RegimeSummary:
+    return RegimeSummary(stats.count, stats.mean, stats.variance, stats.p50, stats.p95, stats.p99)
+
+
+def _weighted(items: list[RegimeDistance]) -> float:
+    return weighted_distance([(item.distance, item.weight) for item in items])

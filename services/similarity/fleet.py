@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from cfgclone.behaviour.embedding import DEFAULT_EMBEDDING_LAYOUT
 from cfgclone.common.errors import FailedPrecondition, NotFound
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Store
-from cfgclone.fingerprint.embedding import DEFAULT_EMBEDDING_LAYOUT
 from cfgclone.similarity.index import FleetEntry, SimilarityIndex
 from cfgclone.similarity.layout import GroupLayout, GroupSpan
 from cfgclone.similarity.settings import SimilaritySettings

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cfgclone.orchestrator.suite import RunningSuite
+from cfgclone.cli.suite import RunningSuite
 from tests.clients.support import suite_on_temporary_database
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import grpc
 
-from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
-from cfgclone.orchestrator.suite import (
+from cfgclone.cli.suite import (
     RunningSuite,
     SuiteStartError,
     free_base_port,
     running_suite,
 )
+from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
 from cfgclone.v1 import collector_service_pb2 as collector_pb
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import common_pb2

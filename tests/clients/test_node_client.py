@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from cfgclone.orchestrator.suite import RunningSuite
+from cfgclone.cli.suite import RunningSuite
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as orchestrator_pb
 from cfgclone.v1 import orchestrator_service_pb2_grpc as orchestrator_grpc

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from cfgclone.cli.suite import RunningSuite
 from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES
-from cfgclone.orchestrator.suite import RunningSuite
 from tests.clients.support import GRPCURL, REPOSITORY, port_map, run
 
 README = REPOSITORY / "README.md"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cfgclone.cli.suite import SuiteStartError, free_base_port, running_suite
 from cfgclone.common.settings import DatabaseSettings
-from cfgclone.orchestrator.suite import SuiteStartError, free_base_port, running_suite
 
 BIN = Path(sys.executable).parent
 CFGCLONE = str(BIN / "cfgclone")
@@ -79,7 +79,7 @@ def test_a_second_user_gets_an_embedded_database_of_their_own(
         pytest.skip("no system python3.11 for the second user")
     program = (
         f"import site, sys; site.addsitedir({SITE_PACKAGES!r}); "
-        "from cfgclone.orchestrator.cli import main; sys.exit(main(['migrate']))"
+        "from cfgclone.cli.main import main; sys.exit(main(['migrate']))"
     )
     try:
         ran = subprocess.run(

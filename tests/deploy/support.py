@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+from cfgclone.cli.main import build_parser
 from cfgclone.collector import agent_config
 from cfgclone.common import settings
-from cfgclone.orchestrator.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

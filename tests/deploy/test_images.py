@@ -235,7 +235,7 @@ def test_agent_command_runs_without_what_the_agent_image_leaves_out() -> None:
         "import sys\n"
         f"for name in {blocked!r}:\n"
         "    sys.modules[name] = None  # import raises ImportError\n"
-        "from cfgclone.orchestrator.cli import main\n"
+        "from cfgclone.cli.main import main\n"
         f"sys.exit(main({argv!r}))\n"
     )
     completed = subprocess.run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfgclone.fingerprint import DEFAULT_ALIGN_NS, SampleSeries
+from cfgclone.behaviour import DEFAULT_ALIGN_NS, SampleSeries
 
 SECOND_NS = 1_000_000_000
 BUCKET_SECONDS = DEFAULT_ALIGN_NS // SECOND_NS

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfgclone.fingerprint import (
+from cfgclone.behaviour import (
     DEFAULT_ALIGN_NS,
     DEFAULT_LOAD_SCALE,
     InsufficientData,
@@ -20,7 +20,7 @@ from cfgclone.fingerprint import (
     build_fingerprint,
     embed,
 )
-from cfgclone.fingerprint.codec import fingerprint_to_proto
+from cfgclone.behaviour.codec import fingerprint_to_proto
 
 from .synthetic import LATENCY, LOAD, MEMORY, NETWORK, SECOND_NS, hockey_system, shuffled
 

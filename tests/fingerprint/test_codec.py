@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cfgclone.fingerprint import (
+from cfgclone.behaviour import (
     DEFAULT_ALIGN_NS,
     DEFAULT_EMBEDDING_LAYOUT,
     MODEL_VERSION,
@@ -15,7 +15,7 @@ from cfgclone.fingerprint import (
     build_fingerprint,
     embed,
 )
-from cfgclone.fingerprint.codec import fingerprint_from_proto, fingerprint_to_proto
+from cfgclone.behaviour.codec import fingerprint_from_proto, fingerprint_to_proto
 from cfgclone.v1 import common_pb2
 
 from .synthetic import LATENCY, LOAD, MEMORY, hockey_system, split_at

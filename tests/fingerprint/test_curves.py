@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfgclone.fingerprint import SampleSeries, build_fingerprint
+from cfgclone.behaviour import SampleSeries, build_fingerprint
 
 from .synthetic import LATENCY, LOAD, MEMORY, NETWORK, hockey_system
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfgclone.fingerprint import (
+from cfgclone.behaviour import (
     DEFAULT_EMBEDDING_LAYOUT,
     STANDARD_KPIS,
     Embedding,

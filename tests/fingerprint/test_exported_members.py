@@ -1,16 +1,16 @@
-"""The package's public surface is exactly its ``__all__``."""
+"""The behaviour package's public surface is exactly its ``__all__``."""
 
 from __future__ import annotations
 
-import cfgclone.fingerprint as fingerprint
+import cfgclone.behaviour as behaviour
 
 
 def test_all_public_names_are_exported_and_every_export_exists() -> None:
     public = {
         name
-        for name, value in vars(fingerprint).items()
+        for name, value in vars(behaviour).items()
         if not name.startswith("_") and getattr(value, "__module__", "").startswith("cfgclone.")
     }
-    assert public <= set(fingerprint.__all__)
-    for name in fingerprint.__all__:
-        assert hasattr(fingerprint, name), name
+    assert public <= set(behaviour.__all__)
+    for name in behaviour.__all__:
+        assert hasattr(behaviour, name), name

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfgclone.fingerprint import (
+from cfgclone.behaviour import (
     DEFAULT_ALIGN_NS,
     DEFAULT_LOAD_SCALE,
     Fingerprint,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cfgclone.fingerprint import DEFAULT_LOAD_SCALE, SampleSeries, build_fingerprint, embed
+from cfgclone.behaviour import DEFAULT_LOAD_SCALE, SampleSeries, build_fingerprint, embed
 
 NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab"
 SERIES = ["ec2_cpu_utilization_5f5533.csv", "ec2_cpu_utilization_24ae8d.csv"]

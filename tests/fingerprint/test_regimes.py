@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfgclone.fingerprint import DEFAULT_LOAD_SCALE, LoadScale, build_fingerprint
+from cfgclone.behaviour import DEFAULT_LOAD_SCALE, LoadScale, build_fingerprint
 
 from .synthetic import hockey_system
 

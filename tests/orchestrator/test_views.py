@@ -31,11 +31,11 @@ import psycopg
 import pytest
 from google.protobuf import json_format
 
+from cfgclone.cli import demo
+from cfgclone.cli.report_command import change_report
 from cfgclone.common.settings import PeerSettings
 from cfgclone.common.store import Store
-from cfgclone.orchestrator import demo
-from cfgclone.orchestrator.report_command import change_report
-from cfgclone.orchestrator.simulation import SimulatedFleet
+from cfgclone.simulation.fleet import SimulatedFleet
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb
@@ -153,7 +153,7 @@ def _cfgclone_report(subject: str, output: Path, addresses: dict[str, str]) -> s
     env.update({f"CFGCLONE_{name.upper()}_ADDRESS": a for name, a in addresses.items()})
     env.pop("CFGCLONE_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-m", "cfgclone.orchestrator.cli", "report", subject, "-o", str(output)],
+        [sys.executable, "-m", "cfgclone.cli.main", "report", subject, "-o", str(output)],
         env=env,
         capture_output=True,
         text=True,

@@ -19,21 +19,18 @@ import pytest
 from google.rpc import code_pb2
 
 from cfgclone.common.store import Store
+from cfgclone.orchestrator.adapter import AdaptedConfiguration
 from cfgclone.orchestrator.operations import (
     OperationStore,
     Progress,
     clone_result_of,
     error_status,
 )
+from cfgclone.orchestrator.peers import PeerError
 from cfgclone.orchestrator.ranking import PolicyKpis, best_prediction
 from cfgclone.orchestrator.settings import OrchestratorSettings
-from cfgclone.orchestrator.workflow import (
-    Candidate,
-    CloneWorkflow,
-    PeerError,
-    exceeds_failure_budget,
-    waves,
-)
+from cfgclone.orchestrator.waves import exceeds_failure_budget, waves
+from cfgclone.orchestrator.workflow import CloneWorkflow
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import similarity_service_pb2 as similarity_pb
@@ -151,7 +148,7 @@ class StandInServices:
 
 
 class NoAdaptation:
-    async def candidates(self, adaptation: object) -> list[Candidate]:
+    async def candidates(self, adaptation: object) -> list[AdaptedConfiguration]:
         raise AssertionError("every target is similar: nothing is adapted")
 
 

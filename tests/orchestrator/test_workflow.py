@@ -8,7 +8,7 @@ from google.rpc import code_pb2
 
 from cfgclone.common.store import Store
 from cfgclone.orchestrator.operations import clone_result_of
-from cfgclone.orchestrator.simulation import SimulatedMachine
+from cfgclone.simulation.fleet import SimulatedMachine
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb

@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from cfgclone.common.store import Store
 from cfgclone.orchestrator.operations import OperationStore, clone_result_of
-from cfgclone.orchestrator.simulation import SimulatedMachine
+from cfgclone.simulation.fleet import SimulatedMachine
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb

@@ -26,7 +26,9 @@ from cfgclone.common.settings import PeerSettings, ServerSettings, ServiceSettin
 from cfgclone.common.store import Store
 from cfgclone.fingerprint.main import build_services as fingerprint_services
 from cfgclone.orchestrator.main import orchestrator_services
-from cfgclone.orchestrator.simulation import (
+from cfgclone.predictor.main import predictor_service
+from cfgclone.similarity.main import build_services as similarity_services
+from cfgclone.simulation.fleet import (
     LOAD,
     MEMORY,
     RESPONSE_TIME,
@@ -34,8 +36,6 @@ from cfgclone.orchestrator.simulation import (
     SimulatedFleet,
     SimulatedMachine,
 )
-from cfgclone.predictor.main import predictor_service
-from cfgclone.similarity.main import build_services as similarity_services
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import fingerprint_service_pb2_grpc as fingerprint_grpc

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from cfgclone.common.store import Store
-from cfgclone.predictor.shadow import SimulatedSystem, WorkloadShape
+from cfgclone.predictor.shadow import WorkloadShape
+from cfgclone.simulation import SimulatedSystem
 from tests.storage import store_samples
 
 LOAD = WorkloadShape(rate_tps=200.0)

@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from cfgclone.common.auth import Credentials
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import main as fingerprint_main
-from cfgclone.predictor.shadow import HARMFUL_CHANGE
+from cfgclone.simulation import HARMFUL_CHANGE
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.conftest import serve_in_process, service_settings

@@ -8,7 +8,8 @@ import contextlib
 from collections.abc import Mapping
 
 from cfgclone.common.store import Store
-from cfgclone.predictor.shadow import SimulatedShadowProvider, SimulatedSystem
+from cfgclone.predictor.shadow import SimulatedShadowProvider
+from cfgclone.simulation import SimulatedSystem
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.predictor.live import feed, history

@@ -18,11 +18,11 @@ import grpc
 import numpy as np
 import pytest
 
+from cfgclone.behaviour import SampleSeries
+from cfgclone.behaviour.build import build_fingerprint
+from cfgclone.behaviour.embedding import DEFAULT_EMBEDDING_LAYOUT, embed
+from cfgclone.behaviour.model import SystemProfile
 from cfgclone.common.store import Store
-from cfgclone.fingerprint import SampleSeries
-from cfgclone.fingerprint.build import build_fingerprint
-from cfgclone.fingerprint.embedding import DEFAULT_EMBEDDING_LAYOUT, embed
-from cfgclone.fingerprint.model import SystemProfile
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.fingerprint.synthetic import BUCKET_SECONDS, LATENCY, LOAD, hockey_system
 from tests.predictor.support import BASE_CONFIGURATION, configuration, running_predictor

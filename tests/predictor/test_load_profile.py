@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfgclone.common.samples import MetricSamples
+from cfgclone.collector.reads import MetricSamples
 from cfgclone.predictor.load_profile import busy_rate, load_profile
 from cfgclone.predictor.shadow import WorkloadShape, workload_at
 

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cfgclone.common.store import Store
-from cfgclone.predictor.shadow import SimulatedSystem
+from cfgclone.simulation import SimulatedSystem
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2_grpc as pb_grpc

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from cfgclone.common.store import Store
-from cfgclone.predictor.shadow import HARMFUL_CHANGE, HARMLESS_CHANGE
+from cfgclone.simulation import HARMFUL_CHANGE, HARMLESS_CHANGE
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
 from tests.predictor.support import (

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from cfgclone import vocabulary
+from cfgclone.behaviour import DEFAULT_LOAD_METRIC
+from cfgclone.behaviour.embedding import STANDARD_KPIS
 from cfgclone.collector.host_metrics import HISTOGRAMS, HOST_METRICS, NODE_EXPORTER
-from cfgclone.fingerprint import DEFAULT_LOAD_METRIC
-from cfgclone.fingerprint.embedding import STANDARD_KPIS
-from cfgclone.orchestrator import simulation
 from cfgclone.predictor.shadow import SHADOW_KPIS
 from cfgclone.predictor.shadow.pgbench import TransactionLog, interval_samples
-from cfgclone.predictor.shadow.simulated import SimulatedSystem
+from cfgclone.simulation import SimulatedSystem
+from cfgclone.simulation import fleet as simulation
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 

@@ -1,16 +1,11 @@
--- name: system_row
-SELECT id, system_id, hostname, cpu_model, cpu_cores, memory_bytes, os, kernel, architecture,
-       labels ->> 'cfgclone.dev/load-metric'
-FROM systems WHERE system_id = %(system_id)s;
-
 -- name: configuration_version
-SELECT version, applied_at FROM configurations
+SELECT version, applied_at FROM published_configurations
 WHERE system_id = %(system)s AND version = %(version)s;
 
 -- name: current_configuration
 -- The version applied last (a version proposed but never applied, such as a dry
 -- run's, describes nothing the system ran).
-SELECT version, applied_at FROM configurations
+SELECT version, applied_at FROM published_configurations
 WHERE system_id = %(system)s AND applied_at IS NOT NULL
 ORDER BY applied_at DESC, version DESC
 LIMIT 1;
@@ -32,13 +27,13 @@ RETURNING created_at, updated_at;
 -- name: get_fingerprint
 SELECT f.id, s.system_id, f.configuration_version, f.window_start, f.window_end, f.model,
        f.created_at, f.updated_at
-FROM fingerprints f JOIN systems s ON s.id = f.system_id
+FROM fingerprints f JOIN published_systems s ON s.id = f.system_id
 WHERE s.system_id = %(system_id)s AND f.id = %(id)s;
 
 -- name: newest_fingerprint
 SELECT f.id, s.system_id, f.configuration_version, f.window_start, f.window_end, f.model,
        f.created_at, f.updated_at
-FROM fingerprints f JOIN systems s ON s.id = f.system_id
+FROM fingerprints f JOIN published_systems s ON s.id = f.system_id
 WHERE s.system_id = %(system_id)s
 ORDER BY f.window_end DESC, f.id DESC
 LIMIT 1;
@@ -46,7 +41,7 @@ LIMIT 1;
 -- name: list_fingerprints
 SELECT f.id, s.system_id, f.configuration_version, f.window_start, f.window_end, f.model,
        f.created_at, f.updated_at
-FROM fingerprints f JOIN systems s ON s.id = f.system_id
+FROM fingerprints f JOIN published_systems s ON s.id = f.system_id
 WHERE %(system_id)s::text IS NULL OR s.system_id = %(system_id)s
 ORDER BY s.system_id, f.id
 LIMIT %(limit)s OFFSET %(offset)s;
@@ -54,7 +49,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- name: closing_time
 -- When a configuration version stopped running: the next applied version's apply time.
 SELECT min(n.applied_at)
-FROM configurations c JOIN configurations n ON n.system_id = c.system_id
+FROM published_configurations c JOIN published_configurations n ON n.system_id = c.system_id
 WHERE c.system_id = %(system)s AND c.version = %(version)s AND n.applied_at > c.applied_at;
 
 -- name: stale_fingerprints
@@ -64,16 +59,16 @@ WHERE c.system_id = %(system)s AND c.version = %(version)s AND n.applied_at > c.
 SELECT newest.system_id, newest.id
 FROM (
     SELECT DISTINCT ON (f.system_id) s.system_id, f.id, f.system_id AS key, f.window_end
-    FROM fingerprints f JOIN systems s ON s.id = f.system_id
+    FROM fingerprints f JOIN published_systems s ON s.id = f.system_id
     WHERE f.configuration_version IS NULL OR NOT EXISTS (
-        SELECT 1 FROM configurations c JOIN configurations n ON n.system_id = c.system_id
+        SELECT 1 FROM published_configurations c JOIN published_configurations n ON n.system_id = c.system_id
         WHERE c.system_id = f.system_id AND c.version = f.configuration_version
           AND n.applied_at > c.applied_at
     )
     ORDER BY f.system_id, f.window_end DESC, f.id DESC
 ) newest
 WHERE EXISTS (
-    SELECT 1 FROM series x WHERE x.system_id = newest.key AND x.last_ts >= newest.window_end
+    SELECT 1 FROM published_series x WHERE x.system_id = newest.key AND x.last_ts >= newest.window_end
 );
 
 -- name: systems_without_fingerprint
@@ -82,13 +77,13 @@ WHERE EXISTS (
 SELECT current.system_id
 FROM (
     SELECT s.id, s.system_id, (
-        SELECT c.version FROM configurations c
+        SELECT c.version FROM published_configurations c
         WHERE c.system_id = s.id AND c.applied_at IS NOT NULL
         ORDER BY c.applied_at DESC, c.version DESC
         LIMIT 1
     ) AS version
-    FROM systems s
-    WHERE EXISTS (SELECT 1 FROM series x WHERE x.system_id = s.id)
+    FROM published_systems s
+    WHERE EXISTS (SELECT 1 FROM published_series x WHERE x.system_id = s.id)
 ) current
 WHERE NOT EXISTS (
     SELECT 1 FROM fingerprints f
@@ -108,7 +103,7 @@ DELETE FROM fingerprint_progress WHERE system_id = %(system)s;
 
 -- name: progress
 SELECT p.message, p.attempted_at
-FROM fingerprint_progress p JOIN systems s ON s.id = p.system_id
+FROM fingerprint_progress p JOIN published_systems s ON s.id = p.system_id
 WHERE s.system_id = %(system_id)s;
 
 -- name: newest_on_load_metric

@@ -9,6 +9,7 @@ Ansible (a playbook run, check mode first) and a simulated one for tests.
 
 from __future__ import annotations
 
+from cfgclone.common.processes import CommandOutcome, run_bounded
 from cfgclone.predictor.appliers.ansible import (
     CONFIG_FILE_PLAYBOOK,
     AnsibleApplier,
@@ -24,7 +25,6 @@ from cfgclone.predictor.appliers.model import (
     ManagedSystem,
 )
 from cfgclone.predictor.appliers.postgres import PostgresApplier, PostgresApplierSettings
-from cfgclone.predictor.appliers.processes import CommandOutcome, run_bounded
 from cfgclone.predictor.appliers.simulated import AppliedCall, SimulatedApplier
 
 __all__ = [

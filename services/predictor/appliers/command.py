@@ -25,6 +25,7 @@ from typing import Literal
 
 import yaml
 
+from cfgclone.common.processes import CommandOutcome, run_bounded
 from cfgclone.predictor.appliers.model import (
     ApplyFailed,
     ApplyResult,
@@ -33,7 +34,6 @@ from cfgclone.predictor.appliers.model import (
     ManagedSystem,
     changed_parameters,
 )
-from cfgclone.predictor.appliers.processes import CommandOutcome, run_bounded
 
 __all__ = ["PLACEHOLDERS", "CommandApplier", "CommandApplierSettings", "render_command"]
 

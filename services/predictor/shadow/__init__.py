@@ -47,18 +47,9 @@ from cfgclone.predictor.shadow.model import (
 from cfgclone.predictor.shadow.postgres import PostgresShadowProvider, PostgresShadowSettings
 from cfgclone.predictor.shadow.provider import ShadowCopy, ShadowProvider
 from cfgclone.predictor.shadow.report import parse_kpi_report
-from cfgclone.predictor.shadow.simulated import (
-    HARMFUL_CHANGE,
-    HARMLESS_CHANGE,
-    ParameterEffect,
-    ResponseFactors,
-    SimulatedShadowProvider,
-    SimulatedSystem,
-)
+from cfgclone.predictor.shadow.simulated import SimulatedShadowProvider
 
 __all__ = [
-    "HARMFUL_CHANGE",
-    "HARMLESS_CHANGE",
     "KPI_CPU",
     "KPI_LATENCY_MEAN",
     "KPI_LATENCY_P95",
@@ -69,10 +60,8 @@ __all__ = [
     "CommandShadowProvider",
     "CommandShadowSettings",
     "KpiSamples",
-    "ParameterEffect",
     "PostgresShadowProvider",
     "PostgresShadowSettings",
-    "ResponseFactors",
     "RoundRecord",
     "ShadowCopy",
     "ShadowFailed",
@@ -82,7 +71,6 @@ __all__ = [
     "ShadowTarget",
     "Side",
     "SimulatedShadowProvider",
-    "SimulatedSystem",
     "ThrowawayCluster",
     "WorkloadResult",
     "WorkloadShape",

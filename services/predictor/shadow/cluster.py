@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 from psycopg.conninfo import make_conninfo
 
-from cfgclone.predictor.appliers.processes import kill_process_group, run_bounded
+from cfgclone.common.processes import kill_process_group, run_bounded
 from cfgclone.predictor.shadow.model import ShadowFailed
 
 __all__ = [

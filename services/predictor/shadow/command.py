@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfgclone.predictor.appliers.processes import (
+from cfgclone.common.processes import (
     CommandOutcome,
     kill_process_group,
     run_bounded,

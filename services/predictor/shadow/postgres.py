@@ -31,9 +31,9 @@ from pathlib import Path
 
 import psutil
 
+from cfgclone.common.processes import run_bounded
 from cfgclone.predictor.appliers.model import ApplyFailed, ManagedSystem
 from cfgclone.predictor.appliers.postgres import PostgresApplier, setting_text
-from cfgclone.predictor.appliers.processes import run_bounded
 from cfgclone.predictor.shadow.cluster import (
     SUPERUSER,
     ClusterSettings,

@@ -1,22 +1,8 @@
-"""Simulated shadow provider: a system with known response surfaces, for tests.
+"""Simulated shadow provider: copies of a simulated system, for tests and the demo.
 
-The simulated system is a queue: each transaction takes a service time, a
-number of workers serve them, and the latency follows the utilisation as in an
-M/M/1 queue per worker (mean = service time / (1 - utilisation), p95 about
-three times the mean). It runs on the target's hardware and at its load: workers
-beyond the target's cores wait for a core (they add no capacity), a cache larger
-than three quarters of the target's memory pages (service time grows with the
-square of the overcommit), and the workload is the target's recorded rate. So the
-same change can be harmless on one machine and harmful on another, as on real ones.
-Parameters move the service time, the capacity and the
-CPU per transaction through declared effects, so a test knows the true effect
-of a change before the shadow run measures it. Samples carry log-normal noise
-from a seeded generator, so a run is repeatable; an optional drift per run
-shows why baseline and candidate runs are interleaved.
-
-Known changes: ``HARMFUL_CHANGE`` (debug logging: 30% more service time, so
-about 30% more latency, and 10% more CPU) and ``HARMLESS_CHANGE`` (a timeout
-the model does not depend on).
+A copy runs :class:`cfgclone.simulation.SimulatedSystem` on the target's hardware and at
+its load. Samples carry log-normal noise from a seeded generator, so a run is repeatable;
+an optional drift per run shows why baseline and candidate runs are interleaved.
 """
 
 from __future__ import annotations
@@ -24,15 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
 
 import numpy as np
 
 from cfgclone.predictor.shadow.model import (
-    KPI_CPU,
-    KPI_LATENCY_MEAN,
-    KPI_LATENCY_P95,
     KPI_THROUGHPUT,
     Configuration,
     ConfigValue,
@@ -41,159 +23,9 @@ from cfgclone.predictor.shadow.model import (
     WorkloadResult,
     WorkloadShape,
 )
+from cfgclone.simulation.system import SimulatedSystem
 
-__all__ = [
-    "DEFAULT_EFFECTS",
-    "HARMFUL_CHANGE",
-    "HARMLESS_CHANGE",
-    "MEMORY_FOR_CACHE",
-    "ParameterEffect",
-    "ResponseFactors",
-    "SimulatedShadowCopy",
-    "SimulatedShadowProvider",
-    "SimulatedSystem",
-]
-
-MEMORY_FOR_CACHE = 0.75
-"""Share of a machine's memory a cache can take before the machine pages."""
-_MIB = 2**20
-_P95_OVER_MEAN = math.log(20.0)
-"""p95 / mean of an exponential response time, as in an M/M/1 queue."""
-_MAX_UTILISATION = 0.95
-
-
-@dataclass(frozen=True)
-class ResponseFactors:
-    """How a parameter value scales the system, relative to its defaults (1.0: no effect)."""
-
-    service_time: float = 1.0
-    """Time one transaction takes, so latency and (inversely) capacity."""
-    cpu: float = 1.0
-    """CPU one transaction uses."""
-    workers: float = 1.0
-    """Transactions served at once."""
-
-
-@dataclass(frozen=True)
-class ParameterEffect:
-    """The effect of one parameter, as a function of its value."""
-
-    parameter: str
-    factors: Callable[[ConfigValue], ResponseFactors]
-
-
-def _as_float(value: ConfigValue) -> float:
-    return float(value) if not isinstance(value, str) else float(value.strip() or 0)
-
-
-def _as_bool(value: ConfigValue) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "on", "true", "yes"}
-    return bool(value)
-
-
-def _debug_logging(value: ConfigValue) -> ResponseFactors:
-    return ResponseFactors(service_time=1.3, cpu=1.1) if _as_bool(value) else ResponseFactors()
-
-
-def _cache_mb(value: ConfigValue) -> ResponseFactors:
-    # A smaller cache misses more; normalised to 1.0 at the default of 256 MB.
-    miss = 1.0 + 0.5 * math.exp(-_as_float(value) / 256.0)
-    return ResponseFactors(service_time=miss / (1.0 + 0.5 * math.exp(-1.0)))
-
-
-def _workers(value: ConfigValue) -> ResponseFactors:
-    return ResponseFactors(workers=max(_as_float(value), 1.0) / 4.0)
-
-
-DEFAULT_EFFECTS: tuple[ParameterEffect, ...] = (
-    ParameterEffect("debug_logging", _debug_logging),
-    ParameterEffect("cache_mb", _cache_mb),
-    ParameterEffect("workers", _workers),
-)
-"""The parameters the default simulated system depends on; every other is harmless."""
-
-HARMFUL_CHANGE: Mapping[str, ConfigValue] = {"debug_logging": True}
-"""Raises latency by about 30% at a light load (more near saturation) and CPU by 10%."""
-
-HARMLESS_CHANGE: Mapping[str, ConfigValue] = {"request_timeout_s": 60}
-"""A parameter the simulated system does not depend on."""
-
-
-@dataclass(frozen=True)
-class SimulatedSystem:
-    """The response surfaces of a simulated system."""
-
-    service_time_ms: float = 2.0
-    """Time one transaction takes with the default configuration."""
-    workers: int = 4
-    """Transactions served at once with the default configuration."""
-    cpu_seconds_per_transaction: float = 0.0008
-    idle_cpu: float = 0.02
-    """CPU seconds per second used with no load."""
-    noise: float = 0.05
-    """Standard deviation of the log-normal noise of each sample."""
-    drift_per_run: float = 0.0
-    """Relative rise of latency and CPU from one workload run to the next (0.01: 1%)."""
-    effects: tuple[ParameterEffect, ...] = DEFAULT_EFFECTS
-
-    def __post_init__(self) -> None:
-        if self.service_time_ms <= 0 or self.workers < 1:
-            raise ValueError("the service time must be positive and there must be a worker")
-        if self.noise < 0:
-            raise ValueError("noise must not be negative")
-
-    def factors(self, configuration: Mapping[str, ConfigValue]) -> ResponseFactors:
-        """The combined factors of every modelled parameter in ``configuration``."""
-        service_time = cpu = workers = 1.0
-        for effect in self.effects:
-            if effect.parameter in configuration:
-                factors = effect.factors(configuration[effect.parameter])
-                service_time *= factors.service_time
-                cpu *= factors.cpu
-                workers *= factors.workers
-        return ResponseFactors(service_time=service_time, cpu=cpu, workers=workers)
-
-    def expected(
-        self,
-        configuration: Mapping[str, ConfigValue],
-        load: WorkloadShape,
-        hardware: Mapping[str, float] | None = None,
-    ) -> dict[str, float]:
-        """The noiseless KPIs of ``configuration`` under ``load`` on ``hardware``.
-
-        ``hardware`` (``cpu_cores``, ``memory_bytes``) bounds the parallelism by the
-        cores and makes a cache beyond ``MEMORY_FOR_CACHE`` of the memory page;
-        without it the machine is as large as the configuration wants. The CPU is
-        the share of the machine's cores kept busy, or the cores busy when the
-        machine's cores are unknown.
-        """
-        factors = self.factors(configuration)
-        service_ms = self.service_time_ms * factors.service_time
-        parallel = self.workers * factors.workers
-        cores = (hardware or {}).get("cpu_cores", 0.0)
-        if cores > 0:
-            parallel = min(parallel, cores)
-        memory = (hardware or {}).get("memory_bytes", 0.0)
-        if memory > 0 and "cache_mb" in configuration:
-            overcommit = _as_float(configuration["cache_mb"]) * _MIB / (MEMORY_FOR_CACHE * memory)
-            service_ms *= max(1.0, overcommit) ** 2
-        capacity = parallel * 1000.0 / service_ms
-        if load.rate_tps is None:
-            # Closed loop: every client sends its next transaction as soon as one ends.
-            throughput = min(load.clients * 1000.0 / service_ms, capacity) * _MAX_UTILISATION
-            mean_ms = load.clients * 1000.0 / throughput
-        else:
-            throughput = min(load.rate_tps, capacity * _MAX_UTILISATION)
-            utilisation = throughput / capacity
-            mean_ms = service_ms / (1.0 - utilisation)
-        busy = self.idle_cpu + throughput * self.cpu_seconds_per_transaction * factors.cpu
-        return {
-            KPI_THROUGHPUT: throughput,
-            KPI_LATENCY_MEAN: mean_ms / 1e3,
-            KPI_LATENCY_P95: mean_ms * _P95_OVER_MEAN / 1e3,
-            KPI_CPU: busy / cores if cores > 0 else busy,
-        }
+__all__ = ["SimulatedShadowCopy", "SimulatedShadowProvider"]
 
 
 class SimulatedShadowCopy:

@@ -1,9 +1,11 @@
 -- name: system_row
-SELECT id, system_id, hostname, labels, flagged_reason, cpu_cores, memory_bytes
-FROM systems WHERE system_id = %(system_id)s;
+SELECT s.id, s.system_id, s.hostname, s.labels, f.reason, s.cpu_cores, s.memory_bytes
+FROM published_systems s LEFT JOIN flagged_systems f ON f.system_id = s.id
+WHERE s.system_id = %(system_id)s;
 
 -- name: flag_system
-UPDATE systems SET flagged_reason = %(reason)s, updated_at = now() WHERE id = %(system)s;
+INSERT INTO flagged_systems (system_id, reason) VALUES (%(system)s, %(reason)s)
+ON CONFLICT (system_id) DO UPDATE SET reason = excluded.reason, flagged_at = now();
 
 -- name: lock_system
 SELECT pg_advisory_xact_lock(hashtext('cfgclone.configurations'), %(system)s);
@@ -19,7 +21,7 @@ RETURNING version;
 
 -- name: configuration_by_request
 SELECT c.version, s.system_id
-FROM configurations c JOIN systems s ON s.id = c.system_id
+FROM configurations c JOIN published_systems s ON s.id = c.system_id
 WHERE c.request_id = %(request_id)s;
 
 -- name: configuration
@@ -70,14 +72,14 @@ SELECT id FROM changes WHERE system_id = %(system)s AND state IN (1, 2, 3, 4, 5)
     AND NOT dry_run;
 
 -- name: change_by_request
-SELECT c.id, s.system_id FROM changes c JOIN systems s ON s.id = c.system_id
+SELECT c.id, s.system_id FROM changes c JOIN published_systems s ON s.id = c.system_id
 WHERE c.request_id = %(request_id)s;
 
 -- name: change
 SELECT c.id, s.system_id, c.state, c.from_version, c.to_version, c.dry_run, c.mode, c.policy,
        c.prediction, c.verification, c.requested_by, c.state_reason, c.override,
        c.created_at, c.updated_at, c.request_id, c.applied_at, c.kind, c.system_id
-FROM changes c JOIN systems s ON s.id = c.system_id
+FROM changes c JOIN published_systems s ON s.id = c.system_id
 WHERE c.id = %(id)s;
 
 -- name: change_for_update
@@ -93,7 +95,7 @@ UPDATE changes SET state = %(state)s, state_reason = %(reason)s,
 WHERE id = %(id)s;
 
 -- name: list_changes
-SELECT c.id FROM changes c JOIN systems s ON s.id = c.system_id
+SELECT c.id FROM changes c JOIN published_systems s ON s.id = c.system_id
 WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
   AND (%(start)s::timestamptz IS NULL OR c.created_at >= %(start)s)
   AND (%(end)s::timestamptz IS NULL OR c.created_at < %(end)s)
@@ -113,14 +115,14 @@ RETURNING id;
 -- name: list_rollbacks
 SELECT r.id, s.system_id, r.change_id, r.reason, r.explanation, r.predicted, r.observed,
        r.from_version, r.to_version, r.requested_by, r.created_at
-FROM rollbacks r JOIN systems s ON s.id = r.system_id
+FROM rollbacks r JOIN published_systems s ON s.id = r.system_id
 WHERE (%(system_id)s::text IS NULL OR s.system_id = %(system_id)s)
   AND (%(start)s::timestamptz IS NULL OR r.created_at >= %(start)s)
   AND (%(end)s::timestamptz IS NULL OR r.created_at < %(end)s)
 ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: latest_embedding
-SELECT embedding, model FROM fingerprints WHERE system_id = %(system)s
+SELECT embedding, model FROM published_fingerprints WHERE system_id = %(system)s
 ORDER BY window_end DESC, id DESC LIMIT 1;
 
 -- name: insert_example
@@ -150,12 +152,6 @@ DELETE FROM training_examples
 WHERE system_id = %(system)s AND from_version = %(from_version)s
   AND to_version = %(to_version)s AND origin = 'import';
 
--- name: window_counts
--- Samples per window between consecutive apply times: window i holds [bounds[i], bounds[i+1]).
-SELECT width_bucket(ts, %(bounds)s::timestamptz[]) AS window, count(*)
-FROM samples WHERE system_id = %(system)s AND ts >= %(first)s
-GROUP BY 1;
-
 -- name: request_import
 INSERT INTO history_imports (system_id) VALUES (%(system)s)
 ON CONFLICT (system_id) DO UPDATE SET requested_at = now();
@@ -165,19 +161,19 @@ UPDATE history_imports SET finished_at = %(started)s, examples = %(examples)s
 WHERE system_id = %(system)s AND (finished_at IS NULL OR finished_at < %(started)s);
 
 -- name: systems_with_history
-SELECT s.system_id FROM systems s
+SELECT s.system_id FROM published_systems s
 WHERE (SELECT count(*) FROM configurations c
        WHERE c.system_id = s.id AND c.applied_at IS NOT NULL) >= 2
 ORDER BY s.system_id;
 
 -- name: examples
 SELECT s.system_id, e.embedding, e.before, e.after, e.observed, e.features
-FROM training_examples e JOIN systems s ON s.id = e.system_id ORDER BY e.id;
+FROM training_examples e JOIN published_systems s ON s.id = e.system_id ORDER BY e.id;
 
 -- name: examples_versions
 -- Per system with examples: how many, and when the last was added or measured again.
 SELECT s.system_id, count(*), extract(epoch FROM max(e.updated_at))::double precision
-FROM training_examples e JOIN systems s ON s.id = e.system_id
+FROM training_examples e JOIN published_systems s ON s.id = e.system_id
 GROUP BY s.system_id;
 
 -- name: applied_versions
@@ -185,14 +181,14 @@ SELECT version, content, applied_at FROM configurations
 WHERE system_id = %(system)s AND applied_at IS NOT NULL ORDER BY applied_at;
 
 -- name: fingerprinted_versions
-SELECT DISTINCT configuration_version FROM fingerprints
+SELECT DISTINCT configuration_version FROM published_fingerprints
 WHERE system_id = %(system)s AND configuration_version IS NOT NULL;
 
 -- name: training_status
 SELECT s.system_id, coalesce(e.examples, 0),
        h.system_id IS NOT NULL AND (h.finished_at IS NULL OR h.requested_at > h.finished_at),
        h.finished_at
-FROM systems s
+FROM published_systems s
 LEFT JOIN (SELECT system_id, count(*) AS examples FROM training_examples GROUP BY system_id) e
     ON e.system_id = s.id
 LEFT JOIN history_imports h ON h.system_id = s.id
@@ -202,4 +198,4 @@ ORDER BY s.system_id;
 
 -- name: system_hardware
 -- What the collector recorded of a system's machine; 0 where it is unknown.
-SELECT cpu_cores, memory_bytes FROM systems WHERE id = %(system)s;
+SELECT cpu_cores, memory_bytes FROM published_systems WHERE id = %(system)s;

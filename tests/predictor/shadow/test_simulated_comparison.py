@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cfgclone.predictor.shadow import (
-    HARMFUL_CHANGE,
-    HARMLESS_CHANGE,
     KPI_CPU,
     KPI_LATENCY_MEAN,
     KPI_LATENCY_P95,
@@ -28,10 +26,10 @@ from cfgclone.predictor.shadow import (
     ShadowTarget,
     Side,
     SimulatedShadowProvider,
-    SimulatedSystem,
     WorkloadShape,
     run_shadow_comparison,
 )
+from cfgclone.simulation import HARMFUL_CHANGE, HARMLESS_CHANGE, SimulatedSystem
 
 TARGET = ShadowTarget("systems/web-01", WorkloadShape(clients=8, rate_tps=200.0))
 

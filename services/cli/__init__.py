@@ -1,0 +1,1 @@
+"""The cfgclone command line: the umbrella CLI, the suite runner and the demo."""
