@@ -7,14 +7,13 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import grpc
-import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from psycopg import sql
+
+from cfgclone.common import databases
 
 ADMIN_URL = os.environ.get(
     "CFGCLONE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -24,24 +23,12 @@ ADMIN_URL = os.environ.get(
 
 def database_url_for(name: str) -> str:
     """The admin URL with its database replaced by ``name``."""
-    base, _, query = ADMIN_URL.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return f"{base}?{query}" if query else base
+    return databases.database_url_for(ADMIN_URL, name)
 
 
-@contextmanager
-def temporary_database() -> Iterator[str]:
-    """Create an empty database, yield its URL, drop it afterwards."""
-    name = f"cfgclone_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_url_for(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def temporary_database() -> AbstractContextManager[str]:
+    """An empty database of the benchmark server, dropped afterwards."""
+    return databases.temporary_database(ADMIN_URL, "cfgclone_bench")
 
 
 def start_service(

@@ -8,16 +8,16 @@ gives a test an empty one of its own.
 
 from __future__ import annotations
 
+import functools
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 
 import grpc
 import psycopg
 import pytest
-from psycopg import sql
 
+from cfgclone.common import databases
 from cfgclone.common.auth import Credentials
 from cfgclone.common.server import RunningServer, ServiceDefinition, start_server
 from cfgclone.common.settings import ServerSettings, ServiceSettings
@@ -28,26 +28,39 @@ ADMIN_URL = os.environ.get(
 )
 
 
+@functools.cache
+def timescaledb_usable() -> bool:
+    """Whether the migrations make ``samples`` a hypertable on the test server: TimescaleDB
+    installed there and preloaded (``shared_preload_libraries``)."""
+    with psycopg.connect(ADMIN_URL) as conn:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'), "
+            "'timescaledb' = ANY (string_to_array("
+            "replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+        ).fetchone()
+    return bool(row and row[0] and row[1])
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests say which store they need: ``plain_postgres`` (native day partitions) or
+    ``timescaledb`` (a hypertable with compression and retention policies)."""
+    if item.get_closest_marker("timescaledb") and not timescaledb_usable():
+        pytest.skip(
+            "needs TimescaleDB installed and preloaded on the test server "
+            "(CFGCLONE_TEST_DATABASE_URL); here samples are native day partitions"
+        )
+    if item.get_closest_marker("plain_postgres") and timescaledb_usable():
+        pytest.skip("tests native day partitions; on this server samples is a hypertable")
+
+
 def database_url_for(name: str) -> str:
     """The admin URL with its database replaced by ``name``."""
-    base, _, query = ADMIN_URL.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return f"{base}?{query}" if query else base
+    return databases.database_url_for(ADMIN_URL, name)
 
 
-@contextmanager
-def temporary_database() -> Iterator[str]:
-    """Create an empty database, yield its URL, drop it afterwards."""
-    name = f"cfgclone_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_url_for(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def temporary_database() -> AbstractContextManager[str]:
+    """An empty database of the test server, dropped afterwards."""
+    return databases.temporary_database(ADMIN_URL, "cfgclone_test")
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
-import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from psycopg import sql
 
+from cfgclone.common.databases import recreate_database
 from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
 from cfgclone.common.store import Store
 
@@ -301,13 +300,7 @@ def demo_database(settings: DatabaseSettings) -> DatabaseSettings:
     if settings.url:
         return settings
     url, _ = resolve_database(settings)
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE))
-        )
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
-    parts = urlsplit(url)
-    return dataclasses.replace(settings, url=urlunsplit(parts._replace(path=f"/{DEMO_DATABASE}")))
+    return dataclasses.replace(settings, url=recreate_database(url, DEMO_DATABASE))
 
 
 def without_password(url: str) -> str:

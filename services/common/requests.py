@@ -17,20 +17,33 @@ from cfgclone.common.message_checks import quote
 from cfgclone.common.page_tokens import TokenKind, open_token, query_digest, seal_token
 
 SYSTEM_ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,62}")
-"""A system id; use with ``fullmatch`` (``$`` would accept a trailing newline)."""
-_SYSTEM_NAME = re.compile(r"systems/([a-z][a-z0-9-]{0,62})")
+"""A system id, or any top-level resource id; use with ``fullmatch`` (``$`` would
+accept a trailing newline)."""
+
+
+def top_level_id(name: str, collection: str, field: str = "name") -> str:
+    """The id of ``{collection}/{id}`` (AIP-122: 1-63 lower-case letters, digits and '-',
+    starting with a letter); INVALID_ARGUMENT naming ``field`` otherwise."""
+    prefix = f"{collection}/"
+    ident = name[len(prefix) :] if name.startswith(prefix) else ""
+    if SYSTEM_ID_PATTERN.fullmatch(ident) is None:
+        singular = collection.removesuffix("s")
+        raise InvalidArgument.for_field(
+            field,
+            f"must be {collection}/{{{singular}_id}} with an id of 1-63 lower-case letters, "
+            f"digits and '-', starting with a letter (got {quote(name)})",
+        )
+    return ident
 
 
 def system_id_from_name(name: str, field: str = "name") -> str:
     """The id of ``systems/{system_id}``; INVALID_ARGUMENT when the name is not of that form."""
-    match = _SYSTEM_NAME.fullmatch(name)
-    if match is None:
-        raise InvalidArgument.for_field(
-            field,
-            f"must be systems/{{system_id}} with an id of 1-63 lower-case letters, digits "
-            f"and '-', starting with a letter (got {quote(name)})",
-        )
-    return match.group(1)
+    return top_level_id(name, "systems", field)
+
+
+def policy_id_from_name(name: str, field: str = "name") -> str:
+    """The id of ``policies/{policy_id}``; INVALID_ARGUMENT when the name is not of that form."""
+    return top_level_id(name, "policies", field)
 
 
 def child_id_from_name(name: str, collection: str, field: str = "name") -> tuple[str, str]:

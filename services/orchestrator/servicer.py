@@ -21,6 +21,7 @@ from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import (
     page_request,
     parse_label_selector,
+    policy_id_from_name,
     require,
     system_id_from_name,
 )
@@ -37,7 +38,6 @@ from cfgclone.v1 import common_pb2
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import orchestrator_service_pb2_grpc as pb_grpc
 
-_POLICY_NAME = re.compile(r"policies/[a-z][a-z0-9-]{0,62}")
 _COHORT_NAME = re.compile(r"cohorts/[^/]+")
 
 
@@ -83,10 +83,8 @@ def _check_options(options: pb.CloneOptions) -> None:
     ):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise InvalidArgument.for_field(field, f"must be within 0-1 (got {value})")
-    if options.policy and not _POLICY_NAME.fullmatch(options.policy):
-        raise InvalidArgument.for_field(
-            "options.policy", f"must be policies/{{policy_id}} (got {quote(options.policy)})"
-        )
+    if options.policy:
+        policy_id_from_name(options.policy, "options.policy")
     if options.mode not in common_pb2.PredictionMode.values():
         raise InvalidArgument.for_field("options.mode", f"unknown mode {options.mode}")
 

@@ -16,8 +16,7 @@ from google.protobuf import json_format, struct_pb2
 
 from cfgclone.common.errors import InvalidArgument, NotFound
 from cfgclone.common.limits import MAX_SMALL_ID
-from cfgclone.common.message_checks import quote
-from cfgclone.common.requests import Page, numeric_id
+from cfgclone.common.requests import Page, numeric_id, policy_id_from_name
 from cfgclone.common.store import Store
 from cfgclone.predictor import repository
 from cfgclone.predictor.codec import (
@@ -172,18 +171,8 @@ def default_policy() -> StoredPolicy:
     return StoredPolicy(DEFAULT_POLICY, rules, message)
 
 
-def policy_id(name: str, field: str = "name") -> str:
-    prefix = "policies/"
-    ident = name[len(prefix) :] if name.startswith(prefix) else ""
-    if not ident or "/" in ident or not ident.replace("-", "").replace("_", "").isalnum():
-        raise InvalidArgument.for_field(
-            field, f"must be `policies/{{policy_id}}`, got {quote(name)}"
-        )
-    return ident
-
-
 async def create_policy(store: Store, message: common_pb2.Policy) -> StoredPolicy:
-    ident = policy_id(message.name, "policy.name")
+    ident = policy_id_from_name(message.name, "policy.name")
     policy_from_message(message, message.name)
     body = common_pb2.Policy()
     body.CopyFrom(message)
@@ -206,7 +195,7 @@ def _stored_policy(ident: str, revision: int, body: bytes, created: Any) -> Stor
 async def load_policy(store: Store, name: str, field: str = "policy") -> StoredPolicy:
     """The newest revision of ``name`` (empty: the default); NOT_FOUND if unknown."""
     name = name or DEFAULT_POLICY_NAME
-    ident = policy_id(name, field)
+    ident = policy_id_from_name(name, field)
     async with store.connection() as conn:
         found = await repository.latest_policy(conn, ident)
     if found is None:

@@ -76,6 +76,7 @@ def test_the_plan_makes_today_and_the_days_ahead_and_drops_expired_days() -> Non
     assert plan.drop == ("samples_p20250227",)
 
 
+@pytest.mark.plain_postgres
 async def test_rows_of_a_day_move_out_of_the_default_partition_into_its_own(
     fresh_store: Store,
 ) -> None:
@@ -99,6 +100,7 @@ async def test_rows_of_a_day_move_out_of_the_default_partition_into_its_own(
     assert "samples_default" not in await _where(fresh_store)
 
 
+@pytest.mark.plain_postgres
 async def test_samples_past_retention_are_dropped_and_the_rest_kept(fresh_store: Store) -> None:
     await _ingest_days_ago(fresh_store, 20, 10, 3)
     # A collector that ran ten days ago would have made partitions for those days.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
+import pytest
 
 from cfgclone.common.store import Store, latest_migration, migrations
 
@@ -15,6 +16,7 @@ EXPECTED_TABLES = {
     "configurations",
     "deployment_keys",
     "fingerprints",
+    "flagged_systems",
     "history_imports",
     "fingerprint_progress",
     "load_scales",
@@ -65,13 +67,17 @@ async def test_migrations_build_the_schema_from_empty(fresh_database: str) -> No
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = 'samples' ORDER BY ordinal_position"
         ).fetchall()
-        partitioned = conn.execute(
+    assert columns == EXPECTED_SAMPLE_COLUMNS
+
+
+@pytest.mark.plain_postgres
+async def test_without_timescaledb_samples_are_partitioned_by_time(store: Store) -> None:
+    async with store.connection() as conn:
+        cursor = await conn.execute(
             "SELECT count(*) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
             "WHERE c.relname = 'samples'"
-        ).fetchone()
-    assert columns == EXPECTED_SAMPLE_COLUMNS
-    # Without TimescaleDB the samples table is natively partitioned by time.
-    assert partitioned == (1,)
+        )
+        assert await cursor.fetchone() == (1,)
 
 
 async def test_migrations_rerun_apply_nothing(fresh_database: str) -> None:
@@ -119,3 +125,45 @@ async def test_state_and_reason_names_agree_with_the_protobuf_enums(store: Store
         v.number: v.name.removeprefix("ROLLBACK_REASON_").lower()
         for v in common_pb2.RollbackReason.DESCRIPTOR.values
     }
+
+
+async def test_a_database_migrated_before_the_split_by_owner_is_adopted_as_it_stands(
+    fresh_database: str,
+) -> None:
+    """A database whose schema_migrations has one row per version of the old shared
+    folder: every owner's file of an applied version counts as applied, nothing runs
+    twice, and the migrations since then apply."""
+    store = Store(fresh_database)
+    await store.open(wait=True)
+    try:
+        await store.migrate()
+        shipped = migrations()
+        before_split = {m.version for m in shipped if m.version <= 60}
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            # Back to the old layout, as a database left by an earlier release has it.
+            conn.execute("DELETE FROM schema_migrations WHERE version > 60")
+            for view in ("published_systems", "published_series"):
+                conn.execute(f"DROP VIEW {view}")
+            conn.execute("DROP VIEW published_fingerprints")
+            conn.execute("DROP VIEW published_configurations")
+            conn.execute("DROP TABLE flagged_systems")
+            conn.execute("ALTER TABLE systems ADD COLUMN flagged_reason text")
+            conn.execute("UPDATE systems SET flagged_reason = NULL")
+            conn.execute("DROP TABLE schema_migrations")
+            conn.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for version in sorted(before_split):
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, 'old')", (version,)
+                )
+        applied = await store.migrate()
+        assert applied == [m.version for m in shipped if m.version > 60]
+        assert await store.migrate() == []
+    finally:
+        await store.close()
+    with psycopg.connect(fresh_database) as conn:
+        rows = conn.execute("SELECT owner, version FROM schema_migrations").fetchall()
+    assert sorted(rows) == sorted((m.owner, m.version) for m in shipped)
+    assert _tables(fresh_database) == EXPECTED_TABLES
