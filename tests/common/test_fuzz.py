@@ -178,13 +178,23 @@ def _tables(url: str) -> list[str]:
     return [row[0] for row in rows]
 
 
+_ROW_IDENTITY = {"operations": sql.SQL("t.id || ':' || coalesce(t.request_id, '')")}
+"""Tables whose rows change on their own while work an earlier accepted request started
+goes on (a rollout's progress and heartbeats): for them a refused request must add or
+remove no row, and only the rows' identities are compared."""
+
+
 def _snapshot_query(tables: list[str]) -> sql.Composed:
     """One query: each table's row count and a digest of all its rows."""
     parts = [
         sql.SQL(
             "SELECT {name}::text, count(*), "
-            "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
-        ).format(name=sql.Literal(table), table=sql.Identifier(table))
+            "md5(coalesce(string_agg({row}, '|' ORDER BY {row}), '')) FROM {table} t"
+        ).format(
+            name=sql.Literal(table),
+            table=sql.Identifier(table),
+            row=_ROW_IDENTITY.get(table, sql.SQL("t::text")),
+        )
         for table in tables
     ]
     return sql.SQL(" UNION ALL ").join(parts)

@@ -1,1 +1,1 @@
-"""Tests of the fingerprint model (cfgclone.fingerprint), run without servers or databases."""
+"""Tests of the fingerprint service (cfgclone.fingerprint) on a real database."""

@@ -24,7 +24,7 @@ from cfgclone.behaviour.embedding import DEFAULT_EMBEDDING_LAYOUT, embed
 from cfgclone.behaviour.model import SystemProfile
 from cfgclone.common.store import Store
 from cfgclone.v1 import predictor_service_pb2 as pb
-from tests.fingerprint.synthetic import BUCKET_SECONDS, LATENCY, LOAD, hockey_system
+from tests.behaviour.synthetic import BUCKET_SECONDS, LATENCY, LOAD, hockey_system
 from tests.predictor.support import BASE_CONFIGURATION, configuration, running_predictor
 from tests.storage import store_samples
 

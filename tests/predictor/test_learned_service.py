@@ -18,7 +18,7 @@ from cfgclone.predictor.history import FLEET, ModelCache
 from cfgclone.predictor.learned import HistoryLearner
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
-from tests.fingerprint.synthetic import hockey_system
+from tests.behaviour.synthetic import hockey_system
 from tests.predictor.support import (
     BASE_CONFIGURATION,
     configuration,

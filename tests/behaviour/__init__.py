@@ -1,0 +1,1 @@
+"""Tests of the fingerprint model (cfgclone.behaviour), run without servers or databases."""
