@@ -16,8 +16,8 @@ from cfgclone.fingerprint.main import build_services
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import fingerprint_service_pb2 as pb
 from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
-from tests.conftest import serve_in_process, service_settings
 from tests.behaviour.synthetic import LATENCY, LOAD, SECOND_NS, hockey_system
+from tests.conftest import serve_in_process, service_settings
 from tests.storage import store_samples
 
 # 2026-01-01T00:00:00Z, so windows sit on 10 s boundaries.

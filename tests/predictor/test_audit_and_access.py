@@ -23,8 +23,8 @@ from cfgclone.fingerprint import main as fingerprint_main
 from cfgclone.simulation import HARMFUL_CHANGE
 from cfgclone.v1 import common_pb2
 from cfgclone.v1 import predictor_service_pb2 as pb
-from tests.conftest import serve_in_process, service_settings
 from tests.behaviour.synthetic import hockey_system
+from tests.conftest import serve_in_process, service_settings
 from tests.predictor.support import (
     BASE_CONFIGURATION,
     configuration,

@@ -16,8 +16,8 @@ from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.similarity.main import build_services
 from cfgclone.v1 import similarity_service_pb2 as pb
 from cfgclone.v1 import similarity_service_pb2_grpc as pb_grpc
-from tests.conftest import serve_in_process, service_settings
 from tests.behaviour.synthetic import hockey_system
+from tests.conftest import serve_in_process, service_settings
 from tests.storage import store_samples
 
 EPOCH_BUCKET = 1_767_225_600 // 10
