@@ -569,6 +569,9 @@ def cmd_cohorts(args: argparse.Namespace) -> int:
             token = reply.next_page_token
             if not token:
                 break
+        if args.member:
+            member = _system(args.member)
+            found = [c for c in found if member in c.members]
         if args.json:
             _print_json_list(found)
             return EXIT_OK
@@ -1086,6 +1089,9 @@ def _add_clone_commands(commands: Any) -> None:
     similar.set_defaults(func=cmd_similar)
 
     cohorts = commands.add_parser("cohorts", help=cmd_cohorts.__doc__)
+    cohorts.add_argument(
+        "--member", default="", metavar="SYSTEM", help="only the cohort this system is in"
+    )
     _add_json(cohorts)
     cohorts.set_defaults(func=cmd_cohorts)
 
