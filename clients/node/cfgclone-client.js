@@ -56,7 +56,7 @@ common options: [--token TOKEN] [--timeout SECONDS]
 
 class UsageError extends Error {}
 
-// Exit codes, as the cfgclone CLI's (services/cli/main.py).
+// Exit codes, as the cfgclone CLI's (services/cli/exits.py).
 const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, rejected: 4, rolledBack: 5, held: 6 };
 const UNAVAILABLE = 14; // gRPC status code
 const STATE_EXITS = {
