@@ -269,16 +269,22 @@ def default_base_port() -> int:
 
 @contextlib.contextmanager
 def termination_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so both stop the suite the same way."""
+    """Treat SIGTERM like Ctrl-C, so both stop the suite the same way.
+
+    SIGINT is taken too: a shell starts a background job (``cfgclone up &``) with SIGINT
+    ignored, and ``kill -INT`` should still stop it.
+    """
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {stop: signal.signal(stop, interrupt) for stop in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
 
 
 def resolve_database(settings: DatabaseSettings) -> tuple[str, bool]:

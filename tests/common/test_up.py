@@ -63,9 +63,18 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def _ignore_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _start_up(
-    data_dir: Path, base_port: int, metrics_port: int | None = None
+    data_dir: Path,
+    base_port: int,
+    metrics_port: int | None = None,
+    *,
+    as_background_job: bool = False,
 ) -> subprocess.Popen[str]:
+    """``cfgclone up``; ``as_background_job``: SIGINT ignored, as a shell starts ``up &``."""
     env = {k: v for k, v in os.environ.items() if k != "CFGCLONE_DATABASE_URL"}
     env["CFGCLONE_DATA_DIR"] = str(data_dir)
     env.pop("CFGCLONE_METRICS_PORT", None)
@@ -78,6 +87,7 @@ def _start_up(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_interrupt if as_background_job else None,
     )
     assert process.stdout is not None
     lines = []
@@ -170,7 +180,8 @@ def test_up_serves_every_service_with_reflection_and_health_then_stops_cleanly(
     assert not _postgres_running_in(data_dir)
 
     # The embedded database is reused on the next start: what was stored is still there.
-    process = _start_up(data_dir, base)
+    # Started as a shell starts a background job, it still stops on SIGINT.
+    process = _start_up(data_dir, base, as_background_job=True)
     try:
         listed = json.loads(
             _grpcurl(f"127.0.0.1:{base}", "cfgclone.v1.CollectorService/ListSystems")
