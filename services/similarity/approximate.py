@@ -30,6 +30,7 @@ the embedding space's business (space.py), so the two change independently.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,10 @@ _NO_CANDIDATES = np.zeros(0, dtype=np.intp)
 # rows are padded with zeros to one (inner products do not change): 2.5 times faster
 # at 150 dimensions, measured.
 _SIMD_WIDTH = 8
+# Whether the calling thread has limited FAISS to itself: OpenMP keeps the thread count
+# per calling thread, and a search of one query row gains nothing from a second thread
+# but may wait for one on a busy core.
+_QUERY_THREADS = threading.local()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -150,6 +155,9 @@ class ApproximateRows:
         f of the rows leaves f of each list to choose from, so the lists read grow
         by 1/sqrt(f) to keep the nearest allowed rows within reach.
         """
+        if not getattr(_QUERY_THREADS, "single", False):
+            faiss.omp_set_num_threads(1)
+            _QUERY_THREADS.single = True
         probes = self._settings.probes
         if allowed is not None:
             if allowed.count == 0:
