@@ -74,10 +74,12 @@ class Fleet:
     async def keep_in_step(self, interval: float) -> None:
         """Sync forever, every ``interval`` seconds; database outages only delay it.
 
-        Once the fleet is first loaded the garbage collector's generations are frozen:
-        the index (a million ids and labels at fleet scale) is then no longer walked by
-        every full collection, a pause a query would otherwise wait out. Frozen objects
-        are still freed when the index replaces them; only cycles among them are not.
+        In a process that froze its start-up objects (a service's ``serve`` does;
+        tests do not, since frozen objects hide from ``gc.get_referrers``), the
+        generations are frozen again once the fleet is first loaded: the index (a
+        million ids and labels at fleet scale) is then no longer walked by every full
+        collection, a pause a query would otherwise wait out. Frozen objects are still
+        freed when the index replaces them; only cycles among them are not.
         """
         loaded = False
         while True:
@@ -87,7 +89,8 @@ class Fleet:
                     logger.info("similarity index: %s systems updated", changed)
                     if not loaded:
                         loaded = True
-                        gc.freeze()
+                        if gc.get_freeze_count():
+                            gc.freeze()
             except Exception as error:  # an outage must not end the loop
                 logger.warning("similarity index not synced: %s", error)
             await asyncio.sleep(interval)
