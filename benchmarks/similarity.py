@@ -18,8 +18,10 @@ measures:
   temporary one made by bench_support), three ways: with the interceptors a service
   runs without an OTLP endpoint (metrics, auth, limits, errors, validation; no
   tracing), with tracing added as every service had it before (an SDK provider that
-  exports nothing), and bare (no interceptor); `grpc_added_ms` is the first minus the
-  in-process figure. Client and server share this process and its event loop;
+  exports nothing), and bare (no interceptor). Each call alternates with the same
+  query in process (`in_process_beside_grpc_ms`), so a change of load on shared cores
+  hits both alike; `grpc_added_ms` is the first way minus those in-process figures.
+  Client and server share this process and its event loop;
 - the in-process latency again over five times the queries, with and without the
   garbage collector's generations frozen (`gc.freeze`, as the service does once its
   index is loaded), how many full collections ran meanwhile, and how long one full
@@ -249,14 +251,14 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
 
     latency = percentiles_ms(spent)
     grpc_latency = percentiles_ms(grpc_spent["interceptors"])
+    beside = percentiles_ms(grpc_spent["in_process"])
     filtered_latency = percentiles_ms(filtered)
     recall_all = recall(answers, exact_answers)
     recall_filtered = recall(filtered_answers, exact_filtered)
     return {
         "grpc_find_similar_ms": grpc_latency,
-        "grpc_added_ms": {
-            key: round(grpc_latency[key] - latency[key], 3) for key in ("p50", "p99")
-        },
+        "in_process_beside_grpc_ms": beside,
+        "grpc_added_ms": {key: round(grpc_latency[key] - beside[key], 3) for key in ("p50", "p99")},
         "grpc_traced_find_similar_ms": percentiles_ms(grpc_spent["traced"]),
         "grpc_bare_find_similar_ms": percentiles_ms(grpc_spent["bare"]),
         "nearest_gc_unfrozen_ms": percentiles_ms(unfrozen_spent),
@@ -341,11 +343,10 @@ async def grpc_latencies(
         )
         services = await build_services(settings, store)
         services[0].servicer._fleet.index = index  # type: ignore[attr-defined]
-        spent = {
-            "interceptors": await _served(services, chosen, ids, None),
-            "traced": await _served(services, chosen, ids, TracerProvider()),
-            "bare": await _served_bare(services[0], chosen, ids),
-        }
+        spent: dict[str, list[float]] = {"in_process": []}
+        spent["interceptors"] = await _served(services, chosen, ids, None, spent["in_process"])
+        spent["traced"] = await _served(services, chosen, ids, TracerProvider(), [])
+        spent["bare"] = await _served_bare(services[0], chosen, ids)
         await store.close()
         return spent
 
@@ -355,12 +356,14 @@ async def _served(
     chosen: Sequence[int],
     ids: list[str],
     provider: TracerProvider | None,
+    in_process: list[float],
 ) -> list[float]:
     server = await start_server(
         services, ServerSettings(port=0), serving=True, tracer_provider=provider
     )
+    index: SimilarityIndex = services[0].servicer._fleet.index  # type: ignore[attr-defined]
     try:
-        return await _calls(server.port, chosen, ids)
+        return await _calls(server.port, chosen, ids, index, in_process)
     finally:
         await server.stop(0)
 
@@ -373,12 +376,21 @@ async def _served_bare(
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        return await _calls(port, chosen, ids)
+        return await _calls(port, chosen, ids, None, [])
     finally:
         await server.stop(0)
 
 
-async def _calls(port: int, chosen: Sequence[int], ids: list[str]) -> list[float]:
+async def _calls(
+    port: int,
+    chosen: Sequence[int],
+    ids: list[str],
+    index: SimilarityIndex | None,
+    in_process: list[float],
+) -> list[float]:
+    """Seconds per call; with `index`, each call follows the same query in process (k + 1,
+    as the servicer asks for one more to know whether a next page exists), timed into
+    `in_process`."""
     spent: list[float] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.SimilarityServiceStub(channel)
@@ -387,6 +399,10 @@ async def _calls(port: int, chosen: Sequence[int], ids: list[str]) -> list[float
                 pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
             )
         for i in chosen:
+            if index is not None:
+                start = time.perf_counter()
+                index.nearest(ids[i], K + 1)
+                in_process.append(time.perf_counter() - start)
             start = time.perf_counter()
             await stub.FindSimilarSystems(
                 pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
@@ -409,6 +425,7 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "exact_scan_p99_ms": result["exact_scan_ms"]["p99"],
             "grpc_p50_ms": result["grpc_find_similar_ms"]["p50"],
             "grpc_p99_ms": result["grpc_find_similar_ms"]["p99"],
+            "in_process_beside_grpc_p50_ms": result["in_process_beside_grpc_ms"]["p50"],
             "grpc_added_p50_ms": result["grpc_added_ms"]["p50"],
             "grpc_added_p99_ms": result["grpc_added_ms"]["p99"],
             "grpc_traced_p50_ms": result["grpc_traced_find_similar_ms"]["p50"],
