@@ -14,10 +14,21 @@ measures:
   (an index that never switches over, the reference) the answers hold, and the exact
   scan's own latency;
 - the same queries as `SimilarityService.FindSimilarSystems` calls over a real gRPC
-  channel to a real server on loopback (its fleet loaded from the same embeddings,
-  its database a temporary one made by bench_support);
+  channel to a real server on loopback, serving the same index (its database a
+  temporary one made by bench_support), three ways: with the interceptors a service
+  runs without an OTLP endpoint (metrics, auth, limits, errors, validation; no
+  tracing), with tracing added as every service had it before (an SDK provider that
+  exports nothing), and bare (no interceptor). Each call alternates with the same
+  query in process (`in_process_beside_grpc_ms`), so a change of load on shared cores
+  hits both alike; `grpc_added_ms` is the first way minus those in-process figures.
+  Client and server share this process and its event loop;
+- the in-process latency again over five times the queries, with and without the
+  garbage collector's generations frozen (`gc.freeze`, as the service does once its
+  index is loaded), how many full collections ran meanwhile, and how long one full
+  collection takes either way;
 - scikit-learn's brute-force cosine `NearestNeighbors` p99 on the same prepared rows
-  and the same queries, and the share of the top 10 both agree on;
+  and the first 50 of the queries (a query reads every row: about a second each at a
+  million), and the share of the top 10 both agree on;
 - upsert latency (side-segment writes), and how long until a refined fingerprint is
   answered at its new place; clustering time and the cohorts found;
 - a bare numpy matrix-vector product over the same rows, the floor under any exact
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -48,10 +60,11 @@ import numpy as np
 import psutil
 from bench_support import temporary_database
 from numpy.typing import NDArray
+from opentelemetry.sdk.trace import TracerProvider
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-from cfgclone.common.server import start_server
+from cfgclone.common.server import ServiceDefinition, start_server
 from cfgclone.common.settings import DatabaseSettings, ServerSettings, ServiceSettings
 from cfgclone.common.store import Store
 from cfgclone.similarity import SimilarityIndex
@@ -69,6 +82,8 @@ ROLES = ({"role": "db"}, {"role": "web"}, {"role": "cache"}, {"role": "batch"})
 TARGET_P99_MS = {100_000: 3.0, 1_000_000: 2.0}
 TARGET_RECALL = 0.99
 FILTER = {"role": "db"}
+SKLEARN_QUERIES = 50
+GC_ROUNDS = 5
 EXACT = SimilaritySettings(approximate=ApproximateSettings(min_systems=2**62))
 
 T = TypeVar("T")
@@ -117,6 +132,7 @@ def baselines(
     search), and of scikit-learn's brute-force cosine top K with its answers (the row
     itself left out)."""
     floor, _ = timed(lambda i: prepared @ prepared[i], chosen)
+    chosen = chosen[:SKLEARN_QUERIES]
     model = NearestNeighbors(n_neighbors=K + 1, metric="cosine", algorithm="brute").fit(prepared)
     model.kneighbors(prepared[chosen[0]][None, :])  # warm up
 
@@ -186,6 +202,24 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
         spinner.terminate()
         spinner.wait()
 
+    collected, frozen_collected = [0], [0]
+    unfrozen_spent = full_collections(
+        collected, lambda: timed(lambda i: index.nearest(ids[i], K), chosen * GC_ROUNDS)[0]
+    )
+    gc.collect()
+    pauses = [full_collection_s()]
+    gc.freeze()
+    try:
+        pauses.append(full_collection_s())
+        frozen_spent = full_collections(
+            frozen_collected,
+            lambda: timed(lambda i: index.nearest(ids[i], K), chosen * GC_ROUNDS)[0],
+        )
+    finally:
+        gc.unfreeze()
+
+    grpc_spent = asyncio.run(grpc_latencies(index, ids, chosen))
+
     exact_spent, exact_answers, exact_filtered = exact_reference(ids, embeddings, labels, chosen)
 
     floor, sklearn_spent, sklearn_answers = baselines(
@@ -194,7 +228,7 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     agreement = np.mean(
         [
             len({a.second for a in ours} & {ids[j] for j in theirs}) / K
-            for ours, theirs in zip(answers, sklearn_answers, strict=True)
+            for ours, theirs in zip(answers, sklearn_answers, strict=False)
         ]
     )
 
@@ -215,13 +249,22 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     found = {system_id: c.cohort_id for c in cohorts for system_id in c.members}
     cohort_ari = adjusted_rand_score(families, [found[system_id] for system_id in ids])
 
-    grpc_spent = asyncio.run(grpc_latencies(ids, embeddings, labels, chosen))
     latency = percentiles_ms(spent)
+    grpc_latency = percentiles_ms(grpc_spent["interceptors"])
+    beside = percentiles_ms(grpc_spent["in_process"])
     filtered_latency = percentiles_ms(filtered)
     recall_all = recall(answers, exact_answers)
     recall_filtered = recall(filtered_answers, exact_filtered)
     return {
-        "grpc_find_similar_ms": percentiles_ms(grpc_spent),
+        "grpc_find_similar_ms": grpc_latency,
+        "in_process_beside_grpc_ms": beside,
+        "grpc_added_ms": {key: round(grpc_latency[key] - beside[key], 3) for key in ("p50", "p99")},
+        "grpc_traced_find_similar_ms": percentiles_ms(grpc_spent["traced"]),
+        "grpc_bare_find_similar_ms": percentiles_ms(grpc_spent["bare"]),
+        "nearest_gc_unfrozen_ms": percentiles_ms(unfrozen_spent),
+        "nearest_gc_frozen_ms": percentiles_ms(frozen_spent),
+        "full_collections_unfrozen_frozen": [collected[0], frozen_collected[0]],
+        "full_collection_pause_unfrozen_frozen_ms": [round(p * 1e3, 2) for p in pauses],
         "systems": size,
         "approximate": index.snapshot().approximate,
         "build_s": round(build_s, 2),
@@ -268,13 +311,27 @@ def refine(
         time.sleep(0.001)
 
 
+def full_collections(count: list[int], run: Callable[[], T]) -> T:
+    """`run()`, with the number of full (generation 2) collections it caused added to count."""
+    before = gc.get_stats()[2]["collections"]
+    result = run()
+    count[0] += gc.get_stats()[2]["collections"] - before
+    return result
+
+
+def full_collection_s() -> float:
+    """Seconds one full collection takes: the pause a query waits out when one runs."""
+    start = time.perf_counter()
+    gc.collect()
+    return time.perf_counter() - start
+
+
 async def grpc_latencies(
-    ids: list[str],
-    embeddings: NDArray[np.float32],
-    labels: list[dict[str, str]],
-    chosen: Sequence[int],
-) -> list[float]:
-    """Seconds per top-10 FindSimilarSystems call through a real channel and server."""
+    index: SimilarityIndex, ids: list[str], chosen: Sequence[int]
+) -> dict[str, list[float]]:
+    """Seconds per top-10 FindSimilarSystems call through a real channel to a real server
+    serving `index`: with the service's interceptors (no OTLP endpoint: no tracing), with
+    tracing added (a provider exporting nothing), and with no interceptor at all."""
     with temporary_database() as url:
         store = Store(url)
         await store.open(wait=True)
@@ -285,25 +342,73 @@ async def grpc_latencies(
             options={"SYNC_INTERVAL_SECONDS": "3600"},
         )
         services = await build_services(settings, store)
-        fleet = services[0].servicer._fleet  # type: ignore[attr-defined]
-        fleet.index.rebuild_from_matrix(ids, embeddings, labels)
-        server = await start_server(services, ServerSettings(port=0), serving=True)
-        spent: list[float] = []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = pb_grpc.SimilarityServiceStub(channel)
-            for i in chosen[:20]:  # warm up
-                await stub.FindSimilarSystems(
-                    pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
-                )
-            for i in chosen:
-                start = time.perf_counter()
-                await stub.FindSimilarSystems(
-                    pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
-                )
-                spent.append(time.perf_counter() - start)
-        await server.stop(0)
+        services[0].servicer._fleet.index = index  # type: ignore[attr-defined]
+        spent: dict[str, list[float]] = {"in_process": []}
+        spent["interceptors"] = await _served(services, chosen, ids, None, spent["in_process"])
+        spent["traced"] = await _served(services, chosen, ids, TracerProvider(), [])
+        spent["bare"] = await _served_bare(services[0], chosen, ids)
         await store.close()
         return spent
+
+
+async def _served(
+    services: Sequence[ServiceDefinition],
+    chosen: Sequence[int],
+    ids: list[str],
+    provider: TracerProvider | None,
+    in_process: list[float],
+) -> list[float]:
+    server = await start_server(
+        services, ServerSettings(port=0), serving=True, tracer_provider=provider
+    )
+    index: SimilarityIndex = services[0].servicer._fleet.index  # type: ignore[attr-defined]
+    try:
+        return await _calls(server.port, chosen, ids, index, in_process)
+    finally:
+        await server.stop(0)
+
+
+async def _served_bare(
+    service: ServiceDefinition, chosen: Sequence[int], ids: list[str]
+) -> list[float]:
+    server = grpc.aio.server()
+    service.add_to_server(service.servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        return await _calls(port, chosen, ids, None, [])
+    finally:
+        await server.stop(0)
+
+
+async def _calls(
+    port: int,
+    chosen: Sequence[int],
+    ids: list[str],
+    index: SimilarityIndex | None,
+    in_process: list[float],
+) -> list[float]:
+    """Seconds per call; with `index`, each call follows the same query in process (k + 1,
+    as the servicer asks for one more to know whether a next page exists), timed into
+    `in_process`."""
+    spent: list[float] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.SimilarityServiceStub(channel)
+        for i in chosen[:20]:  # warm up
+            await stub.FindSimilarSystems(
+                pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
+            )
+        for i in chosen:
+            if index is not None:
+                start = time.perf_counter()
+                index.nearest(ids[i], K + 1)
+                in_process.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            await stub.FindSimilarSystems(
+                pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
+            )
+            spent.append(time.perf_counter() - start)
+    return spent
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -320,6 +425,13 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "exact_scan_p99_ms": result["exact_scan_ms"]["p99"],
             "grpc_p50_ms": result["grpc_find_similar_ms"]["p50"],
             "grpc_p99_ms": result["grpc_find_similar_ms"]["p99"],
+            "in_process_beside_grpc_p50_ms": result["in_process_beside_grpc_ms"]["p50"],
+            "grpc_added_p50_ms": result["grpc_added_ms"]["p50"],
+            "grpc_added_p99_ms": result["grpc_added_ms"]["p99"],
+            "grpc_traced_p50_ms": result["grpc_traced_find_similar_ms"]["p50"],
+            "grpc_bare_p50_ms": result["grpc_bare_find_similar_ms"]["p50"],
+            "gc_frozen_p99_ms": result["nearest_gc_frozen_ms"]["p99"],
+            "gc_unfrozen_p99_ms": result["nearest_gc_unfrozen_ms"]["p99"],
             "sklearn_p99_ms": result["sklearn_brute_cosine_ms"]["p99"],
             "agreement": result["top10_agreement_with_sklearn"],
             "index_mb": result["index_arrays_mb"],

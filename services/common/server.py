@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -145,6 +146,8 @@ class RunningServer:
     service_names: tuple[str, ...]
     registry: CollectorRegistry
     """RPC metrics and every service's own counters."""
+    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()
+    """The server's interceptors, outermost first."""
     metrics_port: int | None = None
     """Port of ``/metrics`` and the pages, when served."""
     http: MetricsHttpServer | None = None
@@ -201,6 +204,7 @@ async def start_server(
 
     Health starts NOT_SERVING unless ``serving``; the caller drives it (see
     :func:`watch_readiness`). Returns the bound port, so tests can bind port 0.
+    Calls are traced only with a ``tracer_provider`` (see ``telemetry``).
     With ``metrics_port`` (0 picks a free one) ``/metrics`` and the services'
     pages are served over HTTP on the server's host.
     """
@@ -208,15 +212,17 @@ async def start_server(
     for service in services:
         if service.metrics is not None:
             registry.register(service.metrics)
+    tracing = () if tracer_provider is None else (server_interceptor(tracer_provider),)
+    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (
+        MetricsInterceptor(RpcMetrics(registry)),
+        *tracing,
+        AuthInterceptor(credentials),
+        RequestLimitsInterceptor(settings.max_inflight_bytes, settings.stream_idle_seconds),
+        ErrorMappingInterceptor(),
+        RequestValidationInterceptor(),
+    )
     server = grpc.aio.server(
-        interceptors=[
-            MetricsInterceptor(RpcMetrics(registry)),
-            server_interceptor(tracer_provider),
-            AuthInterceptor(credentials),
-            RequestLimitsInterceptor(settings.max_inflight_bytes, settings.stream_idle_seconds),
-            ErrorMappingInterceptor(),
-            RequestValidationInterceptor(),
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -250,7 +256,7 @@ async def start_server(
             "here; set CFGCLONE_PORT (or --port) to another port, 0 for any free one"
         ) from None
     await server.start()
-    running = RunningServer(server, port, health_servicer, names, registry)
+    running = RunningServer(server, port, health_servicer, names, registry, interceptors)
     if metrics_port is not None:
         running.http = MetricsHttpServer(
             registry,
@@ -315,8 +321,15 @@ BuildServices = Callable[[ServiceSettings, Store], Awaitable[Sequence[ServiceDef
 """Builds a service's servicers from its settings and store."""
 
 
-async def serve(settings: ServiceSettings, build: BuildServices) -> None:
-    """Run a service until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve(
+    settings: ServiceSettings,
+    build: BuildServices,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> None:
+    """Run a service until SIGTERM or SIGINT, then shut down gracefully.
+
+    Calls are traced with ``tracer_provider``; None traces nothing.
+    """
     credentials = (
         Credentials.from_file(settings.auth.tokens_file) if settings.auth.tokens_file else None
     )
@@ -334,7 +347,7 @@ async def serve(settings: ServiceSettings, build: BuildServices) -> None:
             await build(settings, store),
             settings.server,
             credentials=credentials,
-            tracer_provider=trace.get_tracer_provider(),
+            tracer_provider=tracer_provider,
             metrics_port=settings.telemetry.metrics_port,
         )
     except BaseException:
@@ -342,6 +355,9 @@ async def serve(settings: ServiceSettings, build: BuildServices) -> None:
         raise
     if settings.auth.page_token_key:
         use_page_token_key(settings.auth.page_token_key.encode())
+    # What start-up made (modules, descriptors, servicers, pools) lives as long as the
+    # process: frozen, a full collection no longer walks it on every run.
+    gc.freeze()
     readiness = asyncio.create_task(
         watch_readiness(
             running, store, page_token_key_from_database=not settings.auth.page_token_key
@@ -375,12 +391,13 @@ def main_for(service: str, build: BuildServices, argv: Sequence[str] | None = No
     configure_logging(service, settings.telemetry.log_level, settings.telemetry.log_format)
     provider = configure_tracing(service, settings.telemetry.otlp_endpoint)
     try:
-        asyncio.run(serve(settings, build))
+        asyncio.run(serve(settings, build, provider))
     except SettingsError as error:  # a service's own settings, read when it is built
         return usage_error(f"cfgclone-{service}", str(error))
     except (PortInUseError, EmbeddedDatabaseError) as error:
         print(f"cfgclone-{service}: {error}", file=sys.stderr)
         return EXIT_START_FAILED
     finally:
-        provider.shutdown()
+        if provider is not None:
+            provider.shutdown()
     return 0

@@ -3,6 +3,11 @@
 Each service's ``main`` calls :func:`configure_tracing` once; a workflow is one
 trace because the client interceptors propagate the context in gRPC metadata
 and the server interceptors continue it. Health checks are not traced.
+
+Without an OTLP endpoint nothing is traced: spans nobody exports are pure overhead
+(the server interceptor alone cost 0.19 ms of CPU per call, measured on
+FindSimilarSystems), so a service then has no provider and its server no tracing
+interceptor. Metrics do not depend on it.
 """
 
 from __future__ import annotations
@@ -21,14 +26,25 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 
-def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
-    """Create the process's provider, exporting over OTLP/gRPC when an endpoint is set."""
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: f"cfgclone-{service}"}))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+def tracer_provider(service: str, otlp_endpoint: str | None) -> TracerProvider | None:
+    """A provider exporting over OTLP/gRPC to the endpoint; None when there is none."""
+    if not otlp_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
-    trace.set_tracer_provider(provider)
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: f"cfgclone-{service}"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    return provider
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider | None:
+    """Makes the process's provider (see `tracer_provider`) the global one, if there is one.
+
+    The caller shuts it down at exit, so spans still queued are exported.
+    """
+    provider = tracer_provider(service, otlp_endpoint)
+    if provider is not None:
+        trace.set_tracer_provider(provider)
     return provider
 
 

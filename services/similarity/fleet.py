@@ -10,6 +10,7 @@ read on demand for the handful of systems in an answer.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -71,12 +72,25 @@ class Fleet:
         return len(entries)
 
     async def keep_in_step(self, interval: float) -> None:
-        """Sync forever, every ``interval`` seconds; database outages only delay it."""
+        """Sync forever, every ``interval`` seconds; database outages only delay it.
+
+        In a process that froze its start-up objects (a service's ``serve`` does;
+        tests do not, since frozen objects hide from ``gc.get_referrers``), the
+        generations are frozen again once the fleet is first loaded: the index (a
+        million ids and labels at fleet scale) is then no longer walked by every full
+        collection, a pause a query would otherwise wait out. Frozen objects are still
+        freed when the index replaces them; only cycles among them are not.
+        """
+        loaded = False
         while True:
             try:
                 changed = await self.sync()
                 if changed:
                     logger.info("similarity index: %s systems updated", changed)
+                    if not loaded:
+                        loaded = True
+                        if gc.get_freeze_count():
+                            gc.freeze()
             except Exception as error:  # an outage must not end the loop
                 logger.warning("similarity index not synced: %s", error)
             await asyncio.sleep(interval)

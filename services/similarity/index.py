@@ -40,7 +40,7 @@ from .errors import InvalidEmbedding, InvalidQuery, UnknownSystem
 from .labels import Labels, check_selector, freeze_labels
 from .layout import GroupLayout
 from .scan import row_scores, top_k
-from .scores import Similarity, check_threshold, explain_pair
+from .scores import Similarity, check_threshold, explain_pair, explain_rows
 from .settings import ApproximateSettings, SimilaritySettings
 from .space import EmbeddingSpace, as_embedding, fits_float32
 
@@ -498,11 +498,14 @@ class FleetSnapshot:
         if not found:
             return []
         cosines = self._space.group_cosines(vector, np.stack([raw for *_, raw in found]))
-        names, weights = self._space.layout.names, self._space.weights
-        answers = [
-            explain_pair(query_name, system_id, names, weights, row, threshold)
-            for (_, system_id, _), row in zip(found, cosines, strict=True)
-        ]
+        answers = explain_rows(
+            query_name,
+            [system_id for _, system_id, _ in found],
+            self._space.layout.names,
+            self._space.weights,
+            cosines,
+            threshold,
+        )
         answers.sort(key=lambda answer: (-answer.score, answer.second))
         return answers
 

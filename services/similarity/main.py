@@ -23,7 +23,7 @@ def similarity_settings(options: Mapping[str, str]) -> tuple[SimilaritySettings,
     ``SYNC_INTERVAL_SECONDS`` (default 0.5): how often new fingerprints reach the index, so
     a refined fingerprint is answered within about a second.
     ``APPROXIMATE_MIN_SYSTEMS`` (default 20000): fleets from this size on are searched
-    through the approximate index; ``APPROXIMATE_PROBES`` (default 128): its lists read per
+    through the approximate index; ``APPROXIMATE_PROBES`` (default 112): its lists read per
     query (recall against speed).
     """
     defaults = ApproximateSettings()

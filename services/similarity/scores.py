@@ -15,7 +15,14 @@ from numpy.typing import NDArray
 from .distribution import DistributionComparison
 from .errors import InvalidQuery
 
-__all__ = ["CloneDecision", "GroupSimilarity", "Similarity", "check_threshold", "explain_pair"]
+__all__ = [
+    "CloneDecision",
+    "GroupSimilarity",
+    "Similarity",
+    "check_threshold",
+    "explain_pair",
+    "explain_rows",
+]
 
 
 class CloneDecision(StrEnum):
@@ -126,27 +133,59 @@ def explain_pair(
     threshold: float,
 ) -> Similarity:
     """Builds the answer for one pair from its per-group cosines (layout order)."""
+    cosines = np.asarray(cosines, dtype=np.float64)[None, :]
+    return explain_rows(first, [second], group_names, weights, cosines, threshold)[0]
+
+
+def explain_rows(
+    first: str,
+    seconds: Sequence[str],
+    group_names: Sequence[str],
+    weights: NDArray[np.float64],
+    cosines: NDArray[np.floating[Any]],
+    threshold: float,
+) -> list[Similarity]:
+    """Answers for `first` against each of `seconds`, from their per-group cosines (m, G).
+
+    The arithmetic runs on the whole batch at once; only the objects and the words are
+    made per answer (a nearest-systems query explains ten of them per call).
+    """
     similarities = (1.0 + np.asarray(cosines, dtype=np.float64)) / 2.0
     contributions = weights * similarities
-    score = min(1.0, max(0.0, float(contributions.sum())))
-    total = float(contributions.sum())
-    shares = contributions / total if total > 0 else weights
-    groups = tuple(
-        GroupSimilarity(name, float(similarity), float(weight), float(contribution), float(share))
-        for name, similarity, weight, contribution, share in zip(
-            group_names, similarities, weights, contributions, shares, strict=True
+    totals = contributions.sum(axis=1)
+    positive = totals > 0
+    shares = np.where(
+        positive[:, None], contributions / np.where(positive, totals, 1.0)[:, None], weights
+    )
+    scores = np.clip(totals, 0.0, 1.0).tolist()
+    answers: list[Similarity] = []
+    for second, score, row, parts, split in zip(
+        seconds,
+        scores,
+        similarities.tolist(),
+        contributions.tolist(),
+        shares.tolist(),
+        strict=True,
+    ):
+        groups = tuple(
+            GroupSimilarity(name, similarity, weight, contribution, share)
+            for name, similarity, weight, contribution, share in zip(
+                group_names, row, weights.tolist(), parts, split, strict=True
+            )
         )
-    )
-    decision = CloneDecision.for_score(score, threshold)
-    return Similarity(
-        first=first,
-        second=second,
-        score=score,
-        groups=groups,
-        decision=decision,
-        threshold=threshold,
-        explanation=_explanation(first, second, score, groups, decision, threshold),
-    )
+        decision = CloneDecision.for_score(score, threshold)
+        answers.append(
+            Similarity(
+                first=first,
+                second=second,
+                score=score,
+                groups=groups,
+                decision=decision,
+                threshold=threshold,
+                explanation=_explanation(first, second, score, groups, decision, threshold),
+            )
+        )
+    return answers
 
 
 def _explanation(

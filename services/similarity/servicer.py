@@ -41,21 +41,23 @@ def _query_errors() -> Iterator[None]:
         raise InvalidArgument(str(error), reason="INVALID_QUERY") from error
 
 
-def _score(
-    similarity: Similarity, fingerprints: dict[str, common_pb2.Fingerprint]
-) -> pb.SimilarityScore:
-    message = pb.SimilarityScore(
-        first=f"systems/{similarity.first}",
-        second=f"systems/{similarity.second}",
-        score=similarity.score,
-        groups=[
-            pb.GroupSimilarity(group=g.group, similarity=g.similarity, contribution=g.share)
-            for g in similarity.groups
-        ],
-        decision=_DECISIONS[similarity.decision],
-        threshold=similarity.threshold,
-        explanation=similarity.explanation,
-    )
+def _fill_score(
+    message: pb.SimilarityScore,
+    similarity: Similarity,
+    fingerprints: dict[str, common_pb2.Fingerprint],
+) -> None:
+    """Writes an answer into a score message in place (no message built and then copied)."""
+    message.first = f"systems/{similarity.first}"
+    message.second = f"systems/{similarity.second}"
+    message.score = similarity.score
+    for group in similarity.groups:
+        field = message.groups.add()
+        field.group = group.group
+        field.similarity = group.similarity
+        field.contribution = group.share
+    message.decision = _DECISIONS[similarity.decision]
+    message.threshold = similarity.threshold
+    message.explanation = similarity.explanation
     a, b = fingerprints.get(similarity.first), fingerprints.get(similarity.second)
     if a is not None and b is not None:
         comparison = compare_distributions(a, b)
@@ -64,7 +66,6 @@ def _score(
             message.shared_regimes = len(comparison.shared_regimes)
             message.shared_kpis.extend(comparison.shared_kpis)
         message.explanation = f"{message.explanation} {comparison.explanation}".strip()
-    return message
 
 
 def _cohort(cohort: Cohort) -> pb.Cohort:
@@ -95,7 +96,9 @@ class SimilarityServicer(pb_grpc.SimilarityServiceServicer):
         await self._fleet.require_indexed(second, "second")
         similarity = self._fleet.index.compare(first, second)
         fingerprints = await self._fleet.fingerprints([first, second])
-        return pb.CompareSystemsResponse(similarity=_score(similarity, fingerprints))
+        response = pb.CompareSystemsResponse()
+        _fill_score(response.similarity, similarity, fingerprints)
+        return response
 
     async def FindSimilarSystems(
         self, request: pb.FindSimilarSystemsRequest, context: Any
@@ -135,10 +138,10 @@ class SimilarityServicer(pb_grpc.SimilarityServiceServicer):
             else {}
         )
         more = len(nearest) > page.offset + page.size and page.offset + page.size < self._max_k
-        return pb.FindSimilarSystemsResponse(
-            similar_systems=[_score(s, fingerprints) for s in chosen],
-            next_page_token=page.next_token(len(chosen), more),
-        )
+        response = pb.FindSimilarSystemsResponse(next_page_token=page.next_token(len(chosen), more))
+        for similarity in chosen:
+            _fill_score(response.similar_systems.add(), similarity, fingerprints)
+        return response
 
     async def ListCohorts(
         self, request: pb.ListCohortsRequest, context: Any

@@ -9,7 +9,7 @@ score into per-group contributions that add up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,10 @@ class EmbeddingSpace:
     """Share of each layout group in the overall score; sums to 1."""
     anchor: float
     """Length of the constant coordinate added to each group (see `SimilaritySettings`)."""
+    _plan: _Plan = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_plan", _plan_of(self))
 
     @classmethod
     def fit(
@@ -74,21 +78,17 @@ class EmbeddingSpace:
 
         Groups of weight 0 are left out of the rows; they cannot change a dot product.
         """
+        plan = self._plan
         rows = raw.shape[0]
-        out = np.empty((rows, self.dimension), dtype=np.float32)
+        out = np.empty((rows, plan.dimension), dtype=np.float32)
         for start in range(0, rows, _CHUNK_ROWS):
             stop = min(start + _CHUNK_ROWS, rows)
             scaled = self.scaler.transform(raw[start:stop], np.float32)
-            column = 0
-            for group, weight in zip(self.layout.groups, self.weights, strict=True):
-                if weight <= 0:
-                    continue
-                block = out[start:stop, column : column + group.length + 1]
-                block[:, :-1] = scaled[:, group.offset : group.stop]
-                block[:, -1] = self.anchor_of(group)
-                norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-                block *= (np.sqrt(weight) / norms)[:, None]
-                column += group.length + 1
+            block = out[start:stop]
+            block[:, plan.value_columns] = scaled[:, plan.sources]
+            block[:, plan.anchor_columns] = plan.anchors
+            norms = np.sqrt(np.add.reduceat(block * block, plan.starts, axis=1))
+            block *= (plan.scales / norms)[:, plan.group_of_column]
         return out
 
     def group_cosines(
@@ -99,18 +99,80 @@ class EmbeddingSpace:
         Computed in float64 from the raw embeddings, so groups of weight 0 are reported
         too; columns follow the layout's group order.
         """
-        one = self.scaler.transform(first[None, :], np.float64)[0]
-        many = self.scaler.transform(others, np.float64)
-        cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
-        for column, group in enumerate(self.layout.groups):
-            anchor_sq = self.anchor_of(group) ** 2
-            a = one[group.offset : group.stop]
-            b = many[:, group.offset : group.stop]
-            dots = b @ a + anchor_sq
-            norms = np.sqrt(np.einsum("ij,ij->i", b, b) + anchor_sq) * np.sqrt(a @ a + anchor_sq)
-            cosines[:, column] = dots / norms
+        plan = self._plan
+        one = self.scaler.transform(first[None, :], np.float64)[0, plan.all_sources]
+        many = self.scaler.transform(others, np.float64)[:, plan.all_sources]
+        dots = np.add.reduceat(many * one, plan.all_starts, axis=1) + plan.anchor_squares
+        norms = np.sqrt(np.add.reduceat(many * many, plan.all_starts, axis=1) + plan.anchor_squares)
+        norms *= np.sqrt(np.add.reduceat(one * one, plan.all_starts) + plan.anchor_squares)
+        cosines: NDArray[np.float64] = dots / norms
         np.clip(cosines, -1.0, 1.0, out=cosines)
         return cosines
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Plan:
+    """Where each group's values and anchor go, so that a whole batch of rows is prepared
+    (or compared) with a fixed handful of numpy calls instead of a few per group: on the
+    query path the rows are few and the calls' overhead is most of the cost."""
+
+    dimension: int
+    sources: NDArray[np.intp]
+    """Raw column of each value column of a prepared row."""
+    value_columns: NDArray[np.intp]
+    anchor_columns: NDArray[np.intp]
+    anchors: NDArray[np.float32]
+    starts: NDArray[np.intp]
+    """First column of each weighted group in a prepared row."""
+    scales: NDArray[np.float32]
+    """Square root of each weighted group's weight."""
+    group_of_column: NDArray[np.intp]
+    all_sources: NDArray[np.intp]
+    """Raw columns of every group, weighted or not, in layout order."""
+    all_starts: NDArray[np.intp]
+    anchor_squares: NDArray[np.float64]
+
+
+def _plan_of(space: EmbeddingSpace) -> _Plan:
+    """Columns of the space's prepared rows, from its layout, weights and anchor."""
+    sources: list[int] = []
+    value_columns: list[int] = []
+    anchor_columns: list[int] = []
+    anchors: list[float] = []
+    starts: list[int] = []
+    scales: list[float] = []
+    group_of_column: list[int] = []
+    column = 0
+    for group, weight in zip(space.layout.groups, space.weights, strict=True):
+        if weight <= 0:
+            continue
+        starts.append(column)
+        scales.append(float(np.sqrt(weight)))
+        sources.extend(range(group.offset, group.stop))
+        value_columns.extend(range(column, column + group.length))
+        anchor_columns.append(column + group.length)
+        anchors.append(space.anchor_of(group))
+        group_of_column.extend([len(starts) - 1] * (group.length + 1))
+        column += group.length + 1
+    lengths = [group.length for group in space.layout.groups]
+    plan = _Plan(
+        dimension=column,
+        sources=np.asarray(sources, dtype=np.intp),
+        value_columns=np.asarray(value_columns, dtype=np.intp),
+        anchor_columns=np.asarray(anchor_columns, dtype=np.intp),
+        anchors=np.asarray(anchors, dtype=np.float32),
+        starts=np.asarray(starts, dtype=np.intp),
+        scales=np.asarray(scales, dtype=np.float32),
+        group_of_column=np.asarray(group_of_column, dtype=np.intp),
+        all_sources=np.concatenate(
+            [np.arange(group.offset, group.stop) for group in space.layout.groups]
+        ).astype(np.intp),
+        all_starts=np.cumsum([0, *lengths[:-1]]).astype(np.intp),
+        anchor_squares=np.asarray(
+            [space.anchor_of(group) ** 2 for group in space.layout.groups], dtype=np.float64
+        ),
+    )
+    return plan
 
 
 def as_embedding(

@@ -22,6 +22,7 @@ from cfgclone.common.errors import error_info, field_violations
 from cfgclone.common.server import watch_readiness
 from cfgclone.common.settings import ClientTls, PeerSettings, ServerSettings, ServerTls
 from cfgclone.common.store import Store
+from cfgclone.common.telemetry import server_interceptor, tracer_provider
 from cfgclone.v1 import collector_service_pb2 as pb
 from cfgclone.v1 import collector_service_pb2_grpc as pb_grpc
 from cfgclone.v1 import common_pb2
@@ -233,6 +234,32 @@ async def test_one_trace_spans_the_client_call_and_the_server(store: Store) -> N
     assert server_get.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert client_get.status.status_code == StatusCode.ERROR
     assert not any("Health" in s.name for s in spans)
+
+
+async def test_calls_are_traced_only_when_an_otlp_endpoint_is_set(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing = type(server_interceptor(TracerProvider()))
+    services = await build_services(service_settings("collector", store.url), store)
+    assert tracer_provider("collector", None) is None
+    async with serve_in_process(services, tracer_provider=None) as (running, channel):
+        assert not any(isinstance(i, tracing) for i in running.interceptors)
+        await pb_grpc.CollectorServiceStub(channel).RegisterSystem(_register("systems/untraced"))
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0.1")  # no collector listens
+    provider = tracer_provider("collector", "http://127.0.0.1:4317")
+    assert provider is not None
+    exporter = InMemorySpanExporter()  # beside the OTLP exporter, which finds no collector
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        async with serve_in_process(services, tracer_provider=provider) as (running, channel):
+            assert sum(isinstance(i, tracing) for i in running.interceptors) == 1
+            await pb_grpc.CollectorServiceStub(channel).RegisterSystem(_register("systems/traced"))
+    finally:
+        provider.shutdown()
+    assert [span.name for span in exporter.get_finished_spans()] == [
+        "/cfgclone.v1.CollectorService/RegisterSystem"
+    ]
 
 
 def _through(url: str, port: int) -> str:

@@ -85,6 +85,35 @@ def test_prepared_rows_are_unit_length_even_on_the_median() -> None:
     np.testing.assert_allclose(space.weights, [0.25, 0.75])
 
 
+def test_rows_and_group_cosines_follow_their_definition_on_any_layout() -> None:
+    """Groups out of order, entries in no group and a group of weight 0: a batch is
+    prepared and compared with a few whole-array calls, each group where it belongs."""
+    layout = GroupLayout(
+        (GroupSpan("curves", 9, 3), GroupSpan("hardware", 0, 4), GroupSpan("noise", 5, 2)), 13
+    )
+    weights = {"curves": 3.0, "hardware": 1.0, "noise": 0.0}
+    settings = SimilaritySettings(group_weights=weights)
+    rng = np.random.default_rng(4)
+    raw = rng.standard_normal((60, 13)) * 10.0 ** rng.uniform(-2.0, 3.0, 13)
+    space = EmbeddingSpace.fit(layout, raw, settings)
+    scaled = space.scaler.transform(raw, np.float64)
+
+    def spans(group: GroupSpan) -> tuple[np.ndarray, float]:
+        anchor = space.anchor * np.sqrt(group.length)
+        values = np.hstack((scaled[:, group.offset : group.stop], np.full((60, 1), anchor)))
+        return values / np.linalg.norm(values, axis=1)[:, None], anchor
+
+    expected_rows = np.hstack(
+        [spans(group)[0] * np.sqrt(weights[group.name] / 4.0) for group in layout.groups[:2]]
+    )
+    np.testing.assert_allclose(space.prepare(raw), expected_rows, atol=1e-6)
+    expected_cosines = np.column_stack(
+        [spans(group)[0] @ spans(group)[0][7] for group in layout.groups]
+    )
+    np.testing.assert_allclose(space.group_cosines(raw[7], raw), expected_cosines, atol=1e-12)
+    assert space.prepare(raw[:0]).shape == (0, 9)
+
+
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="clone_threshold"):
         SimilaritySettings(clone_threshold=1.2)
