@@ -1,10 +1,23 @@
 """The space systems are compared in: standardised, group-weighted, unit-length rows.
 
-Each group of a standardised embedding gets an anchor coordinate, is scaled to unit
-length and then multiplied by the square root of its share of the total weight. A
-row is therefore of unit length, and the dot product of two rows is exactly the
-weighted mean of the per-group cosines, which is what lets an answer split its
-score into per-group contributions that add up.
+Each group of a standardised embedding becomes a block of unit length, multiplied by
+the square root of its share of the total weight. A row is therefore of unit length,
+and the dot product of two rows is exactly the weighted mean of the per-group
+cosines, which is what lets an answer split its score into per-group contributions
+that add up.
+
+A group is compared in one of two ways:
+
+- by direction (most groups): the group gets an anchor coordinate and is scaled to
+  unit length; its cosine is that of the two standardised vectors;
+- value by value (`SimilaritySettings.value_groups`): each standardised value ``z`` is
+  squashed to an angle ``(pi / 2) * tanh(z / value_range)`` and placed on the unit
+  circle, ``(cos, sin) * sqrt(share)``. The block's dot product is then the mean over
+  the values of ``cos(angle_a - angle_b)``: 1 for equal values, falling with their
+  distance, -1 for opposite extremes. Values the whole fleet shares (every machine
+  x86_64) have no share, so they do not make every pair look more alike. It stays a
+  dot product, so exact scans, the approximate index and k-means cohorts work on these
+  rows unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .layout import GroupLayout
+from .layout import GroupLayout, GroupSpan
 from .scaling import RobustScaler
 from .settings import SimilaritySettings
 
@@ -39,6 +52,23 @@ class EmbeddingSpace:
     """Share of each layout group in the overall score; sums to 1."""
     anchor: float
     """Length of the constant coordinate added to each group (see `SimilaritySettings`)."""
+    by_value: tuple[bool, ...] = ()
+    """Per layout group: compared value by value (True) or by direction (False). Empty:
+    every group by direction."""
+    value_range: float = 1.0
+    """Robust spreads per unit of `tanh` for the groups compared value by value."""
+    value_shares: NDArray[np.float64] | None = None
+    """Per embedding entry, its share of its value-compared group: 1/n for each of the
+    n values the fleet varies on, 0 for the others (uniform when the fleet varies on
+    none). None: uniform in every group."""
+
+    def __post_init__(self) -> None:
+        if not self.by_value:
+            object.__setattr__(self, "by_value", (False,) * len(self.layout.groups))
+        if len(self.by_value) != len(self.layout.groups):
+            raise ValueError("by_value needs one flag per layout group")
+        if self.value_shares is None:
+            object.__setattr__(self, "value_shares", _value_shares(self.layout, None))
 
     @classmethod
     def fit(
@@ -50,16 +80,43 @@ class EmbeddingSpace:
         if total <= 0:
             raise ValueError("at least one embedding group needs a positive weight")
         scaler = RobustScaler.fit(raw, clip=settings.spread_clip, sample=settings.scaler_sample)
-        return cls(layout, scaler, weights / total, settings.group_anchor)
+        by_value = tuple(name in settings.value_groups for name in layout.names)
+        varies = np.ptp(raw, axis=0) > 0 if raw.shape[0] > 0 else None
+        return cls(
+            layout,
+            scaler,
+            weights / total,
+            settings.group_anchor,
+            by_value,
+            settings.value_range,
+            _value_shares(layout, varies),
+        )
 
     @property
     def dimension(self) -> int:
-        """Length of a prepared row: each weighted group plus its anchor."""
+        """Length of a prepared row: each weighted group plus its anchor, or two entries
+        per value of a group compared value by value."""
         return sum(
-            group.length + 1
-            for group, weight in zip(self.layout.groups, self.weights, strict=True)
+            self._block_length(group, by_value)
+            for group, weight, by_value in zip(
+                self.layout.groups, self.weights, self.by_value, strict=True
+            )
             if weight > 0
         )
+
+    @staticmethod
+    def _block_length(group: GroupSpan, by_value: bool) -> int:
+        return 2 * group.length if by_value else group.length + 1
+
+    def _shares(self, group: GroupSpan) -> NDArray[np.float64]:
+        assert self.value_shares is not None
+        return self.value_shares[group.offset : group.stop]
+
+    def angles(self, scaled: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """Standardised values -> their angles on the half circle, in (-pi/2, pi/2)."""
+        values = np.asarray(scaled, dtype=np.float64)
+        result: NDArray[np.float64] = (np.pi / 2.0) * np.tanh(values / self.value_range)
+        return result
 
     def anchor_of(self, group: Any) -> float:
         """The anchor coordinate of ``group``: ``anchor`` robust spreads per dimension.
@@ -80,15 +137,24 @@ class EmbeddingSpace:
             stop = min(start + _CHUNK_ROWS, rows)
             scaled = self.scaler.transform(raw[start:stop], np.float32)
             column = 0
-            for group, weight in zip(self.layout.groups, self.weights, strict=True):
+            for group, weight, by_value in zip(
+                self.layout.groups, self.weights, self.by_value, strict=True
+            ):
                 if weight <= 0:
                     continue
-                block = out[start:stop, column : column + group.length + 1]
-                block[:, :-1] = scaled[:, group.offset : group.stop]
-                block[:, -1] = self.anchor_of(group)
-                norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-                block *= (np.sqrt(weight) / norms)[:, None]
-                column += group.length + 1
+                length = self._block_length(group, by_value)
+                block = out[start:stop, column : column + length]
+                if by_value:
+                    angles = self.angles(scaled[:, group.offset : group.stop])
+                    share = np.sqrt(weight * self._shares(group))
+                    block[:, 0::2] = share * np.cos(angles)
+                    block[:, 1::2] = share * np.sin(angles)
+                else:
+                    block[:, :-1] = scaled[:, group.offset : group.stop]
+                    block[:, -1] = self.anchor_of(group)
+                    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+                    block *= (np.sqrt(weight) / norms)[:, None]
+                column += length
         return out
 
     def group_cosines(
@@ -103,6 +169,12 @@ class EmbeddingSpace:
         many = self.scaler.transform(others, np.float64)
         cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
         for column, group in enumerate(self.layout.groups):
+            if self.by_value[column]:
+                apart = self.angles(many[:, group.offset : group.stop]) - self.angles(
+                    one[group.offset : group.stop]
+                )
+                cosines[:, column] = np.cos(apart) @ self._shares(group)
+                continue
             anchor_sq = self.anchor_of(group) ** 2
             a = one[group.offset : group.stop]
             b = many[:, group.offset : group.stop]
@@ -111,6 +183,17 @@ class EmbeddingSpace:
             cosines[:, column] = dots / norms
         np.clip(cosines, -1.0, 1.0, out=cosines)
         return cosines
+
+
+def _value_shares(layout: GroupLayout, varies: NDArray[np.bool_] | None) -> NDArray[np.float64]:
+    """Each entry's share of its group: 1/n over the n entries the fleet varies on."""
+    shares = np.zeros(layout.dimension, dtype=np.float64)
+    for group in layout.groups:
+        counted = np.ones(group.length, dtype=np.bool_)
+        if varies is not None and varies[group.offset : group.stop].any():
+            counted = varies[group.offset : group.stop]
+        shares[group.offset : group.stop] = counted / counted.sum()
+    return shares
 
 
 def as_embedding(

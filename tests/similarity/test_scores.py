@@ -32,7 +32,12 @@ def tier() -> SimilarityIndex:
         ("fast-knee", tier_system(hardware, 400.0, workload, rng), {}),
         ("slow-twin", tier_system(hardware, 840.0, workload, rng), {}),
     ]
-    index = SimilarityIndex(LAYOUT)
+    # Weights that let the curves decide: the default ones let hardware and workload
+    # decide, under which a knee the configuration may have moved only breaks ties.
+    settings = SimilaritySettings(
+        group_weights={"hardware": 1.0, "curves": 2.0, "distribution": 1.0, "correlations": 0.5}
+    )
+    index = SimilarityIndex(LAYOUT, settings)
     index.rebuild([*zip(ids, embeddings, [{}] * len(ids), strict=True), *extra])
     return index
 
