@@ -60,6 +60,7 @@ from tempfile import TemporaryDirectory
 
 import grpc
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from benchmarks.bench_support import temporary_database
@@ -182,7 +183,7 @@ def _harmful(machine: Machine, before: dict[str, object], after: dict[str, objec
     )
 
 
-def _fleet(families: int, per_family: int, seed: int) -> list[Machine]:
+def fleet_of(families: int, per_family: int, seed: int) -> list[Machine]:
     rng = np.random.default_rng(seed)
     fleet = []
     for family in FAMILIES[:families]:
@@ -200,13 +201,13 @@ def _fleet(families: int, per_family: int, seed: int) -> list[Machine]:
     return fleet
 
 
-def _start_config(machine: Machine, rng: np.random.Generator) -> dict[str, object]:
+def start_config(machine: Machine, rng: np.random.Generator) -> dict[str, object]:
     workers = max(1, round(machine.cores * float(rng.choice([0.75, 1.0, 1.5, 2.0]))))
     cache = int(machine.memory_gib * 1024 * float(rng.choice([0.1, 0.2, 0.3, 0.4])))
     return {"workers": workers, "cache_mb": cache, "debug_logging": False}
 
 
-def _changed(config: dict[str, object], rng: np.random.Generator) -> dict[str, object]:
+def changed_config(config: dict[str, object], rng: np.random.Generator) -> dict[str, object]:
     """One plausible change an operator makes."""
     what = int(rng.integers(3))
     if what == 0:
@@ -218,13 +219,15 @@ def _changed(config: dict[str, object], rng: np.random.Generator) -> dict[str, o
     return {**config, "debug_logging": not config["debug_logging"]}
 
 
-def _samples(
+def machine_series(
     machine: Machine,
     config: dict[str, object],
     start: datetime,
     end: datetime,
     rng: np.random.Generator,
-) -> common_pb2.SampleBatch:
+) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+    """The samples the machine sends from ``start`` to ``end`` with ``config``: by metric,
+    timestamps (ns since the epoch) and values."""
     first = int(start.timestamp())
     ts = np.arange(first, int(end.timestamp()), STEP_S, dtype=np.int64)
     phase = 2.0 * math.pi * (ts % 86_400) / 86_400.0
@@ -240,16 +243,27 @@ def _samples(
         values[LATENCY].append(kpis[LATENCY] * float(rng.lognormal(0.0, 0.05)) + stall)
         values[CPU].append(min(1.0, max(0.0, kpis[CPU] + float(rng.normal(0.0, 0.01)))))
         values[ERRORS].append(kpis[ERRORS])
-    batch = common_pb2.SampleBatch(system=f"systems/{machine.name}", batch_id=uuid.uuid4().hex)
-    stamps = (ts * 1_000_000_000).tolist()
-    batch.series.add(metric=LOAD, ts_unix_ns=stamps, values=offered.tolist())
-    for name, series in values.items():
-        batch.series.add(metric=name, ts_unix_ns=stamps, values=series)
+    stamps = ts * 1_000_000_000
+    found = {LOAD: (stamps, offered)}
+    found.update({name: (stamps, np.asarray(series)) for name, series in values.items()})
     # The request mix: bytes in and out per request, the family's, with noise.
     received = offered * family.request_kib * 1024.0 * rng.lognormal(0.0, 0.1, ts.size)
     sent = received * family.response_ratio * rng.lognormal(0.0, 0.1, ts.size)
-    batch.series.add(metric=RECEIVE, ts_unix_ns=stamps, values=received.tolist())
-    batch.series.add(metric=TRANSMIT, ts_unix_ns=stamps, values=sent.tolist())
+    found[RECEIVE] = (stamps, received)
+    found[TRANSMIT] = (stamps, sent)
+    return found
+
+
+def _samples(
+    machine: Machine,
+    config: dict[str, object],
+    start: datetime,
+    end: datetime,
+    rng: np.random.Generator,
+) -> common_pb2.SampleBatch:
+    batch = common_pb2.SampleBatch(system=f"systems/{machine.name}", batch_id=uuid.uuid4().hex)
+    for name, (stamps, values) in machine_series(machine, config, start, end, rng).items():
+        batch.series.add(metric=name, ts_unix_ns=stamps.tolist(), values=values.tolist())
     return batch
 
 
@@ -284,9 +298,9 @@ def _prepare(run: _Run, fleet: list[Machine]) -> dict[str, dict[str, object]]:
             architecture="x86_64",
         )
         run.collector.RegisterSystem(collector_pb.RegisterSystemRequest(system=system))
-        configs = [_start_config(machine, rng)]
+        configs = [start_config(machine, rng)]
         for _ in range(args.versions - 1):
-            configs.append(_changed(configs[-1], rng))
+            configs.append(changed_config(configs[-1], rng))
         for index, config in enumerate(configs):
             start = begin + window * index
             end = start + window if index + 1 < len(configs) else now
@@ -382,9 +396,9 @@ def _predictions(
         rng = np.random.default_rng(machine.seed + 1)
         before = current[machine.name]
         for index in range(run.args.proposals):
-            after = _changed(before, rng)
+            after = changed_config(before, rng)
             while after == before:
-                after = _changed(before, rng)
+                after = changed_config(before, rng)
             content = common_pb2.Configuration(kind="simulated")
             content.content.update(after)
             request = predictor_pb.PredictImpactRequest(
@@ -482,7 +496,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.families <= len(FAMILIES):
         parser.error(f"--families is from 1 to {len(FAMILIES)}")
-    fleet = _fleet(args.families, args.per_family, args.seed)
+    fleet = fleet_of(args.families, args.per_family, args.seed)
     started = time.monotonic()
     with temporary_database() as url, ExitStack() as stack:
         addresses = _suite(stack, url)

@@ -153,10 +153,15 @@ class SimilaritySettings:
     a distance per value says how far apart they are. Names the layout lacks are
     ignored; the other groups are compared by cosine."""
     value_range: float = 1.0
-    """How fast a value's similarity falls with distance, in robust spreads of the fleet:
-    values are squashed with `tanh(z / value_range)` onto a half circle and compared by
-    the cosine of the angle between them, so equal values are 1.0 alike, values a range
-    apart on either side of the median about 0.2, and opposite extremes 0.0."""
+    """Distance between two values of a value group, in robust spreads of the fleet, at
+    which they are 0.5 alike; equal values are 1.0 alike, values three ranges apart
+    nearly 0. A difference counts the same anywhere in the fleet's range (2 against 4
+    cores as 16 against 32, on the log scale the embedding keeps them on)."""
+    value_clip: float = 3.0
+    """Values of a value group are clipped to +/- this many robust spreads: beyond it two
+    values are far from each other and from everything in between anyway. Each value
+    takes about `2 * (value_clip + 1.2 * value_range) / (0.6 * value_range)` coordinates
+    of a prepared row (15 by default)."""
     clone_threshold: float = 0.9
     """Scores at or above it mean CLONE (copy the configuration as is), below it ADAPT."""
     max_k: int = 1000
@@ -202,6 +207,8 @@ class SimilaritySettings:
         object.__setattr__(self, "value_groups", frozenset(self.value_groups))
         if not (math.isfinite(self.value_range) and self.value_range > 0):
             raise ValueError("value_range must be positive")
+        if not (math.isfinite(self.value_clip) and self.value_clip > 0):
+            raise ValueError("value_clip must be positive")
         if self.scaler_sample < 1:
             raise ValueError("scaler_sample must be at least 1")
         if not 0.0 <= self.delta_fraction <= 1.0:

@@ -9,20 +9,26 @@ that add up.
 A group is compared in one of two ways:
 
 - by direction (most groups): the group gets an anchor coordinate and is scaled to
-  unit length; its cosine is that of the two standardised vectors;
-- value by value (`SimilaritySettings.value_groups`): each standardised value ``z`` is
-  squashed to an angle ``(pi / 2) * tanh(z / value_range)`` and placed on the unit
-  circle, ``(cos, sin) * sqrt(share)``. The block's dot product is then the mean over
-  the values of ``cos(angle_a - angle_b)``: 1 for equal values, falling with their
-  distance, -1 for opposite extremes. Values the whole fleet shares (every machine
-  x86_64) have no share, so they do not make every pair look more alike. It stays a
-  dot product, so exact scans, the approximate index and k-means cohorts work on these
-  rows unchanged.
+  unit length; its similarity is ``(1 + cosine) / 2`` of the two standardised vectors;
+- value by value (`SimilaritySettings.value_groups`): each standardised value is clipped
+  to `value_clip` spreads and spread over a grid of Gaussian bumps (one coordinate per
+  grid point, scaled to unit length), so the dot product of two values' coordinates is
+  ``exp(-ln 2 * (distance / value_range) ** 2)``: 1 for equal values, 0.5 a
+  `value_range` apart, near 0 three ranges apart, whether the values sit in the middle
+  of the fleet or at its edge. The group's similarity is the mean over its values;
+  values the whole fleet shares (every machine x86_64) do not count, so they do not
+  make every pair look more alike.
+
+The score is the weighted mean of the group similarities. Each block is scaled so that
+the dot product of two rows is an increasing affine function of the score (`score`),
+which keeps exact scans, the approximate index and k-means cohorts working on rows
+unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,11 +62,18 @@ class EmbeddingSpace:
     """Per layout group: compared value by value (True) or by direction (False). Empty:
     every group by direction."""
     value_range: float = 1.0
-    """Robust spreads per unit of `tanh` for the groups compared value by value."""
+    """Distance, in robust spreads, at which two values are 0.5 alike."""
+    value_clip: float = 3.0
+    """Values are clipped to +/- this many robust spreads before they are compared."""
     value_shares: NDArray[np.float64] | None = None
     """Per embedding entry, its share of its value-compared group: 1/n for each of the
     n values the fleet varies on, 0 for the others (uniform when the fleet varies on
     none). None: uniform in every group."""
+    _grid: NDArray[np.float64] = field(init=False, repr=False)
+    _width: float = field(init=False, repr=False)
+    _blocks: tuple[float, ...] = field(init=False, repr=False)
+    _offset: float = field(init=False, repr=False)
+    _gain: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_value:
@@ -69,6 +82,28 @@ class EmbeddingSpace:
             raise ValueError("by_value needs one flag per layout group")
         if self.value_shares is None:
             object.__setattr__(self, "value_shares", _value_shares(self.layout, None))
+        # Bumps of width w give exp(-d**2 / (4 w**2)) as the dot product of two values'
+        # coordinates: 0.5 at d = value_range for w = value_range / (2 sqrt(ln 2)). A
+        # grid spaced w apart reproduces that within 1e-4; it reaches two widths past
+        # the clip so values at the edge keep whole bumps.
+        width = self.value_range / (2.0 * math.sqrt(math.log(2.0)))
+        reach = self.value_clip + 2.0 * width
+        steps = math.ceil(2.0 * reach / width)
+        object.__setattr__(self, "_width", width)
+        object.__setattr__(self, "_grid", np.linspace(-reach, reach, steps + 1))
+        # A direction group's similarity is (1 + cosine) / 2, a value group's is its dot
+        # product: blocks scaled by sqrt(weight / 2) and sqrt(weight), then the row by
+        # the total, make the row dot product (score - offset) / gain.
+        halves = [w / 2.0 if not v else w for w, v in zip(self.weights, self.by_value, strict=True)]
+        gain = float(sum(halves))
+        offset = float(
+            sum(w / 2.0 for w, v in zip(self.weights, self.by_value, strict=True) if not v)
+        )
+        object.__setattr__(
+            self, "_blocks", tuple(math.sqrt(h / gain) if gain > 0 else 0.0 for h in halves)
+        )
+        object.__setattr__(self, "_offset", offset)
+        object.__setattr__(self, "_gain", gain)
 
     @classmethod
     def fit(
@@ -89,13 +124,14 @@ class EmbeddingSpace:
             settings.group_anchor,
             by_value,
             settings.value_range,
+            settings.value_clip,
             _value_shares(layout, varies),
         )
 
     @property
     def dimension(self) -> int:
-        """Length of a prepared row: each weighted group plus its anchor, or two entries
-        per value of a group compared value by value."""
+        """Length of a prepared row: each weighted group plus its anchor, or a grid of
+        coordinates per value of a group compared value by value."""
         return sum(
             self._block_length(group, by_value)
             for group, weight, by_value in zip(
@@ -104,19 +140,30 @@ class EmbeddingSpace:
             if weight > 0
         )
 
-    @staticmethod
-    def _block_length(group: GroupSpan, by_value: bool) -> int:
-        return 2 * group.length if by_value else group.length + 1
+    def score(self, dot: float | NDArray[np.floating[Any]]) -> Any:
+        """The overall score of two systems from the dot product of their rows."""
+        return np.clip(self._offset + self._gain * np.asarray(dot, dtype=np.float64), 0.0, 1.0)
+
+    def _block_length(self, group: GroupSpan, by_value: bool) -> int:
+        if by_value:
+            return int(np.count_nonzero(self._shares(group))) * self._grid.size
+        return group.length + 1
 
     def _shares(self, group: GroupSpan) -> NDArray[np.float64]:
         assert self.value_shares is not None
         return self.value_shares[group.offset : group.stop]
 
-    def angles(self, scaled: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
-        """Standardised values -> their angles on the half circle, in (-pi/2, pi/2)."""
-        values = np.asarray(scaled, dtype=np.float64)
-        result: NDArray[np.float64] = (np.pi / 2.0) * np.tanh(values / self.value_range)
-        return result
+    def _bumps(self, scaled: NDArray[np.floating[Any]], group: GroupSpan) -> NDArray[np.float64]:
+        """Standardised values of a group (m, n) -> (m, counted * grid) coordinates whose
+        dot product is the group's similarity."""
+        shares = self._shares(group)
+        counted = shares > 0  # values the fleet shares get no coordinates
+        values = np.asarray(scaled, dtype=np.float64)[:, counted]
+        np.clip(values, -self.value_clip, self.value_clip, out=values)
+        bumps = np.exp(-0.5 * ((values[..., None] - self._grid) / self._width) ** 2)
+        bumps /= np.linalg.norm(bumps, axis=-1, keepdims=True)
+        bumps *= np.sqrt(shares[counted])[None, :, None]
+        return bumps.reshape(values.shape[0], -1)
 
     def anchor_of(self, group: Any) -> float:
         """The anchor coordinate of ``group``: ``anchor`` robust spreads per dimension.
@@ -137,23 +184,20 @@ class EmbeddingSpace:
             stop = min(start + _CHUNK_ROWS, rows)
             scaled = self.scaler.transform(raw[start:stop], np.float32)
             column = 0
-            for group, weight, by_value in zip(
-                self.layout.groups, self.weights, self.by_value, strict=True
+            for group, weight, by_value, factor in zip(
+                self.layout.groups, self.weights, self.by_value, self._blocks, strict=True
             ):
                 if weight <= 0:
                     continue
                 length = self._block_length(group, by_value)
                 block = out[start:stop, column : column + length]
                 if by_value:
-                    angles = self.angles(scaled[:, group.offset : group.stop])
-                    share = np.sqrt(weight * self._shares(group))
-                    block[:, 0::2] = share * np.cos(angles)
-                    block[:, 1::2] = share * np.sin(angles)
+                    block[:] = factor * self._bumps(scaled[:, group.offset : group.stop], group)
                 else:
                     block[:, :-1] = scaled[:, group.offset : group.stop]
                     block[:, -1] = self.anchor_of(group)
                     norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-                    block *= (np.sqrt(weight) / norms)[:, None]
+                    block *= (factor / norms)[:, None]
                 column += length
         return out
 
@@ -163,17 +207,18 @@ class EmbeddingSpace:
         """Cosine of every group between one raw embedding (d,) and raw rows (m, d) -> (m, G).
 
         Computed in float64 from the raw embeddings, so groups of weight 0 are reported
-        too; columns follow the layout's group order.
+        too; columns follow the layout's group order. For a group compared value by
+        value, the "cosine" is ``2 * similarity - 1``, so that ``(1 + cosine) / 2`` is its
+        similarity as for every group.
         """
         one = self.scaler.transform(first[None, :], np.float64)[0]
         many = self.scaler.transform(others, np.float64)
         cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
         for column, group in enumerate(self.layout.groups):
             if self.by_value[column]:
-                apart = self.angles(many[:, group.offset : group.stop]) - self.angles(
-                    one[group.offset : group.stop]
-                )
-                cosines[:, column] = np.cos(apart) @ self._shares(group)
+                mine = self._bumps(one[None, group.offset : group.stop], group)[0]
+                theirs = self._bumps(many[:, group.offset : group.stop], group)
+                cosines[:, column] = 2.0 * (theirs @ mine) - 1.0
                 continue
             anchor_sq = self.anchor_of(group) ** 2
             a = one[group.offset : group.stop]
