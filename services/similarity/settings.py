@@ -157,11 +157,12 @@ class SimilaritySettings:
     which they are 0.5 alike; equal values are 1.0 alike, values three ranges apart
     nearly 0. A difference counts the same anywhere in the fleet's range (2 against 4
     cores as 16 against 32, on the log scale the embedding keeps them on)."""
-    value_clip: float = 3.0
+    value_clip: float = 2.5
     """Values of a value group are clipped to +/- this many robust spreads: beyond it two
     values are far from each other and from everything in between anyway. Each value
-    takes about `2 * (value_clip + 1.2 * value_range) / (0.6 * value_range)` coordinates
-    of a prepared row (15 by default)."""
+    the fleet varies on takes `1 + ceil((2 * value_clip + 1.8 * value_range) / (0.75 *
+    value_range))` coordinates of a prepared row (11 by default), so a smaller range or
+    a larger clip costs memory and scan time."""
     clone_threshold: float = 0.9
     """Scores at or above it mean CLONE (copy the configuration as is), below it ADAPT."""
     max_k: int = 1000
