@@ -9,10 +9,12 @@ the similarity index is built on the fleet and scored:
 - ``precision_at_5``: share of each system's 5 nearest that are of its family;
 - ``cohort_ari``: adjusted Rand index of the cohorts against the families.
 
-Two kinds of fleet, so that no weight wins only because one group happens to separate
-this generator's families: ``distinct`` (every family has its own hardware) and
+Three kinds of fleet, so that no weight wins only because one group happens to separate
+this generator's families: ``distinct`` (every family has its own hardware),
 ``shared-hardware`` (families come in pairs on the same hardware, told apart only by
-their workload and behaviour). Figures are means over ``--seeds`` fleets of each kind.
+their workload and behaviour) and ``shared-hardware-and-workload`` (pairs on the same
+hardware serving the same workload, told apart only by how they respond to load: each
+pair has two response models). Figures are means over ``--seeds`` fleets of each kind.
 
 Prints one JSON object: per setting, the figures for each kind and their mean.
 """
@@ -91,20 +93,39 @@ def candidates() -> dict[str, SimilaritySettings]:
     return found
 
 
+KINDS = ("distinct", "shared-hardware", "shared-hardware-and-workload")
+
+
 def _machines(kind: str, per_family: int, seed: int) -> list[Machine]:
     machines = fleet_of(len(FAMILIES), per_family, seed)
     if kind == "distinct":
         return machines
-    # Families in pairs on one machine type: the second of each pair takes the first's.
-    return [
-        dataclasses.replace(
-            machine,
-            cores=FAMILIES[index - index % 2].cores,
-            memory_gib=FAMILIES[index - index % 2].memory_gib,
+    # Families in pairs: the second of each pair takes the first's machine type (and,
+    # for the last kind, its workload: level, swing, request mix).
+    found = []
+    for machine in machines:
+        own = machine.family
+        partner = FAMILIES[FAMILIES.index(own) // 2 * 2]
+        family, load = own, machine.load
+        if kind == "shared-hardware-and-workload":
+            family = dataclasses.replace(
+                own,
+                load=partner.load,
+                swing=partner.swing,
+                request_kib=partner.request_kib,
+                response_ratio=partner.response_ratio,
+            )
+            load = machine.load / own.load * partner.load
+        found.append(
+            dataclasses.replace(
+                machine,
+                family=family,
+                cores=partner.cores,
+                memory_gib=partner.memory_gib,
+                load=load,
+            )
         )
-        for machine in machines
-        for index in [FAMILIES.index(machine.family)]
-    ]
+    return found
 
 
 def embedded_fleet(
@@ -171,7 +192,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=120, help="the fingerprint's window")
     args = parser.parse_args()
     started = time.monotonic()
-    kinds = ("distinct", "shared-hardware")
+    kinds = KINDS
     fleets = {
         kind: [
             embedded_fleet(kind, args.per_family, seed, args.versions, args.minutes)
