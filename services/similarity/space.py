@@ -1,10 +1,9 @@
 """The space systems are compared in: standardised, group-weighted, unit-length rows.
 
 Each group of a standardised embedding becomes a block of unit length, multiplied by
-the square root of its share of the total weight. A row is therefore of unit length,
-and the dot product of two rows is exactly the weighted mean of the per-group
-cosines, which is what lets an answer split its score into per-group contributions
-that add up.
+the square root of its part of the total weight, so a row is of unit length. An answer
+splits its score into per-group contributions that add up: the score is the weighted
+mean of the group similarities.
 
 A group is compared in one of two ways:
 
@@ -19,10 +18,10 @@ A group is compared in one of two ways:
   values the whole fleet shares (every machine x86_64) do not count, so they do not
   make every pair look more alike.
 
-The score is the weighted mean of the group similarities. Each block is scaled so that
-the dot product of two rows is an increasing affine function of the score (`score`),
-which keeps exact scans, the approximate index and k-means cohorts working on rows
-unchanged.
+Blocks are scaled so that the dot product of two rows is an increasing affine function
+of that score (`EmbeddingSpace.score` turns one into the other): the nearest rows are
+the most alike systems, so exact scans, the approximate index and k-means cohorts work
+on rows as they are.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ class EmbeddingSpace:
     every group by direction."""
     value_range: float = 1.0
     """Distance, in robust spreads, at which two values are 0.5 alike."""
-    value_clip: float = 3.0
+    value_clip: float = 2.5
     """Values are clipped to +/- this many robust spreads before they are compared."""
     value_shares: NDArray[np.float64] | None = None
     """Per embedding entry, its share of its value-compared group: 1/n for each of the
@@ -94,13 +93,13 @@ class EmbeddingSpace:
         # A direction group's similarity is (1 + cosine) / 2, a value group's is its dot
         # product: blocks scaled by sqrt(weight / 2) and sqrt(weight), then the row by
         # the total, make the row dot product (score - offset) / gain.
-        halves = [w / 2.0 if not v else w for w, v in zip(self.weights, self.by_value, strict=True)]
-        gain = float(sum(halves))
+        parts = [w if v else w / 2.0 for w, v in zip(self.weights, self.by_value, strict=True)]
+        gain = float(sum(parts))
         offset = float(
             sum(w / 2.0 for w, v in zip(self.weights, self.by_value, strict=True) if not v)
         )
         object.__setattr__(
-            self, "_blocks", tuple(math.sqrt(h / gain) if gain > 0 else 0.0 for h in halves)
+            self, "_blocks", tuple(math.sqrt(part / gain) if gain > 0 else 0.0 for part in parts)
         )
         object.__setattr__(self, "_offset", offset)
         object.__setattr__(self, "_gain", gain)
