@@ -65,6 +65,7 @@ from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
 from benchmarks.bench_support import temporary_database
 from cfgclone import vocabulary
+from cfgclone.adaptation.builtin import SIMULATED
 from cfgclone.cli import suite
 from cfgclone.common.settings import DatabaseSettings
 from cfgclone.v1 import collector_service_pb2 as collector_pb
@@ -207,15 +208,24 @@ def start_config(machine: Machine, rng: np.random.Generator) -> dict[str, object
     return {"workers": workers, "cache_mb": cache, "debug_logging": False}
 
 
+def _within_schema(name: str, value: int) -> int:
+    """``value`` kept within the simulated kind's bounds, which the predictor enforces."""
+    spec = SIMULATED.spec(name)
+    high = spec.maximum if spec is not None and spec.maximum is not None else value
+    return int(min(value, high))
+
+
 def changed_config(config: dict[str, object], rng: np.random.Generator) -> dict[str, object]:
     """One plausible change an operator makes."""
     what = int(rng.integers(3))
     if what == 0:
         factor = float(rng.choice([0.5, 0.75, 1.5, 2.0, 3.0]))
-        return {**config, "workers": max(1, round(int(config["workers"]) * factor))}  # type: ignore[call-overload]
+        workers = max(1, round(int(config["workers"]) * factor))  # type: ignore[call-overload]
+        return {**config, "workers": _within_schema("workers", workers)}
     if what == 1:
         factor = float(rng.choice([0.25, 0.5, 2.0, 3.0]))
-        return {**config, "cache_mb": max(64, int(int(config["cache_mb"]) * factor))}  # type: ignore[call-overload]
+        cache = max(64, int(int(config["cache_mb"]) * factor))  # type: ignore[call-overload]
+        return {**config, "cache_mb": _within_schema("cache_mb", cache)}
     return {**config, "debug_logging": not config["debug_logging"]}
 
 
