@@ -2,14 +2,16 @@
 
 A fleet of ``--families`` families of ``--per-family`` systems is generated here, with its
 own response models (not the demo's simulation): within a family the hardware, the
-workload level and shape and the way the system responds are alike, and the current
-configurations differ. Two response models: an M/M/1-like queue whose latency grows as
-``1 / (1 - utilisation)``, and a saturating "knee" whose latency is flat until 70% of
-capacity and rises quadratically after it. Capacity depends on the configuration:
-``workers`` per core (too few leave cores idle, too many thrash), ``cache_mb`` against the
-family's working set (hit ratio) and against memory (paging past 70% of it), and
-``debug_logging`` (12% slower, 20% more CPU). Samples carry noise; errors appear past 95%
-of capacity.
+workload (level, daily swing, request mix) and the way the system responds are alike, and
+the current configurations differ. Three response models: an M/M/1-like queue whose
+latency grows as ``1 / (1 - utilisation)``; a saturating "knee" whose latency is flat
+until 70% of capacity and rises quadratically after it; and "retries", where requests
+that time out past 80% of capacity are retried and the retries add load of their own.
+Some families stall now and then (latency plus a Pareto-distributed pause, as a garbage
+collector or a lock does). Capacity depends on the configuration: ``workers`` per core
+(too few leave cores idle, too many thrash), ``cache_mb`` against the family's working set
+(hit ratio) and against memory (paging past 70% of it), and ``debug_logging`` (12%
+slower, 20% more CPU). Samples carry noise; errors appear past 95% of capacity.
 
 Everything goes through the public gRPC API of the four services, each started as its
 own process on a temporary database: systems are registered and their samples written
@@ -31,8 +33,13 @@ fingerprints are built, and then:
   finished) and ``warm_predict_p99_ms`` (later ones, once the system's own model is
   fitted, as GetTrainingStatus shows).
 
-Prints one JSON object. Measured on a shared, busy 2-core machine; the defaults take a few
-minutes there.
+``--skip-predictions`` measures similarity and cohorts only (no history import wait, no
+PredictImpact), which is what the similarity weights are tuned with.
+
+The suite runs as ``cfgclone up`` runs it (every service in its own process, on a
+temporary database). Prints one JSON object. Measured on a shared, busy 2-core machine:
+the default fleet (6 families of 6 systems) takes 20-40 minutes there, a few with
+``--skip-predictions``.
 """
 
 from __future__ import annotations
@@ -48,13 +55,19 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import grpc
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
-from benchmarks.bench_support import service_process, temporary_database
+from benchmarks.bench_support import temporary_database
 from cfgclone import vocabulary
+from cfgclone.adaptation.builtin import SIMULATED
+from cfgclone.cli import suite
+from cfgclone.common.settings import DatabaseSettings
 from cfgclone.v1 import collector_service_pb2 as collector_pb
 from cfgclone.v1 import collector_service_pb2_grpc as collector_grpc
 from cfgclone.v1 import common_pb2
@@ -69,6 +82,8 @@ LOAD = vocabulary.HTTP_REQUEST_RATE.name
 LATENCY = vocabulary.HTTP_REQUEST_DURATION.name
 CPU = vocabulary.CPU_UTILIZATION.name
 ERRORS = vocabulary.HTTP_ERROR_RATIO.name
+RECEIVE = vocabulary.NETWORK_RECEIVE.name
+TRANSMIT = vocabulary.NETWORK_TRANSMIT.name
 STEP_S = 10
 GIB = 1 << 30
 
@@ -88,16 +103,21 @@ class Family:
     """Service time of one request with a cold cache."""
     working_set_gib: float
     model: str
-    """``queue`` or ``knee``."""
+    """``queue``, ``knee`` or ``retries``."""
+    request_kib: float
+    """Mean request size; responses are ``response_ratio`` times larger (the mix)."""
+    response_ratio: float
+    stalls: float
+    """Share of samples that catch a stall (a Pareto-distributed pause); 0 for none."""
 
 
 FAMILIES = (
-    Family("web-small", 4, 8, 120.0, 0.5, 12.0, 2.0, "queue"),
-    Family("db-large", 32, 256, 900.0, 0.3, 25.0, 96.0, "knee"),
-    Family("api-medium", 8, 32, 300.0, 0.7, 15.0, 8.0, "knee"),
-    Family("batch-arm", 16, 64, 200.0, 0.2, 60.0, 24.0, "queue"),
-    Family("cache-mem", 8, 128, 700.0, 0.4, 6.0, 80.0, "knee"),
-    Family("edge-tiny", 2, 4, 40.0, 0.6, 20.0, 1.0, "queue"),
+    Family("web-small", 4, 8, 120.0, 0.5, 12.0, 2.0, "queue", 2.0, 20.0, 0.0),
+    Family("db-large", 32, 256, 900.0, 0.3, 25.0, 96.0, "knee", 8.0, 4.0, 0.02),
+    Family("api-medium", 8, 32, 300.0, 0.7, 15.0, 8.0, "retries", 1.0, 6.0, 0.0),
+    Family("batch-arm", 16, 64, 200.0, 0.2, 60.0, 24.0, "queue", 64.0, 0.5, 0.01),
+    Family("cache-mem", 8, 128, 700.0, 0.4, 6.0, 80.0, "knee", 0.5, 30.0, 0.0),
+    Family("edge-tiny", 2, 4, 40.0, 0.6, 20.0, 1.0, "retries", 4.0, 8.0, 0.03),
 )
 
 
@@ -134,6 +154,14 @@ def truth(machine: Machine, config: dict[str, object], load: float) -> dict[str,
     rho = load / capacity
     if machine.family.model == "queue":
         latency = service / (1.0 - min(rho, 0.97))
+    elif machine.family.model == "retries":
+        # Requests time out past 80% of capacity and are retried; the retries are load
+        # too, so the share retried is a fixed point, found by a few rounds.
+        retried = 0.0
+        for _ in range(4):
+            retried = min(1.0, 2.5 * max(rho * (1.0 + retried) - 0.8, 0.0))
+        rho *= 1.0 + retried
+        latency = service * (1.0 + 3.0 * retried) / (1.0 - min(rho, 0.97))
     else:
         latency = service * (1.0 + 12.0 * max(rho - 0.7, 0.0) ** 2)
     cpu_factor = 1.2 if config["debug_logging"] else 1.0
@@ -156,7 +184,7 @@ def _harmful(machine: Machine, before: dict[str, object], after: dict[str, objec
     )
 
 
-def _fleet(families: int, per_family: int, seed: int) -> list[Machine]:
+def fleet_of(families: int, per_family: int, seed: int) -> list[Machine]:
     rng = np.random.default_rng(seed)
     fleet = []
     for family in FAMILIES[:families]:
@@ -174,22 +202,66 @@ def _fleet(families: int, per_family: int, seed: int) -> list[Machine]:
     return fleet
 
 
-def _start_config(machine: Machine, rng: np.random.Generator) -> dict[str, object]:
+def start_config(machine: Machine, rng: np.random.Generator) -> dict[str, object]:
     workers = max(1, round(machine.cores * float(rng.choice([0.75, 1.0, 1.5, 2.0]))))
     cache = int(machine.memory_gib * 1024 * float(rng.choice([0.1, 0.2, 0.3, 0.4])))
     return {"workers": workers, "cache_mb": cache, "debug_logging": False}
 
 
-def _changed(config: dict[str, object], rng: np.random.Generator) -> dict[str, object]:
+def _within_schema(name: str, value: int) -> int:
+    """``value`` kept within the simulated kind's bounds, which the predictor enforces."""
+    spec = SIMULATED.spec(name)
+    high = spec.maximum if spec is not None and spec.maximum is not None else value
+    return int(min(value, high))
+
+
+def changed_config(config: dict[str, object], rng: np.random.Generator) -> dict[str, object]:
     """One plausible change an operator makes."""
     what = int(rng.integers(3))
     if what == 0:
         factor = float(rng.choice([0.5, 0.75, 1.5, 2.0, 3.0]))
-        return {**config, "workers": max(1, round(int(config["workers"]) * factor))}  # type: ignore[call-overload]
+        workers = max(1, round(int(config["workers"]) * factor))  # type: ignore[call-overload]
+        return {**config, "workers": _within_schema("workers", workers)}
     if what == 1:
         factor = float(rng.choice([0.25, 0.5, 2.0, 3.0]))
-        return {**config, "cache_mb": max(64, int(int(config["cache_mb"]) * factor))}  # type: ignore[call-overload]
+        cache = max(64, int(int(config["cache_mb"]) * factor))  # type: ignore[call-overload]
+        return {**config, "cache_mb": _within_schema("cache_mb", cache)}
     return {**config, "debug_logging": not config["debug_logging"]}
+
+
+def machine_series(
+    machine: Machine,
+    config: dict[str, object],
+    start: datetime,
+    end: datetime,
+    rng: np.random.Generator,
+) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+    """The samples the machine sends from ``start`` to ``end`` with ``config``: by metric,
+    timestamps (ns since the epoch) and values."""
+    first = int(start.timestamp())
+    ts = np.arange(first, int(end.timestamp()), STEP_S, dtype=np.int64)
+    phase = 2.0 * math.pi * (ts % 86_400) / 86_400.0
+    offered = machine.load * (1.0 + machine.family.swing * np.sin(phase))
+    offered = offered * rng.lognormal(0.0, 0.08, ts.size)
+    values: dict[str, list[float]] = {LATENCY: [], CPU: [], ERRORS: []}
+    family = machine.family
+    for load in offered:
+        kpis = truth(machine, config, float(load))
+        stall = 0.0
+        if family.stalls > 0.0 and rng.random() < family.stalls:
+            stall = family.service_ms / 1000.0 * float(rng.pareto(1.5) + 1.0) * 5.0
+        values[LATENCY].append(kpis[LATENCY] * float(rng.lognormal(0.0, 0.05)) + stall)
+        values[CPU].append(min(1.0, max(0.0, kpis[CPU] + float(rng.normal(0.0, 0.01)))))
+        values[ERRORS].append(kpis[ERRORS])
+    stamps = ts * 1_000_000_000
+    found = {LOAD: (stamps, offered)}
+    found.update({name: (stamps, np.asarray(series)) for name, series in values.items()})
+    # The request mix: bytes in and out per request, the family's, with noise.
+    received = offered * family.request_kib * 1024.0 * rng.lognormal(0.0, 0.1, ts.size)
+    sent = received * family.response_ratio * rng.lognormal(0.0, 0.1, ts.size)
+    found[RECEIVE] = (stamps, received)
+    found[TRANSMIT] = (stamps, sent)
+    return found
 
 
 def _samples(
@@ -199,22 +271,9 @@ def _samples(
     end: datetime,
     rng: np.random.Generator,
 ) -> common_pb2.SampleBatch:
-    first = int(start.timestamp())
-    ts = np.arange(first, int(end.timestamp()), STEP_S, dtype=np.int64)
-    phase = 2.0 * math.pi * (ts % 86_400) / 86_400.0
-    offered = machine.load * (1.0 + machine.family.swing * np.sin(phase))
-    offered = offered * rng.lognormal(0.0, 0.08, ts.size)
-    values: dict[str, list[float]] = {LATENCY: [], CPU: [], ERRORS: []}
-    for load in offered:
-        kpis = truth(machine, config, float(load))
-        values[LATENCY].append(kpis[LATENCY] * float(rng.lognormal(0.0, 0.05)))
-        values[CPU].append(min(1.0, max(0.0, kpis[CPU] + float(rng.normal(0.0, 0.01)))))
-        values[ERRORS].append(kpis[ERRORS])
     batch = common_pb2.SampleBatch(system=f"systems/{machine.name}", batch_id=uuid.uuid4().hex)
-    stamps = (ts * 1_000_000_000).tolist()
-    batch.series.add(metric=LOAD, ts_unix_ns=stamps, values=offered.tolist())
-    for name, series in values.items():
-        batch.series.add(metric=name, ts_unix_ns=stamps, values=series)
+    for name, (stamps, values) in machine_series(machine, config, start, end, rng).items():
+        batch.series.add(metric=name, ts_unix_ns=stamps.tolist(), values=values.tolist())
     return batch
 
 
@@ -249,9 +308,9 @@ def _prepare(run: _Run, fleet: list[Machine]) -> dict[str, dict[str, object]]:
             architecture="x86_64",
         )
         run.collector.RegisterSystem(collector_pb.RegisterSystemRequest(system=system))
-        configs = [_start_config(machine, rng)]
+        configs = [start_config(machine, rng)]
         for _ in range(args.versions - 1):
-            configs.append(_changed(configs[-1], rng))
+            configs.append(changed_config(configs[-1], rng))
         for index, config in enumerate(configs):
             start = begin + window * index
             end = start + window if index + 1 < len(configs) else now
@@ -347,9 +406,9 @@ def _predictions(
         rng = np.random.default_rng(machine.seed + 1)
         before = current[machine.name]
         for index in range(run.args.proposals):
-            after = _changed(before, rng)
+            after = changed_config(before, rng)
             while after == before:
-                after = _changed(before, rng)
+                after = changed_config(before, rng)
             content = common_pb2.Configuration(kind="simulated")
             content.content.update(after)
             request = predictor_pb.PredictImpactRequest(
@@ -415,20 +474,13 @@ def _clone_improved(
     return float(np.mean(improved)) if improved else 0.0
 
 
-def _services(stack: ExitStack, url: str) -> dict[str, str]:
-    addresses: dict[str, str] = {}
-    addresses["collector"] = stack.enter_context(
-        service_process("collector", url, {"CFGCLONE_COLLECTOR_SCRAPE": "0"})
+def _suite(stack: ExitStack, url: str) -> dict[str, str]:
+    """The suite as ``cfgclone up`` starts it, on the database at ``url``; its addresses."""
+    settings = DatabaseSettings(url=url, data_dir=Path(stack.enter_context(TemporaryDirectory())))
+    up = stack.enter_context(
+        suite.running_suite(settings, suite.free_base_port(), "127.0.0.1", 120.0)
     )
-    addresses["fingerprint"] = stack.enter_context(service_process("fingerprint", url))
-    addresses["similarity"] = stack.enter_context(
-        service_process(
-            "similarity", url, {"CFGCLONE_FINGERPRINT_ADDRESS": addresses["fingerprint"]}
-        )
-    )
-    peers = {f"CFGCLONE_{name.upper()}_ADDRESS": address for name, address in addresses.items()}
-    addresses["predictor"] = stack.enter_context(service_process("predictor", url, peers))
-    return addresses
+    return {service.name: service.address for service in up.services}
 
 
 def _channels(stack: ExitStack, addresses: dict[str, str]) -> Iterator[grpc.Channel]:
@@ -439,18 +491,25 @@ def _channels(stack: ExitStack, addresses: dict[str, str]) -> Iterator[grpc.Chan
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object (default)")
-    parser.add_argument("--families", type=int, default=4)
-    parser.add_argument("--per-family", type=int, default=5)
-    parser.add_argument("--versions", type=int, default=5)
+    parser.add_argument("--families", type=int, default=6, help=f"at most {len(FAMILIES)}")
+    parser.add_argument("--per-family", type=int, default=6)
+    parser.add_argument("--versions", type=int, default=7)
     parser.add_argument("--version-minutes", type=int, default=120)
     parser.add_argument("--proposals", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--skip-predictions",
+        action="store_true",
+        help="similarity and cohorts only: no wait for the history import, no PredictImpact",
+    )
     args = parser.parse_args()
-    fleet = _fleet(args.families, args.per_family, args.seed)
+    if not 1 <= args.families <= len(FAMILIES):
+        parser.error(f"--families is from 1 to {len(FAMILIES)}")
+    fleet = fleet_of(args.families, args.per_family, args.seed)
     started = time.monotonic()
     with temporary_database() as url, ExitStack() as stack:
-        addresses = _services(stack, url)
+        addresses = _suite(stack, url)
         collector, fingerprint, similarity, predictor = _channels(stack, addresses)
         run = _Run(
             args,
@@ -460,16 +519,19 @@ def main() -> None:
             predictor_grpc.PredictorServiceStub(predictor),
         )
         current = _prepare(run, fleet)
-        examples, import_s = _wait_for_imports(run, within_s=900)
+        examples, import_s = (0, 0.0)
+        if not args.skip_predictions:
+            examples, import_s = _wait_for_imports(run, within_s=900)
         _fingerprints(run, fleet, args.version_minutes)
         found = _similarity(run, fleet)
         nearest = found.pop("nearest")
-        quality = _predictions(run, fleet, current)
+        quality = {} if args.skip_predictions else _predictions(run, fleet, current)
     result = {
         "benchmark": "fleet_quality",
         "systems": len(fleet),
         "families": args.families,
         "versions": args.versions,
+        "seed": args.seed,
         "training_examples": examples,
         "import_wait_s": round(import_s, 1),
         **found,

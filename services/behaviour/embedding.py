@@ -1,5 +1,11 @@
 """A fixed-length embedding of a fingerprint for the similarity engine.
 
+It says what decides whether a configuration behaves the same on another machine: the
+hardware it runs on, the workload it serves (level, shape and mix of the offered load),
+and how the system responds to load with the configuration's own effect taken out
+(curves relative to the KPI's own level, distributions as a level and tail ratios), so
+two machines of one kind running different configurations still look alike.
+
 Every system gets a vector of the same length whatever KPIs it reports: positions
 are fixed by an ordered list of standard KPIs and a fixed number of load bands
 (consecutive regimes of the fleet-wide scale). What a system lacks is filled with
@@ -9,15 +15,31 @@ a neutral value, chosen so that it says "nothing known" rather than "small":
 - a load band a KPI was never seen in: 0.0, the same as "no different from its own
   average";
 - no knee: ``has_knee`` 0.0 and knee position 0.0;
-- unknown hardware: 0.0 for cores and memory and no one-hot flag set;
+- unknown hardware: 0.0 for cores and memory and no architecture flag set;
+- a mix KPI (network, disk writes) the system does not report: 0.0 per unit of load;
 - a pair of KPIs never seen together: correlation 0.0.
 
 Magnitudes go through ``slog(x) = sign(x) * log(1 + |x|)`` so that bytes per second
 and percent sit on comparable scales; the similarity engine standardises each
 group over the fleet on top of that.
 
-Groups (name, offset, length): ``hardware``, ``curves``, ``distribution``,
-``correlations``, laid out one after the other and covering the whole vector.
+Groups (name, offset, length), laid out one after the other and covering the whole
+vector:
+
+- ``hardware``: log2 cores, log2 memory (GiB), architecture flags. The OS is left out: it
+  rarely decides how a configuration performs, and fleets mix distributions freely.
+- ``workload``: the offered load's typical and busy level, its spread (busy over quiet)
+  and its mix (network bytes in and out, disk bytes written, per unit of load).
+- ``curves``: per KPI, its mean in each load band relative to its own overall level,
+  its sensitivity and curvature against load (relative to its level), whether it has a
+  knee. Where the knee falls is left out: that moves with the capacity a configuration
+  gives, and so does the KPI's level.
+- ``distribution``: per KPI, whether it is reported, its typical level and its tail
+  (p95 and p99 over p50, as log ratios).
+- ``correlations``: Pearson's r of every pair of standard KPIs.
+
+The similarity engine compares ``hardware`` and ``workload`` value by value and the other
+groups by direction (see ``cfgclone.similarity``).
 """
 
 from __future__ import annotations
@@ -56,25 +78,18 @@ _ARCHITECTURES = {
     "arm64": "aarch64",
 }
 _ARCHITECTURE_FLAGS = ("x86_64", "aarch64", "other")
-_OS_FAMILIES = {
-    "debian": "debian",
-    "ubuntu": "ubuntu",
-    "rhel": "rhel",
-    "red": "rhel",
-    "centos": "rhel",
-    "rocky": "rhel",
-    "almalinux": "rhel",
-    "alma": "rhel",
-    "fedora": "rhel",
-    "oracle": "rhel",
-    "amzn": "rhel",
-    "amazon": "rhel",
-}
-_OS_FLAGS = ("debian", "ubuntu", "rhel", "other")
-_HARDWARE_LENGTH = 2 + len(_ARCHITECTURE_FLAGS) + len(_OS_FLAGS)
-_CURVE_SCALARS = 4  # sensitivity, curvature, has_knee, knee position
-_DISTRIBUTION_SCALARS = 4  # present, p50, p95, p99
-_LOAD_SCALARS = 2  # the load's level (median) and spread (p95 over p5), on the log scale
+_HARDWARE_LENGTH = 2 + len(_ARCHITECTURE_FLAGS)
+_MIX_KPIS: tuple[str, ...] = (
+    vocabulary.NETWORK_RECEIVE.name,
+    vocabulary.NETWORK_TRANSMIT.name,
+    vocabulary.DISK_WRITE.name,
+)
+"""KPIs that say what the workload is made of, per unit of load: bytes a request brings
+and takes away, and writes it causes. A configuration changes them little (unlike disk
+reads, which a cache takes away)."""
+_WORKLOAD_LENGTH = 3 + len(_MIX_KPIS)  # typical level, busy level, spread, then the mix
+_CURVE_SCALARS = 3  # sensitivity, curvature, has_knee
+_DISTRIBUTION_SCALARS = 4  # present, p50, p95 over p50, p99 over p50
 _CURVE_LIMIT = 10.0
 
 
@@ -115,8 +130,9 @@ class EmbeddingLayout:
         kpi_count = len(self.kpis)
         lengths = (
             ("hardware", _HARDWARE_LENGTH),
+            ("workload", _WORKLOAD_LENGTH),
             ("curves", kpi_count * (self.bands + _CURVE_SCALARS)),
-            ("distribution", _LOAD_SCALARS + self.bands + kpi_count * _DISTRIBUTION_SCALARS),
+            ("distribution", kpi_count * _DISTRIBUTION_SCALARS),
             ("correlations", max(kpi_count * (kpi_count - 1) // 2, 1)),
         )
         groups: list[EmbeddingGroup] = []
@@ -156,18 +172,42 @@ def _slog(value: float) -> float:
     return math.copysign(math.log1p(abs(value)), value)
 
 
+def _log_ratio(value: float, reference: float) -> float:
+    """``ln(value / reference)`` for positive values: a relative difference, whatever the
+    unit (latency in seconds is far below 1, where ``slog`` is nearly linear); the
+    difference of ``slog`` otherwise."""
+    if value > 0.0 and reference > 0.0:
+        return math.log(value / reference)
+    return _slog(value) - _slog(reference)
+
+
 def _hardware(system: SystemProfile) -> list[float]:
     cores = math.log2(system.cpu_cores) if system.cpu_cores > 0 else 0.0
     memory = math.log2(1.0 + system.memory_bytes / 2**30) if system.memory_bytes > 0 else 0.0
     architecture = system.architecture.strip().lower()
     arch = _ARCHITECTURES.get(architecture, "other") if architecture else ""
-    words = system.os.strip().lower().replace("-", " ").split()
-    family = _OS_FAMILIES.get(words[0], "other") if words else ""
-    return (
-        [cores, memory]
-        + [1.0 if arch == flag else 0.0 for flag in _ARCHITECTURE_FLAGS]
-        + [1.0 if family == flag else 0.0 for flag in _OS_FLAGS]
-    )
+    return [cores, memory] + [1.0 if arch == flag else 0.0 for flag in _ARCHITECTURE_FLAGS]
+
+
+def _workload(fingerprint: Fingerprint) -> list[float]:
+    """Level, spread and mix of the offered load.
+
+    Regimes are positions in each system's own range, so how busy a system is must be
+    said here: the typical (p50) and busy (p95) load on the log scale, and the spread
+    as doublings from quiet (p5) to busy. The mix is each mix KPI's mean per unit of
+    mean load, on the log scale.
+    """
+    load = fingerprint.load_profile.overall()
+    p05, p50, p95 = load.sketch.quantiles((0.05, 0.5, 0.95))
+    spread = math.log2(p95 / p05) if p05 > 0.0 and p95 > 0.0 else 0.0
+    entries = [_slog(p50), _slog(p95), spread]
+    for kpi in _MIX_KPIS:
+        profile = fingerprint.profiles.get(kpi)
+        if profile is None or profile.count <= 0.0 or load.mean <= 0.0:
+            entries.append(0.0)
+            continue
+        entries.append(_slog(max(profile.overall().mean, 0.0) / load.mean))
+    return entries
 
 
 def _band_means(profile: KpiProfile, layout: EmbeddingLayout) -> list[float | None]:
@@ -182,16 +222,15 @@ def _band_means(profile: KpiProfile, layout: EmbeddingLayout) -> list[float | No
 
 def _curves(fingerprint: Fingerprint, layout: EmbeddingLayout) -> list[float]:
     entries: list[float] = []
-    scale = fingerprint.scale
     for kpi in layout.kpis:
         profile = fingerprint.profiles.get(kpi)
         if profile is None or profile.count <= 0.0:
             entries.extend([0.0] * (layout.bands + _CURVE_SCALARS))
             continue
         overall = profile.overall()
-        level = _slog(overall.mean)
         entries.extend(
-            0.0 if mean is None else _slog(mean) - level for mean in _band_means(profile, layout)
+            0.0 if mean is None else _log_ratio(mean, overall.mean)
+            for mean in _band_means(profile, layout)
         )
         curve = fingerprint.curves[kpi]
         spread = abs(overall.mean) + math.sqrt(overall.variance)
@@ -200,35 +239,20 @@ def _curves(fingerprint: Fingerprint, layout: EmbeddingLayout) -> list[float]:
             curvature = max(-_CURVE_LIMIT, min(_CURVE_LIMIT, curve.curvature / spread))
         else:
             sensitivity = curvature = 0.0
-        if curve.knee_load is not None and curve.knee_load > 0.0:
-            position = math.log2(curve.knee_load / scale.base) * scale.regimes_per_octave
-            entries.extend(
-                [sensitivity, curvature, 1.0, max(0.0, min(1.0, position / scale.regime_count))]
-            )
-        else:
-            entries.extend([sensitivity, curvature, 0.0, 0.0])
+        has_knee = 1.0 if curve.knee_load is not None and curve.knee_load > 0.0 else 0.0
+        entries.extend([sensitivity, curvature, has_knee])
     return entries
 
 
 def _distribution(fingerprint: Fingerprint, layout: EmbeddingLayout) -> list[float]:
-    load = fingerprint.load_profile
-    total = load.count
-    occupancy = [0.0] * layout.bands
-    for regime, stats in load.regimes.items():
-        band = min(regime // layout.regimes_per_band, layout.bands - 1)
-        occupancy[band] += stats.count / total if total > 0.0 else 0.0
-    # The workload's level and spread: regimes are positions in each system's own
-    # range, so how busy a system is must be said here.
-    p05, p50, p95 = load.overall().sketch.quantiles((0.05, 0.5, 0.95))
-    spread = math.log2(p95 / p05) if p05 > 0.0 and p95 > 0.0 else 0.0
-    entries = [_slog(p50), spread, *occupancy]
+    entries: list[float] = []
     for kpi in layout.kpis:
         profile = fingerprint.profiles.get(kpi)
         if profile is None or profile.count <= 0.0:
             entries.extend([0.0] * _DISTRIBUTION_SCALARS)
             continue
         p50, p95, p99 = profile.overall().sketch.quantiles((0.5, 0.95, 0.99))
-        entries.extend([1.0, _slog(p50), _slog(p95), _slog(p99)])
+        entries.extend([1.0, _slog(p50), _log_ratio(p95, p50), _log_ratio(p99, p50)])
     return entries
 
 
@@ -254,6 +278,7 @@ def embed(
         )
     entries = (
         _hardware(fingerprint.system)
+        + _workload(fingerprint)
         + _curves(fingerprint, layout)
         + _distribution(fingerprint, layout)
         + _correlations(fingerprint, layout.kpis)

@@ -24,11 +24,18 @@ from .index import FleetEntry, FleetSnapshot, SimilarityIndex
 from .labels import Labels, parse_label_selector
 from .layout import GroupLayout, GroupSpan
 from .scores import CloneDecision, GroupSimilarity, Similarity
-from .settings import DEFAULT_GROUP_WEIGHTS, ApproximateSettings, CohortSettings, SimilaritySettings
+from .settings import (
+    DEFAULT_GROUP_WEIGHTS,
+    DEFAULT_VALUE_GROUPS,
+    ApproximateSettings,
+    CohortSettings,
+    SimilaritySettings,
+)
 from .space import EmbeddingSpace
 
 __all__ = [
     "DEFAULT_GROUP_WEIGHTS",
+    "DEFAULT_VALUE_GROUPS",
     "ApproximateSettings",
     "CloneDecision",
     "Cohort",

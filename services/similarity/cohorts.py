@@ -136,7 +136,7 @@ class Cohorts:
                 continue
             members = tuple(sorted(system_ids[int(i)] for i in positions))
             centre = raw[positions].mean(axis=0, dtype=np.float64)
-            spread = float(np.mean((1.0 - cosines[positions].astype(np.float64)) / 2.0))
+            spread = float(np.mean(1.0 - space.score(cosines[positions])))
             found.append((members, tuple(float(v) for v in centre), spread, cluster))
         found.sort(key=lambda item: (-len(item[0]), item[0][0]))
         cohorts = [
@@ -183,7 +183,7 @@ class Cohorts:
         row = self._space.prepare(np.asarray(embedding, dtype=np.float64)[None, :])
         cosines = (self._centroids @ row[0]).astype(np.float64)
         best = int(np.argmax(cosines))
-        similarity = min(1.0, max(0.0, (1.0 + float(cosines[best])) / 2.0))
+        similarity = float(self._space.score(float(cosines[best])))
         return CohortAssignment(self._cohorts[best], similarity)
 
 
@@ -195,8 +195,10 @@ def _choose_k(sample: NDArray[np.float32], settings: CohortSettings) -> tuple[in
     `patience` grid steps past the best so far), then the best grid point is refined
     by climbing to whichever neighbouring k scores higher.
     """
+    # As many cohorts as distinct rows is fine (a family of identical machines is one
+    # row many times over); the silhouette needs fewer clusters than rows.
     distinct = np.unique(sample, axis=0).shape[0]
-    highest = min(settings.max_clusters, distinct - 1)
+    highest = min(settings.max_clusters, distinct, sample.shape[0] - 1)
     if highest < settings.min_clusters:
         return 1, None
     scores: dict[int, float] = {}

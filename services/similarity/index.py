@@ -583,7 +583,7 @@ class SimilarityIndex:
     def __init__(self, layout: GroupLayout, settings: SimilaritySettings | None = None) -> None:
         self._layout = layout
         self._settings = settings if settings is not None else SimilaritySettings()
-        unknown = sorted(set(self._settings.group_weights) - set(layout.names))
+        unknown = self._settings.unknown_groups(layout.names)
         if unknown:
             raise ValueError(
                 f"group weights name groups the embedding layout lacks: {', '.join(unknown)}"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
     "DEFAULT_GROUP_WEIGHTS",
+    "DEFAULT_VALUE_GROUPS",
     "ApproximateSettings",
     "CohortSettings",
     "SimilaritySettings",
@@ -16,17 +17,24 @@ __all__ = [
 
 DEFAULT_GROUP_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
-        # Hardware sets the scale a configuration was sized for, but two machines of
-        # different size can still run the same configuration well.
+        # What decides whether a configuration behaves the same on another machine: the
+        # machine (a configuration is sized for its cores and memory) and the workload it
+        # serves. Neither depends on the configuration a system runs today, so they tell
+        # alike machines apart even when their configurations differ. docs/similarity.md
+        # has the measurements these weights were chosen on.
         "hardware": 1.0,
-        # How KPIs respond to load (slope, knee) is what a configuration is tuned
-        # against, so it counts twice.
-        "curves": 2.0,
-        "distribution": 1.0,
-        # Correlations shift with the workload mix of a single window; the noisiest part.
-        "correlations": 0.5,
+        "workload": 1.0,
+        # Behaviour under load still tells systems of one kind from another, but part of
+        # it is the current configuration's doing (how soon latency rises, how long the
+        # tail is), so it breaks ties rather than decides.
+        "curves": 0.25,
+        "distribution": 0.25,
+        "correlations": 0.25,
     }
 )
+
+DEFAULT_VALUE_GROUPS: frozenset[str] = frozenset({"hardware", "workload"})
+"""Groups compared value by value rather than by direction (see `SimilaritySettings`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +51,14 @@ class CohortSettings:
     """Systems the final clustering is fitted on; the rest of the fleet is assigned to it."""
     min_silhouette: float = 0.1
     """Below this best silhouette the fleet has no cluster structure and is one cohort."""
-    patience: int = 3
-    """Grid steps of k tried past the best so far before the search stops; once the
-    silhouette has fallen for this long it rarely recovers, and each try costs a fit."""
-    selection_n_init: int = 2
-    """k-means restarts per candidate k while choosing k."""
+    patience: int = 6
+    """Grid steps of k tried past the best so far before the search stops. A fleet of
+    families that are alike in pairs (two sizes of one role) shows a silhouette peak at
+    the pairs, a dip, and a higher peak at the families; six steps see past the dip, and
+    each try costs one fit on the selection sample."""
+    selection_n_init: int = 4
+    """k-means restarts per candidate k while choosing k: with few restarts one unlucky
+    start merges two families and splits a third, and that k loses to a worse one."""
     n_init: int = 4
     """k-means restarts of the final clustering."""
     random_state: int = 0
@@ -123,6 +134,10 @@ def _default_weights() -> Mapping[str, float]:
     return DEFAULT_GROUP_WEIGHTS
 
 
+def _default_value_groups() -> frozenset[str]:
+    return DEFAULT_VALUE_GROUPS
+
+
 @dataclass(frozen=True, slots=True)
 class SimilaritySettings:
     """Everything a deployment may tune about scoring, search and cohorts."""
@@ -133,6 +148,24 @@ class SimilaritySettings:
     out of the score (it is still reported)."""
     default_group_weight: float = 1.0
     """Weight of a layout group that `group_weights` does not name."""
+    value_groups: frozenset[str] = field(default_factory=_default_value_groups)
+    """Groups compared value by value: each standardised value counts on its own, by how
+    far apart two systems are on it (`value_range`), and the group's similarity is the
+    mean over its values. The cosine of a group of a few values says little (two
+    machines of 4 and 64 cores point the same way once centred if their memory does);
+    a distance per value says how far apart they are. Names the layout lacks are
+    ignored; the other groups are compared by cosine."""
+    value_range: float = 1.0
+    """Distance between two values of a value group, in robust spreads of the fleet, at
+    which they are 0.5 alike; equal values are 1.0 alike, values three ranges apart
+    nearly 0. A difference counts the same anywhere in the fleet's range (2 against 4
+    cores as 16 against 32, on the log scale the embedding keeps them on)."""
+    value_clip: float = 2.5
+    """Values of a value group are clipped to +/- this many robust spreads: beyond it two
+    values are far from each other and from everything in between anyway. Each value
+    the fleet varies on takes `1 + ceil((2 * value_clip + 1.8 * value_range) / (0.75 *
+    value_range))` coordinates of a prepared row (11 by default), so a smaller range or
+    a larger clip costs memory and scan time."""
     clone_threshold: float = 0.9
     """Scores at or above it mean CLONE (copy the configuration as is), below it ADAPT."""
     max_k: int = 1000
@@ -175,6 +208,11 @@ class SimilaritySettings:
             raise ValueError("spread_clip must be positive")
         if not (math.isfinite(self.group_anchor) and self.group_anchor > 0):
             raise ValueError("group_anchor must be positive")
+        object.__setattr__(self, "value_groups", frozenset(self.value_groups))
+        if not (math.isfinite(self.value_range) and self.value_range > 0):
+            raise ValueError("value_range must be positive")
+        if not (math.isfinite(self.value_clip) and self.value_clip > 0):
+            raise ValueError("value_clip must be positive")
         if self.scaler_sample < 1:
             raise ValueError("scaler_sample must be at least 1")
         if not 0.0 <= self.delta_fraction <= 1.0:
@@ -185,3 +223,14 @@ class SimilaritySettings:
     def weight_of(self, group: str) -> float:
         """The weight a group gets, falling back to `default_group_weight`."""
         return self.group_weights.get(group, self.default_group_weight)
+
+    def unknown_groups(self, names: Iterable[str]) -> list[str]:
+        """Groups given a weight that a layout of these group names lacks, sorted.
+
+        The default weights name the groups of the fingerprint service's layout; a
+        layout without some of them (an older one, a test's) is not an error for them.
+        """
+        weighted = set(self.group_weights)
+        if dict(self.group_weights) == dict(DEFAULT_GROUP_WEIGHTS):
+            weighted = set()
+        return sorted(weighted - set(names))

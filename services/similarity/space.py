@@ -1,21 +1,39 @@
 """The space systems are compared in: standardised, group-weighted, unit-length rows.
 
-Each group of a standardised embedding gets an anchor coordinate, is scaled to unit
-length and then multiplied by the square root of its share of the total weight. A
-row is therefore of unit length, and the dot product of two rows is exactly the
-weighted mean of the per-group cosines, which is what lets an answer split its
-score into per-group contributions that add up.
+Each group of a standardised embedding becomes a block of unit length, multiplied by
+the square root of its part of the total weight, so a row is of unit length. An answer
+splits its score into per-group contributions that add up: the score is the weighted
+mean of the group similarities.
+
+A group is compared in one of two ways:
+
+- by direction (most groups): the group gets an anchor coordinate and is scaled to
+  unit length; its similarity is ``(1 + cosine) / 2`` of the two standardised vectors;
+- value by value (`SimilaritySettings.value_groups`): each standardised value is clipped
+  to `value_clip` spreads and spread over a grid of Gaussian bumps (one coordinate per
+  grid point, scaled to unit length), so the dot product of two values' coordinates is
+  ``exp(-ln 2 * (distance / value_range) ** 2)``: 1 for equal values, 0.5 a
+  `value_range` apart, near 0 three ranges apart, whether the values sit in the middle
+  of the fleet or at its edge. The group's similarity is the mean over its values;
+  values the whole fleet shares (every machine x86_64) do not count, so they do not
+  make every pair look more alike.
+
+Blocks are scaled so that the dot product of two rows is an increasing affine function
+of that score (`EmbeddingSpace.score` turns one into the other): the nearest rows are
+the most alike systems, so exact scans, the approximate index and k-means cohorts work
+on rows as they are.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .layout import GroupLayout
+from .layout import GroupLayout, GroupSpan
 from .scaling import RobustScaler
 from .settings import SimilaritySettings
 
@@ -39,10 +57,52 @@ class EmbeddingSpace:
     """Share of each layout group in the overall score; sums to 1."""
     anchor: float
     """Length of the constant coordinate added to each group (see `SimilaritySettings`)."""
-    _plan: _Plan = field(init=False, repr=False)
+    by_value: tuple[bool, ...] = ()
+    """Per layout group: compared value by value (True) or by direction (False). Empty:
+    every group by direction."""
+    value_range: float = 1.0
+    """Distance, in robust spreads, at which two values are 0.5 alike."""
+    value_clip: float = 2.5
+    """Values are clipped to +/- this many robust spreads before they are compared."""
+    value_shares: NDArray[np.float64] | None = None
+    """Per embedding entry, its share of its value-compared group: 1/n for each of the
+    n values the fleet varies on, 0 for the others (uniform when the fleet varies on
+    none). None: uniform in every group."""
+    _grid: NDArray[np.float64] = field(init=False, repr=False)
+    _width: float = field(init=False, repr=False)
+    _blocks: tuple[float, ...] = field(init=False, repr=False)
+    _offset: float = field(init=False, repr=False)
+    _gain: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_plan", _plan_of(self))
+        if not self.by_value:
+            object.__setattr__(self, "by_value", (False,) * len(self.layout.groups))
+        if len(self.by_value) != len(self.layout.groups):
+            raise ValueError("by_value needs one flag per layout group")
+        if self.value_shares is None:
+            object.__setattr__(self, "value_shares", _value_shares(self.layout, None))
+        # Bumps of width w give exp(-d**2 / (4 w**2)) as the dot product of two values'
+        # coordinates: 0.5 at d = value_range for w = value_range / (2 sqrt(ln 2)). A
+        # grid spaced 1.25 w apart, reaching 1.5 w past the clip, reproduces that within
+        # 0.003 with 11 coordinates a value by default (spaced w: 1e-4 with 15).
+        width = self.value_range / (2.0 * math.sqrt(math.log(2.0)))
+        reach = self.value_clip + 1.5 * width
+        steps = math.ceil(2.0 * reach / (1.25 * width))
+        object.__setattr__(self, "_width", width)
+        object.__setattr__(self, "_grid", np.linspace(-reach, reach, steps + 1))
+        # A direction group's similarity is (1 + cosine) / 2, a value group's is its dot
+        # product: blocks scaled by sqrt(weight / 2) and sqrt(weight), then the row by
+        # the total, make the row dot product (score - offset) / gain.
+        parts = [w if v else w / 2.0 for w, v in zip(self.weights, self.by_value, strict=True)]
+        gain = float(sum(parts))
+        offset = float(
+            sum(w / 2.0 for w, v in zip(self.weights, self.by_value, strict=True) if not v)
+        )
+        object.__setattr__(
+            self, "_blocks", tuple(math.sqrt(part / gain) if gain > 0 else 0.0 for part in parts)
+        )
+        object.__setattr__(self, "_offset", offset)
+        object.__setattr__(self, "_gain", gain)
 
     @classmethod
     def fit(
@@ -54,16 +114,55 @@ class EmbeddingSpace:
         if total <= 0:
             raise ValueError("at least one embedding group needs a positive weight")
         scaler = RobustScaler.fit(raw, clip=settings.spread_clip, sample=settings.scaler_sample)
-        return cls(layout, scaler, weights / total, settings.group_anchor)
+        by_value = tuple(name in settings.value_groups for name in layout.names)
+        varies = np.ptp(raw, axis=0) > 0 if raw.shape[0] > 0 else None
+        return cls(
+            layout,
+            scaler,
+            weights / total,
+            settings.group_anchor,
+            by_value,
+            settings.value_range,
+            settings.value_clip,
+            _value_shares(layout, varies),
+        )
 
     @property
     def dimension(self) -> int:
-        """Length of a prepared row: each weighted group plus its anchor."""
+        """Length of a prepared row: each weighted group plus its anchor, or a grid of
+        coordinates per value of a group compared value by value."""
         return sum(
-            group.length + 1
-            for group, weight in zip(self.layout.groups, self.weights, strict=True)
+            self._block_length(group, by_value)
+            for group, weight, by_value in zip(
+                self.layout.groups, self.weights, self.by_value, strict=True
+            )
             if weight > 0
         )
+
+    def score(self, dot: float | NDArray[np.floating[Any]]) -> Any:
+        """The overall score of two systems from the dot product of their rows."""
+        return np.clip(self._offset + self._gain * np.asarray(dot, dtype=np.float64), 0.0, 1.0)
+
+    def _block_length(self, group: GroupSpan, by_value: bool) -> int:
+        if by_value:
+            return int(np.count_nonzero(self._shares(group))) * self._grid.size
+        return group.length + 1
+
+    def _shares(self, group: GroupSpan) -> NDArray[np.float64]:
+        assert self.value_shares is not None
+        return self.value_shares[group.offset : group.stop]
+
+    def _bumps(self, scaled: NDArray[np.floating[Any]], group: GroupSpan) -> NDArray[np.float64]:
+        """Standardised values of a group (m, n) -> (m, counted * grid) coordinates whose
+        dot product is the group's similarity."""
+        shares = self._shares(group)
+        counted = shares > 0  # values the fleet shares get no coordinates
+        values = np.asarray(scaled, dtype=np.float64)[:, counted]
+        np.clip(values, -self.value_clip, self.value_clip, out=values)
+        bumps = np.exp(-0.5 * ((values[..., None] - self._grid) / self._width) ** 2)
+        bumps /= np.linalg.norm(bumps, axis=-1, keepdims=True)
+        bumps *= np.sqrt(shares[counted])[None, :, None]
+        return bumps.reshape(values.shape[0], -1)
 
     def anchor_of(self, group: Any) -> float:
         """The anchor coordinate of ``group``: ``anchor`` robust spreads per dimension.
@@ -78,17 +177,27 @@ class EmbeddingSpace:
 
         Groups of weight 0 are left out of the rows; they cannot change a dot product.
         """
-        plan = self._plan
         rows = raw.shape[0]
-        out = np.empty((rows, plan.dimension), dtype=np.float32)
+        out = np.empty((rows, self.dimension), dtype=np.float32)
         for start in range(0, rows, _CHUNK_ROWS):
             stop = min(start + _CHUNK_ROWS, rows)
             scaled = self.scaler.transform(raw[start:stop], np.float32)
-            block = out[start:stop]
-            block[:, plan.value_columns] = scaled[:, plan.sources]
-            block[:, plan.anchor_columns] = plan.anchors
-            norms = np.sqrt(np.add.reduceat(block * block, plan.starts, axis=1))
-            block *= (plan.scales / norms)[:, plan.group_of_column]
+            column = 0
+            for group, weight, by_value, factor in zip(
+                self.layout.groups, self.weights, self.by_value, self._blocks, strict=True
+            ):
+                if weight <= 0:
+                    continue
+                length = self._block_length(group, by_value)
+                block = out[start:stop, column : column + length]
+                if by_value:
+                    block[:] = factor * self._bumps(scaled[:, group.offset : group.stop], group)
+                else:
+                    block[:, :-1] = scaled[:, group.offset : group.stop]
+                    block[:, -1] = self.anchor_of(group)
+                    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+                    block *= (factor / norms)[:, None]
+                column += length
         return out
 
     def group_cosines(
@@ -97,82 +206,38 @@ class EmbeddingSpace:
         """Cosine of every group between one raw embedding (d,) and raw rows (m, d) -> (m, G).
 
         Computed in float64 from the raw embeddings, so groups of weight 0 are reported
-        too; columns follow the layout's group order.
+        too; columns follow the layout's group order. For a group compared value by
+        value, the "cosine" is ``2 * similarity - 1``, so that ``(1 + cosine) / 2`` is its
+        similarity as for every group.
         """
-        plan = self._plan
-        one = self.scaler.transform(first[None, :], np.float64)[0, plan.all_sources]
-        many = self.scaler.transform(others, np.float64)[:, plan.all_sources]
-        dots = np.add.reduceat(many * one, plan.all_starts, axis=1) + plan.anchor_squares
-        norms = np.sqrt(np.add.reduceat(many * many, plan.all_starts, axis=1) + plan.anchor_squares)
-        norms *= np.sqrt(np.add.reduceat(one * one, plan.all_starts) + plan.anchor_squares)
-        cosines: NDArray[np.float64] = dots / norms
+        one = self.scaler.transform(first[None, :], np.float64)[0]
+        many = self.scaler.transform(others, np.float64)
+        cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
+        for column, group in enumerate(self.layout.groups):
+            if self.by_value[column]:
+                mine = self._bumps(one[None, group.offset : group.stop], group)[0]
+                theirs = self._bumps(many[:, group.offset : group.stop], group)
+                cosines[:, column] = 2.0 * (theirs @ mine) - 1.0
+                continue
+            anchor_sq = self.anchor_of(group) ** 2
+            a = one[group.offset : group.stop]
+            b = many[:, group.offset : group.stop]
+            dots = b @ a + anchor_sq
+            norms = np.sqrt(np.einsum("ij,ij->i", b, b) + anchor_sq) * np.sqrt(a @ a + anchor_sq)
+            cosines[:, column] = dots / norms
         np.clip(cosines, -1.0, 1.0, out=cosines)
         return cosines
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class _Plan:
-    """Where each group's values and anchor go, so that a whole batch of rows is prepared
-    (or compared) with a fixed handful of numpy calls instead of a few per group: on the
-    query path the rows are few and the calls' overhead is most of the cost."""
-
-    dimension: int
-    sources: NDArray[np.intp]
-    """Raw column of each value column of a prepared row."""
-    value_columns: NDArray[np.intp]
-    anchor_columns: NDArray[np.intp]
-    anchors: NDArray[np.float32]
-    starts: NDArray[np.intp]
-    """First column of each weighted group in a prepared row."""
-    scales: NDArray[np.float32]
-    """Square root of each weighted group's weight."""
-    group_of_column: NDArray[np.intp]
-    all_sources: NDArray[np.intp]
-    """Raw columns of every group, weighted or not, in layout order."""
-    all_starts: NDArray[np.intp]
-    anchor_squares: NDArray[np.float64]
-
-
-def _plan_of(space: EmbeddingSpace) -> _Plan:
-    """Columns of the space's prepared rows, from its layout, weights and anchor."""
-    sources: list[int] = []
-    value_columns: list[int] = []
-    anchor_columns: list[int] = []
-    anchors: list[float] = []
-    starts: list[int] = []
-    scales: list[float] = []
-    group_of_column: list[int] = []
-    column = 0
-    for group, weight in zip(space.layout.groups, space.weights, strict=True):
-        if weight <= 0:
-            continue
-        starts.append(column)
-        scales.append(float(np.sqrt(weight)))
-        sources.extend(range(group.offset, group.stop))
-        value_columns.extend(range(column, column + group.length))
-        anchor_columns.append(column + group.length)
-        anchors.append(space.anchor_of(group))
-        group_of_column.extend([len(starts) - 1] * (group.length + 1))
-        column += group.length + 1
-    lengths = [group.length for group in space.layout.groups]
-    plan = _Plan(
-        dimension=column,
-        sources=np.asarray(sources, dtype=np.intp),
-        value_columns=np.asarray(value_columns, dtype=np.intp),
-        anchor_columns=np.asarray(anchor_columns, dtype=np.intp),
-        anchors=np.asarray(anchors, dtype=np.float32),
-        starts=np.asarray(starts, dtype=np.intp),
-        scales=np.asarray(scales, dtype=np.float32),
-        group_of_column=np.asarray(group_of_column, dtype=np.intp),
-        all_sources=np.concatenate(
-            [np.arange(group.offset, group.stop) for group in space.layout.groups]
-        ).astype(np.intp),
-        all_starts=np.cumsum([0, *lengths[:-1]]).astype(np.intp),
-        anchor_squares=np.asarray(
-            [space.anchor_of(group) ** 2 for group in space.layout.groups], dtype=np.float64
-        ),
-    )
-    return plan
+def _value_shares(layout: GroupLayout, varies: NDArray[np.bool_] | None) -> NDArray[np.float64]:
+    """Each entry's share of its group: 1/n over the n entries the fleet varies on."""
+    shares = np.zeros(layout.dimension, dtype=np.float64)
+    for group in layout.groups:
+        counted = np.ones(group.length, dtype=np.bool_)
+        if varies is not None and varies[group.offset : group.stop].any():
+            counted = varies[group.offset : group.stop]
+        shares[group.offset : group.stop] = counted / counted.sum()
+    return shares
 
 
 def as_embedding(

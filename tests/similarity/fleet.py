@@ -7,12 +7,13 @@ each member adds its own noise. Dimensions get wildly different units and offset
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from cfgclone.similarity import FleetEntry, GroupLayout
+from cfgclone.similarity import FleetEntry, GroupLayout, SimilarityIndex
 
 LAYOUT = GroupLayout.consecutive(
     [("hardware", 8), ("curves", 16), ("distribution", 12), ("correlations", 6)]
@@ -131,3 +132,14 @@ def tier_fleet(size: int, *, seed: int = 0) -> tuple[list[str], NDArray[np.float
         workload = rng.standard_normal(18)
         rows.append(tier_system(hardware, knee, workload, rng))
     return [f"tier-{i}" for i in range(size)], np.stack(rows)
+
+
+def precision_at_5(index: SimilarityIndex, ids: list[str], families: Sequence[object]) -> float:
+    """Share of each system's 5 nearest that are of its family."""
+    family = dict(zip(ids, families, strict=True))
+    hits = [
+        family[answer.second] == family[system_id]
+        for system_id in ids
+        for answer in index.nearest(system_id, 5)
+    ]
+    return float(np.mean(hits))

@@ -18,4 +18,5 @@ def test_public_members_are_all_exported() -> None:
         if not name.startswith("_")
         and getattr(value, "__module__", "").startswith(similarity.__name__ + ".")
     }
-    assert public == set(similarity.__all__) - {"DEFAULT_GROUP_WEIGHTS", "Labels"}
+    constants = {"DEFAULT_GROUP_WEIGHTS", "DEFAULT_VALUE_GROUPS", "Labels"}
+    assert public == set(similarity.__all__) - constants

@@ -32,7 +32,12 @@ def tier() -> SimilarityIndex:
         ("fast-knee", tier_system(hardware, 400.0, workload, rng), {}),
         ("slow-twin", tier_system(hardware, 840.0, workload, rng), {}),
     ]
-    index = SimilarityIndex(LAYOUT)
+    # Weights that let the curves decide: the default ones let hardware and workload
+    # decide, under which a knee the configuration may have moved only breaks ties.
+    settings = SimilaritySettings(
+        group_weights={"hardware": 1.0, "curves": 2.0, "distribution": 1.0, "correlations": 0.5}
+    )
+    index = SimilarityIndex(LAYOUT, settings)
     index.rebuild([*zip(ids, embeddings, [{}] * len(ids), strict=True), *extra])
     return index
 
@@ -68,7 +73,8 @@ def test_group_contributions_add_up_to_the_score_of_the_prepared_rows(
     rows = snapshot.space.prepare(
         np.stack([snapshot.embedding("tier-3"), snapshot.embedding("tier-17")])
     )
-    assert math.isclose((1.0 + float(rows[0] @ rows[1])) / 2.0, answer.score, abs_tol=1e-5)
+    assert math.isclose(snapshot.space.score(float(rows[0] @ rows[1])), answer.score, abs_tol=1e-5)
+    assert math.isclose(float(rows[0] @ rows[0]), 1.0, abs_tol=1e-5)
     for group in answer.groups:
         assert math.isclose(group.contribution, group.weight * group.similarity)
         assert math.isclose(group.share, group.contribution / answer.score)

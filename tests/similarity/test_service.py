@@ -133,7 +133,7 @@ async def test_nearest_systems_come_from_the_same_family(fleet_database: str) ->
                     assert best.shared_regimes > 0
                     assert best.shared_kpis
                     assert {g.group for g in best.groups} == {
-                        "hardware", "curves", "distribution", "correlations"
+                        "hardware", "workload", "curves", "distribution", "correlations"
                     }  # fmt: skip
             assert hits / total >= 0.8
     finally:

@@ -92,7 +92,8 @@ def test_rows_and_group_cosines_follow_their_definition_on_any_layout() -> None:
         (GroupSpan("curves", 9, 3), GroupSpan("hardware", 0, 4), GroupSpan("noise", 5, 2)), 13
     )
     weights = {"curves": 3.0, "hardware": 1.0, "noise": 0.0}
-    settings = SimilaritySettings(group_weights=weights)
+    # Every group compared by direction.
+    settings = SimilaritySettings(group_weights=weights, value_groups=frozenset())
     rng = np.random.default_rng(4)
     raw = rng.standard_normal((60, 13)) * 10.0 ** rng.uniform(-2.0, 3.0, 13)
     space = EmbeddingSpace.fit(layout, raw, settings)
