@@ -281,7 +281,7 @@ class CloneWorkflow:
         if self._cancelled():
             return False
         change = await self.peers.propose(
-            predictor_pb.ProposedChange(system=target, configuration=configuration),
+            _proposed(target, configuration),
             self._options,
             request_id=_change_request_id(self.progress.operation.name, target),
         )
@@ -398,7 +398,7 @@ class CloneWorkflow:
         predictions = await asyncio.gather(
             *(
                 self.peers.predict(
-                    predictor_pb.ProposedChange(system=target, configuration=proposal),
+                    _proposed(target, proposal),
                     self._options,
                 )
                 for proposal in proposals
@@ -513,6 +513,15 @@ def _summary(clone: common_pb2.CloneResult) -> str:
         counts[state_name(result.state)] = counts.get(state_name(result.state), 0) + 1
     said = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     return f"done: {said or 'no target'}"
+
+
+def _proposed(target: str, configuration: common_pb2.Configuration) -> predictor_pb.ProposedChange:
+    """The change that puts ``configuration`` on ``target``. Its parameters come from the
+    source's configuration, which a running system has: one the target lacks is new to
+    it on purpose, not a typo, so the predictor is told to take it."""
+    return predictor_pb.ProposedChange(
+        system=target, configuration=configuration, allow_new_parameters=True
+    )
 
 
 def _derived(
