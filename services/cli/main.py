@@ -44,6 +44,7 @@ from google.protobuf import json_format
 from google.rpc import code_pb2
 from grpc_status import rpc_status
 
+from cfgclone import vocabulary
 from cfgclone.cli import context, suite
 from cfgclone.cli.progress import Progress
 from cfgclone.cli.report_command import add_report_command
@@ -542,13 +543,15 @@ def _show_fingerprint(fingerprint: common_pb2.Fingerprint, json_output: bool) ->
             if profile.curve.HasField("knee_load")
             else "-"
         )
+        # Clamped again here for fingerprints stored before the service clamped them.
+        bounds = vocabulary.bounds_of(profile.kpi)
         rows.append(
             (
                 profile.kpi,
                 display.unit_of(profile.kpi),
                 len(profile.regimes),
-                display.general(typical.mean) if typical else "-",
-                display.general(typical.p95) if typical else "-",
+                display.general(bounds.clamp(typical.mean)) if typical else "-",
+                display.general(bounds.clamp(typical.p95)) if typical else "-",
                 display.general(profile.curve.slope, 3, sign=True),
                 knee,
             )

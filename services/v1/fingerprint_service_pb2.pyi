@@ -82,7 +82,7 @@ class BuildFingerprintRequest(_message.Message):
     build_id: _builtins.str
     """The id of this build, so its progress can be read while it runs
     (`systems/{system_id}/fingerprintBuilds/{build_id}`): 1-63 lower-case letters, digits
-    and hyphens, starting with a letter or digit. Empty means the service assigns one.
+    and hyphens, starting with a letter. Empty means the service assigns one.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
