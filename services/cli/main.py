@@ -50,6 +50,7 @@ from cfgclone.cli.progress import Progress
 from cfgclone.cli.report_command import add_report_command
 from cfgclone.common import display
 from cfgclone.common.clients import open_channel
+from cfgclone.common.embedded import EmbeddedDatabaseError
 from cfgclone.common.errors import error_info, field_violations
 from cfgclone.common.settings import (
     DEFAULT_PORTS,
@@ -104,6 +105,21 @@ _SEVERITY = (EXIT_FAILED, EXIT_ROLLED_BACK, EXIT_REJECTED, EXIT_HELD)
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     for line in display.table_lines(headers, rows):
         print(line)
+
+
+def _base_port(text: str) -> int:
+    """``up --base-port``: a port with room for the four after it."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    highest = 65535 - (len(SERVICE_NAMES) - 1)
+    if not 1 <= port <= highest:
+        raise argparse.ArgumentTypeError(
+            f"must be 1-{highest}, so that the {len(SERVICE_NAMES)} services' ports fit "
+            f"(got {port})"
+        )
+    return port
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -1283,7 +1299,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="interface the services bind")
     up.add_argument(
         "--base-port",
-        type=int,
+        type=_base_port,
         default=suite.default_base_port(),
         help="port of the collector; the other four follow it",
     )
@@ -1327,6 +1343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except SettingsError as error:
         return usage_error("cfgclone", str(error))
+    except EmbeddedDatabaseError as error:
+        print(f"cfgclone: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except context.ServiceUnreachable as error:
         print(f"cfgclone: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
