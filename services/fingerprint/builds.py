@@ -79,15 +79,16 @@ class Build:
         return f"systems/{self.system_id}/fingerprintBuilds/{self.build_id}"
 
 
-def build_id_of(requested: str) -> str:
-    """The id a build runs under: the caller's, checked, or a new one."""
+def build_id_of(requested: str, field: str = "build_id") -> str:
+    """The id a build runs under: the caller's, checked (INVALID_ARGUMENT naming
+    ``field``), or a new one when the caller gave none."""
     if not requested:
         return f"b{uuid.uuid4().hex}"
     if SYSTEM_ID_PATTERN.fullmatch(requested) is None:
         raise InvalidArgument.for_field(
-            "build_id",
-            "must be 1-63 lower-case letters, digits and '-', starting with a letter "
-            f"(got {quote(requested)})",
+            field,
+            "a build id must be 1-63 lower-case letters, digits and '-', starting with a "
+            f"letter (got {quote(requested)})",
         )
     return requested
 

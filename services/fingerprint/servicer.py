@@ -110,7 +110,7 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
         require_role(Role.READER, "GetFingerprintBuild")
         require(request.name, "name")
         system_id, build_id = child_id_from_name(request.name, "fingerprintBuilds")
-        build = self._builds.get(system_id, build_id)
+        build = self._builds.get(system_id, build_id_of(build_id, "name"))
         return pb.GetFingerprintBuildResponse(build=_build_message(build))
 
     async def RefineFingerprint(

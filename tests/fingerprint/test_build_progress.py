@@ -164,7 +164,13 @@ async def test_bad_build_ids_and_names_are_refused_naming_the_field(store: Store
         assert info is not None
         assert info.reason == "BUILD_NOT_FOUND"
 
-        for bad_name in ("", f"systems/{system_id}/fingerprints/1", "fingerprintBuilds/x"):
+        for bad_name in (
+            "",
+            f"systems/{system_id}/fingerprints/1",
+            "fingerprintBuilds/x",
+            f"systems/{system_id}/fingerprintBuilds/{'x' * 100_000}",
+            f"systems/{system_id}/fingerprintBuilds/a\x00b",
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.GetFingerprintBuild(pb.GetFingerprintBuildRequest(name=bad_name))
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
