@@ -102,6 +102,14 @@ async def test_clone_shows_each_targets_verification_window(store: Store) -> Non
         assert len(percents) >= 3, out
         assert percents == sorted(percents)
         assert "[verify]" in out.split(f"verifying {target.system_id}")[0]  # after its event
+        # The fingerprints the clone had to build, each with the build that tells about it.
+        built = re.findall(
+            r"\[fingerprint\][^:\n]*: built (systems/\S+)/fingerprints/\d+ "
+            r"\((systems/\S+)/fingerprintBuilds/\S+\)",
+            out,
+        )
+        assert built, out
+        assert all(system == build_of for system, build_of in built)
 
 
 async def test_fingerprint_build_shows_its_phases_up_to_stored(store: Store) -> None:
