@@ -131,3 +131,12 @@ def test_merge_and_decay_keep_the_extremes() -> None:
     assert unknown.merge(high).maximum == 7.0
     with pytest.raises(ValueError, match="minimum and maximum"):
         QuantileSketch(0.01, minimum=float("nan"))
+
+
+def test_a_constant_has_every_quantile_equal_to_it_never_below_its_mean() -> None:
+    # A bucket's representative value may lie below the value itself: p95 below the mean.
+    assert QuantileSketch.from_values(np.full(100, 0.123)).quantiles((0.5, 0.95, 0.99)) == (
+        0.123,
+        0.123,
+        0.123,
+    )
