@@ -55,7 +55,7 @@ from .scaling import (
     ScalingPolicy,
     adapt,
 )
-from .schema import Schema
+from .schema import Schema, UnknownParameter
 from .scripts import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_OUTPUT_LIMIT,
@@ -100,6 +100,7 @@ __all__ = [
     "ScalingPolicy",
     "Schema",
     "ScriptFailure",
+    "UnknownParameter",
     "Violation",
     "adapt",
     "candidates",

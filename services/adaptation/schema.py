@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from .errors import InvalidConfiguration, InvalidSchema, Violation
 from .spec import ParameterSpec, ParameterValue
 from .values import check_value, shape_problem
 
-__all__ = ["Schema"]
+__all__ = ["Schema", "UnknownParameter"]
+
+NEAREST_NAMES = 3
+"""Known names offered for an unknown one, at most."""
+
+
+class UnknownParameter(NamedTuple):
+    """A parameter name the schema does not know, and the known names nearest to it."""
+
+    name: str
+    nearest: tuple[str, ...]
+    """The closest known names, best first (may be empty)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,24 @@ class Schema:
     def spec(self, key: str) -> ParameterSpec | None:
         """The declaration of `key`, None when the schema does not declare it."""
         return self._by_key.get(key)
+
+    def unknown_parameters(
+        self, names: Iterable[str], *, also_known: Iterable[str] = ()
+    ) -> list[UnknownParameter]:
+        """The ``names`` this schema does not declare and ``also_known`` (the parameters a
+        system's configuration already has) does not hold, each with the nearest known names.
+
+        Such a name is most likely a typo. A schema that declares nothing knows no name:
+        every name it is given and ``also_known`` lacks comes back, without suggestions
+        from a schema (the caller decides whether an unchecked kind may take it).
+        """
+        present = set(also_known)
+        known = sorted(set(self._by_key) | present)
+        return [
+            UnknownParameter(name, tuple(difflib.get_close_matches(name, known, n=NEAREST_NAMES)))
+            for name in names
+            if name not in self._by_key and name not in present
+        ]
 
     def overridden_by(self, declared: Iterable[ParameterSpec]) -> Schema:
         """This schema with `declared` replacing the parameters of the same key.

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cfgclone import vocabulary
 from cfgclone.behaviour.correlation import PairMoments
 from cfgclone.behaviour.embedding import DEFAULT_EMBEDDING_LAYOUT, EmbeddingLayout, embed
 from cfgclone.behaviour.errors import IncompatibleFingerprint
@@ -47,7 +48,7 @@ def _timestamp(ns: int) -> Timestamp:
 
 
 def _sketch_to_proto(sketch: QuantileSketch) -> common_pb2.QuantileSketch:
-    return common_pb2.QuantileSketch(
+    message = common_pb2.QuantileSketch(
         relative_accuracy=sketch.relative_accuracy,
         positive_offset=sketch.positive_offset,
         positive_counts=sketch.positive_counts.tolist(),
@@ -55,10 +56,17 @@ def _sketch_to_proto(sketch: QuantileSketch) -> common_pb2.QuantileSketch:
         negative_counts=sketch.negative_counts.tolist(),
         zero_count=sketch.zero_count,
     )
+    if math.isfinite(sketch.minimum):
+        message.minimum = sketch.minimum
+    if math.isfinite(sketch.maximum):
+        message.maximum = sketch.maximum
+    return message
 
 
-def _regime_to_proto(stats: RegimeStats, scale: LoadScale) -> common_pb2.RegimeStats:
-    p50, p95, p99 = stats.sketch.quantiles((0.5, 0.95, 0.99))
+def _regime_to_proto(
+    stats: RegimeStats, scale: LoadScale, bounds: vocabulary.Bounds
+) -> common_pb2.RegimeStats:
+    p50, p95, p99 = (bounds.clamp(q) for q in stats.sketch.quantiles((0.5, 0.95, 0.99)))
     return common_pb2.RegimeStats(
         regime=stats.regime,
         load_low=scale.lower_edge(stats.regime),
@@ -101,9 +109,11 @@ def fingerprint_to_proto(
     for kpi in fingerprint.kpis:
         profile = fingerprint.profiles[kpi]
         curve = fingerprint.curves[kpi]
+        bounds = vocabulary.bounds_of(kpi)
         entry = message.kpis.add(kpi=kpi)
         entry.regimes.extend(
-            _regime_to_proto(profile.regimes[r], fingerprint.scale) for r in sorted(profile.regimes)
+            _regime_to_proto(profile.regimes[r], fingerprint.scale, bounds)
+            for r in sorted(profile.regimes)
         )
         entry.curve.slope = curve.slope
         entry.curve.curvature = curve.curvature
@@ -181,6 +191,8 @@ def _regime_from_proto(message: common_pb2.RegimeStats, kpi: str, scale: LoadSca
             stored.negative_offset,
             np.array(stored.negative_counts, dtype=np.float64),
             stored.zero_count,
+            stored.minimum if stored.HasField("minimum") else math.inf,
+            stored.maximum if stored.HasField("maximum") else -math.inf,
         )
     except ValueError as error:
         raise IncompatibleFingerprint(f"KPI {kpi!r} regime {regime}: {error}") from error

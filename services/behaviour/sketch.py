@@ -104,6 +104,11 @@ class QuantileSketch:
     """Weights of consecutive negative buckets, by magnitude."""
     zero_count: float = 0.0
     """Weight of values equal to zero."""
+    minimum: float = math.inf
+    """The smallest value sketched (``inf`` when unknown: empty, or read from a sketch
+    stored before extremes were kept)."""
+    maximum: float = -math.inf
+    """The largest value sketched (``-inf`` when unknown)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.relative_accuracy < 1.0:
@@ -114,6 +119,8 @@ class QuantileSketch:
         for array in weights:
             if array.size and not (np.isfinite(array).all() and (array >= 0.0).all()):
                 raise ValueError("sketch bucket weights must be finite and non-negative")
+        if math.isnan(self.minimum) or math.isnan(self.maximum):
+            raise ValueError("a sketch's minimum and maximum must be numbers")
 
     @classmethod
     def from_values(
@@ -155,10 +162,13 @@ class QuantileSketch:
             negative_offset,
             negative,
             self.zero_count + other.zero_count,
+            min(self.minimum, other.minimum),
+            max(self.maximum, other.maximum),
         )
 
     def decayed(self, factor: float) -> QuantileSketch:
-        """The same shape with every weight multiplied by ``factor`` (quantiles are unchanged)."""
+        """The same shape with every weight multiplied by ``factor`` (quantiles and
+        extremes are unchanged)."""
         return QuantileSketch(
             self.relative_accuracy,
             self.positive_offset,
@@ -166,6 +176,8 @@ class QuantileSketch:
             self.negative_offset,
             self.negative_counts * factor,
             self.zero_count * factor,
+            self.minimum,
+            self.maximum,
         )
 
     def buckets(self) -> tuple[FloatArray, FloatArray]:
@@ -184,7 +196,13 @@ class QuantileSketch:
         return values[filled], weights[filled]
 
     def quantiles(self, qs: Sequence[float]) -> tuple[float, ...]:
-        """Several quantiles at once; each ``q`` in [0, 1]. An empty sketch answers 0.0."""
+        """Several quantiles at once; each ``q`` in [0, 1]. An empty sketch answers 0.0.
+
+        Answers rise with ``q`` and lie within the values sketched: a bucket's
+        representative value may lie beyond the largest (or smallest) value in it, by up
+        to the relative accuracy, so it is clamped to the extremes when they are known
+        (a CPU busy all the time has a p99 of 1, not 1.005).
+        """
         for q in qs:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"quantile must be in [0, 1], got {q!r}")
@@ -195,7 +213,15 @@ class QuantileSketch:
         ranks = np.asarray(qs, dtype=np.float64) * float(cumulative[-1])
         positions = np.searchsorted(cumulative, ranks, side="left")
         positions = np.minimum(positions, values.size - 1)
-        return tuple(float(value) for value in values[positions])
+        answers = values[positions]
+        qs_array = np.asarray(qs, dtype=np.float64)
+        if math.isfinite(self.minimum):
+            answers = np.maximum(answers, self.minimum)
+            answers[qs_array == 0.0] = self.minimum  # the smallest value, exactly
+        if math.isfinite(self.maximum):
+            answers = np.minimum(answers, self.maximum)
+            answers[qs_array == 1.0] = self.maximum  # the largest value, exactly
+        return tuple(float(value) for value in answers)
 
     def quantile(self, q: float) -> float:
         """The smallest value with cumulative weight ``q * n``, within the relative accuracy."""
@@ -207,6 +233,8 @@ class QuantileSketch:
         return (
             self.relative_accuracy == other.relative_accuracy
             and self.zero_count == other.zero_count
+            and self.minimum == other.minimum
+            and self.maximum == other.maximum
             and _same_run(
                 self.positive_offset,
                 self.positive_counts,
@@ -274,6 +302,10 @@ def sketches_by_group(
         occupied, counts = np.unique(cells, return_counts=True)
         table[occupied] = counts
     table = table.reshape(group_count, row)
+    minima = np.full(group_count, np.inf)
+    maxima = np.full(group_count, -np.inf)
+    np.minimum.at(minima, groups, values)
+    np.maximum.at(maxima, groups, values)
     for group in np.flatnonzero(table.any(axis=1)):
         cells_of_group = table[group]
         negative_offset, negative = _trimmed(low, cells_of_group[:width])
@@ -285,5 +317,7 @@ def sketches_by_group(
             negative_offset,
             negative,
             float(cells_of_group[width]),
+            float(minima[group]),
+            float(maxima[group]),
         )
     return result

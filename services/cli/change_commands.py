@@ -11,6 +11,9 @@ import uuid
 from datetime import UTC
 from typing import Any
 
+import grpc
+from grpc_status import rpc_status
+
 from cfgclone.cli.calls import (
     MODES,
     Services,
@@ -29,6 +32,7 @@ from cfgclone.cli.calls import (
 from cfgclone.cli.exits import EXIT_OK, EXIT_USAGE, exit_code_for
 from cfgclone.cli.progress import Progress
 from cfgclone.common import display
+from cfgclone.common.errors import error_info, field_violations
 from cfgclone.v1 import (
     common_pb2,
     predictor_service_pb2,
@@ -134,31 +138,21 @@ def _print_change(change: Any) -> None:
         print(f"  why: {change.state_reason}")
 
 
-def _check_overrides(current: common_pb2.Configuration, args: argparse.Namespace) -> bool:
-    """Whether the ``--set`` keys may go on: known, or new on purpose, or kind unchecked."""
-    from cfgclone.adaptation import schema_for, schema_from_proto
+_UNKNOWN_PARAMETER_FIELD = "change.configuration.content."
 
-    schema = schema_for(current.kind, schema_from_proto(current.kind, current.schema).parameters)
-    # Imported here: the adaptation package needs numpy, which the agent's image (whose
-    # `cfgclone agent` loads this module) leaves out.
-    from cfgclone.cli.overrides import unknown_parameters
 
-    unknown = unknown_parameters(schema, current.content.keys(), [k for k, _ in args.overrides])
-    if not unknown:
-        return True
-    if not schema.parameters or args.allow_new:
-        for parameter in unknown:
-            why = "is new" if schema.parameters else f"has no schema; {parameter.key} is unchecked"
-            what = parameter.key if schema.parameters else current.kind
-            print(f"cfgclone apply: warning: {what} {why}", file=sys.stderr)
-        return True
-    for parameter in unknown:
-        print(
-            f"cfgclone apply: --set {parameter.key}: {parameter.describe(current.kind)} "
-            "(--allow-new sets it anyway)",
-            file=sys.stderr,
-        )
-    return False
+def _refused_parameters(error: grpc.aio.AioRpcError) -> list[str] | None:
+    """The ``--set`` keys the predictor refused as unknown, each as a line to print; None
+    when ``error`` is about something else."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    info = error_info(status) if status is not None else None
+    if status is None or info is None or info.reason != "UNKNOWN_PARAMETER":
+        return None
+    return [
+        f"cfgclone apply: --set {v.field.removeprefix(_UNKNOWN_PARAMETER_FIELD)}: "
+        f"{v.description} (--allow-new sets it anyway)"
+        for v in field_violations(status)
+    ]
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -179,21 +173,31 @@ def cmd_apply(args: argparse.Namespace) -> int:
             source=common_pb2.CONFIGURATION_SOURCE_MANUAL,
             parent=current.name,
         )
-        if not _check_overrides(current, args):
-            return EXIT_USAGE
         configuration.content.update(dict(args.overrides))
-        reply = await services.predictor.ProposeChange(
-            predictor_service_pb2.ProposeChangeRequest(
-                change=predictor_service_pb2.ProposedChange(
-                    system=system, configuration=configuration
+        try:
+            reply = await services.predictor.ProposeChange(
+                predictor_service_pb2.ProposeChangeRequest(
+                    change=predictor_service_pb2.ProposedChange(
+                        system=system,
+                        configuration=configuration,
+                        allow_new_parameters=args.allow_new,
+                    ),
+                    mode=MODES[args.mode],
+                    policy=policy_name(args.policy),
+                    dry_run=args.dry_run,
+                    request_id=args.request_id or uuid.uuid4().hex,
                 ),
-                mode=MODES[args.mode],
-                policy=policy_name(args.policy),
-                dry_run=args.dry_run,
-                request_id=args.request_id or uuid.uuid4().hex,
-            ),
-            timeout=services.timeout,
-        )
+                timeout=services.timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            refused = _refused_parameters(error)
+            if refused is None:
+                raise
+            for line in refused:
+                print(line, file=sys.stderr)
+            return EXIT_USAGE
+        for warning in reply.warnings:
+            print(f"cfgclone apply: warning: {warning}", file=sys.stderr)
         out = progress_stream(args.json)
         print(f"{reply.change.name}: proposed {reply.change.to_configuration}", file=out)
         change = await _follow_change(services, reply.change, out, through_held=args.watch)

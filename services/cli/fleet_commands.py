@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import uuid
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
+from cfgclone import vocabulary
 from cfgclone.cli.calls import (
     Services,
     call_services,
     print_json,
     print_json_list,
     print_table,
+    progress_stream,
     run_command,
     short_name,
     system_name,
 )
 from cfgclone.cli.exits import EXIT_OK
+from cfgclone.cli.progress import Progress
 from cfgclone.common import display
 from cfgclone.v1 import (
     collector_service_pb2,
@@ -75,15 +81,62 @@ def cmd_fingerprint_build(args: argparse.Namespace) -> int:
     """Build a system's fingerprint now, rather than wait for the service to build it."""
 
     async def build(services: Services) -> int:
-        reply = await services.fingerprint.BuildFingerprint(
-            fingerprint_service_pb2.BuildFingerprintRequest(
-                system=system_name(args.system), load_metric=args.load_metric
-            ),
-            timeout=services.timeout,
+        system = system_name(args.system)
+        build_id = f"cli-{uuid.uuid4().hex[:16]}"
+        building = asyncio.ensure_future(
+            services.fingerprint.BuildFingerprint(
+                fingerprint_service_pb2.BuildFingerprintRequest(
+                    system=system, load_metric=args.load_metric, build_id=build_id
+                ),
+                timeout=services.timeout,
+            )
         )
+        name = f"{system}/fingerprintBuilds/{build_id}"
+        reply = await _follow_build(services, building, name, progress_stream(args.json))
         return _show_fingerprint(reply.fingerprint, args.json)
 
     return run_command(build)
+
+
+_BUILD_POLL_SECONDS = 0.25
+
+
+async def _follow_build(
+    services: Services, building: asyncio.Future[Any], name: str, out: Any
+) -> Any:
+    """Show the progress of the build ``name`` until ``building`` (its BuildFingerprint
+    call) answers, and return that answer. Progress is a courtesy: a service that cannot
+    tell (an older one) leaves only the end shown."""
+    progress = Progress(out, "building fingerprint")
+    watching = True
+    try:
+        while watching and not building.done():
+            await asyncio.wait({building}, timeout=_BUILD_POLL_SECONDS)
+            if building.done():
+                break
+            try:
+                got = await services.fingerprint.GetFingerprintBuild(
+                    fingerprint_service_pb2.GetFingerprintBuildRequest(name=name),
+                    timeout=services.timeout,
+                )
+            except grpc.aio.AioRpcError as error:
+                watching = error.code() == grpc.StatusCode.NOT_FOUND  # not started yet
+                continue
+            progress.update(got.build.progress_percent, _build_phase(got.build.phase))
+        reply = await building
+        progress.update(reply.build.progress_percent or 100.0, _build_phase(reply.build.phase))
+        return reply
+    finally:
+        progress.close()
+
+
+def _build_phase(phase: fingerprint_service_pb2.FingerprintBuildPhase.ValueType) -> str:
+    """A build phase in words: ``load regimes`` for FINGERPRINT_BUILD_PHASE_REGIMES."""
+    if phase == fingerprint_service_pb2.FINGERPRINT_BUILD_PHASE_UNSPECIFIED:
+        return ""
+    words = fingerprint_service_pb2.FingerprintBuildPhase.Name(phase)
+    words = words.removeprefix("FINGERPRINT_BUILD_PHASE_").lower().replace("_", " ")
+    return {"regimes": "load regimes", "succeeded": "stored"}.get(words, words)
 
 
 def cmd_fingerprint_show(args: argparse.Namespace) -> int:
@@ -122,13 +175,15 @@ def _show_fingerprint(fingerprint: common_pb2.Fingerprint, json_output: bool) ->
             if profile.curve.HasField("knee_load")
             else "-"
         )
+        # Clamped again here for fingerprints stored before the service clamped them.
+        bounds = vocabulary.bounds_of(profile.kpi)
         rows.append(
             (
                 profile.kpi,
                 display.unit_of(profile.kpi),
                 len(profile.regimes),
-                display.general(typical.mean) if typical else "-",
-                display.general(typical.p95) if typical else "-",
+                display.general(bounds.clamp(typical.mean)) if typical else "-",
+                display.general(bounds.clamp(typical.p95)) if typical else "-",
                 display.general(profile.curve.slope, 3, sign=True),
                 knee,
             )

@@ -60,12 +60,28 @@ from cfgclone.cli.suite_commands import (
     cmd_status,
     cmd_up,
 )
+from cfgclone.common.embedded import EmbeddedDatabaseError
 from cfgclone.common.settings import (
     DEFAULT_PORTS,
     SERVICE_NAMES,
     SettingsError,
 )
 from cfgclone.common.usage import OneLineParser, usage_error
+
+
+def _base_port(text: str) -> int:
+    """``up --base-port``: a port with room for the four after it."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    highest = 65535 - (len(SERVICE_NAMES) - 1)
+    if not 1 <= port <= highest:
+        raise argparse.ArgumentTypeError(
+            f"must be 1-{highest}, so that the {len(SERVICE_NAMES)} services' ports fit "
+            f"(got {port})"
+        )
+    return port
 
 
 def _add_guard_options(parser: argparse.ArgumentParser) -> None:
@@ -252,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="interface the services bind")
     up.add_argument(
         "--base-port",
-        type=int,
+        type=_base_port,
         default=suite.default_base_port(),
         help="port of the collector; the other four follow it",
     )
@@ -296,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except SettingsError as error:
         return usage_error("cfgclone", str(error))
+    except EmbeddedDatabaseError as error:
+        print(f"cfgclone: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except context.ServiceUnreachable as error:
         print(f"cfgclone: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -24,7 +24,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cfgclone.common.databases import recreate_database
-from cfgclone.common.settings import DEFAULT_PORTS, SERVICE_NAMES, DatabaseSettings
+from cfgclone.common.settings import (
+    DEFAULT_PORTS,
+    SERVICE_NAMES,
+    DatabaseSettings,
+    created_folder,
+)
 from cfgclone.common.store import Store
 
 STOP_TIMEOUT_SECONDS = 15.0
@@ -201,10 +206,10 @@ def running_suite(
     settings: DatabaseSettings, base_port: int, host: str, wait_seconds: float
 ) -> Iterator[RunningSuite]:
     """Start the suite, wait until every service is SERVING, and stop it on exit."""
+    logs = log_folder(settings)
     url, embedded = resolve_database(settings)
     asyncio.run(migrate(url))
     shared = suite_environment(url, base_port, host, os.environ)
-    logs = log_folder(settings)
     services = start_services(shared, host, logs)
     try:
         asyncio.run(_all_serving(services, logs, wait_seconds))
@@ -319,4 +324,8 @@ def without_password(url: str) -> str:
 
 
 def log_folder(settings: DatabaseSettings) -> Path:
-    return Path(os.environ.get("CFGCLONE_LOG_DIR") or settings.data_dir / "logs")
+    """Where ``up`` writes the services' logs, created; a folder that cannot be is a bad
+    ``CFGCLONE_LOG_DIR`` (or ``CFGCLONE_DATA_DIR``, under which it is by default)."""
+    variable = "CFGCLONE_LOG_DIR" if os.environ.get("CFGCLONE_LOG_DIR") else "CFGCLONE_DATA_DIR"
+    folder = Path(os.environ.get("CFGCLONE_LOG_DIR") or settings.data_dir / "logs")
+    return created_folder(folder, variable, "log folder")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import platformdirs
 
+from cfgclone.common.settings import SettingsError, created_folder
+
 logger = logging.getLogger(__name__)
 
 RUNTIME_APP = "python_PostgresServer"
@@ -35,13 +37,18 @@ class EmbeddedDatabaseError(RuntimeError):
     """The embedded PostgreSQL cannot run in the configured folder."""
 
 
+class DataDirError(EmbeddedDatabaseError, SettingsError):
+    """``CFGCLONE_DATA_DIR`` names a folder the embedded PostgreSQL cannot use: a bad
+    setting, reported as one (one line, exit 2)."""
+
+
 def _check_reachable_by_server_user(data_dir: Path) -> None:
     """As root the server runs as another user, who must be able to enter every parent."""
     if os.geteuid() != 0:
         return
     folder = _closed_parent(data_dir / "postgres")
     if folder is not None:
-        raise EmbeddedDatabaseError(
+        raise DataDirError(
             f"the embedded PostgreSQL runs as user 'pgserver' when started as root, and "
             f"{folder} is closed to other users; set CFGCLONE_DATA_DIR to a folder under "
             "an open path (for example /var/lib/cfgclone) or run as an ordinary user"
@@ -126,12 +133,7 @@ def _import_server_package() -> object:
 
 def start_embedded_database(data_dir: Path) -> str:
     """Start (or reuse) the embedded cluster under ``data_dir`` and return its URL."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise EmbeddedDatabaseError(
-            f"cannot create the data dir {data_dir} ({error.strerror}); set CFGCLONE_DATA_DIR"
-        ) from None
+    created_folder(data_dir, "CFGCLONE_DATA_DIR", "data dir")
     _check_reachable_by_server_user(data_dir)
     _warn_if_binaries_are_closed()
     package: object = _import_server_package()

@@ -71,6 +71,16 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
+def created_folder(folder: Path, variable: str, what: str) -> Path:
+    """``folder``, created if need be; one that cannot be is a bad ``variable``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise SettingsError(f"{variable}: cannot create the {what} {folder} ({reason})") from None
+    return folder
+
+
 SYSTEM_DATA_DIR = Path("/var/lib/cfgclone")
 """Default data dir as root: open to the embedded server's unprivileged user."""
 
@@ -337,11 +347,14 @@ def peers_from_env(env: Mapping[str, str]) -> PeerSettings:
         name: env.get(f"CFGCLONE_{name.upper()}_ADDRESS") or f"127.0.0.1:{port}"
         for name, port in DEFAULT_PORTS.items()
     }
+    timeout = env_float(env, "CFGCLONE_CALL_TIMEOUT_SECONDS", 10.0)
+    if not timeout > 0:
+        raise SettingsError(f"CFGCLONE_CALL_TIMEOUT_SECONDS must be positive (got {timeout:g})")
     return PeerSettings(
         addresses=addresses,
         tls=client_tls_from_env(env),
         token=env.get("CFGCLONE_TOKEN") or None,
-        timeout_seconds=env_float(env, "CFGCLONE_CALL_TIMEOUT_SECONDS", 10.0),
+        timeout_seconds=timeout,
     )
 
 

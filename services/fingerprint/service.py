@@ -26,11 +26,12 @@ from cfgclone.behaviour.errors import IncompatibleFingerprint, InsufficientData,
 from cfgclone.behaviour.model import Fingerprint
 from cfgclone.behaviour.regimes import LoadScale
 from cfgclone.collector.reads import MetricSamples, metric_known, read_samples
-from cfgclone.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from cfgclone.common.errors import CfgcloneError, FailedPrecondition, InvalidArgument, NotFound
 from cfgclone.common.message_checks import quote
 from cfgclone.common.requests import Page
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import repository
+from cfgclone.fingerprint.builds import BuildPhase, Tracker
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import common_pb2
 
@@ -130,9 +131,32 @@ def _refuse_empty_window(request: BuildRequest, start: datetime, end: datetime) 
 
 
 async def build(
-    store: Store, settings: FingerprintSettings, request: BuildRequest
+    store: Store,
+    settings: FingerprintSettings,
+    request: BuildRequest,
+    tracker: Tracker | None = None,
 ) -> common_pb2.Fingerprint:
-    """Build and store the fingerprint of a system's configuration over a window."""
+    """Build and store the fingerprint of a system's configuration over a window;
+    ``tracker`` hears of each phase the build reaches, and of its end."""
+    tracker = tracker or Tracker()
+    try:
+        message = await _build(store, settings, request, tracker)
+    except CfgcloneError as error:
+        tracker.failed(error.message)
+        raise
+    except BaseException:
+        tracker.failed("the build stopped before it ended")
+        raise
+    tracker.succeeded(message.name)
+    return message
+
+
+async def _build(
+    store: Store,
+    settings: FingerprintSettings,
+    request: BuildRequest,
+    tracker: Tracker,
+) -> common_pb2.Fingerprint:
     async with store.connection() as conn:
         system = await repository.system(conn, request.system_id)
         if request.load_metric and not await metric_known(conn, request.load_metric):
@@ -148,6 +172,7 @@ async def build(
         if start >= end:
             _refuse_empty_window(request, start, end)
         samples = await read_samples(conn, system.system_id, start, end)
+    await tracker.reached(BuildPhase.REGIMES, samples=sum(len(s) for s in samples.values()))
     subject = f"{system.name} from {start.isoformat()} to {end.isoformat()}"
     if not samples:
         raise FailedPrecondition(
@@ -170,12 +195,16 @@ async def build(
                 align_ns=settings.align_ns,
                 min_regime_count=settings.min_regime_count,
             )
+            await tracker.reached(BuildPhase.CURVES)
+            fingerprint.curves  # noqa: B018 (computed now, so that it is a phase of its own)
+            await tracker.reached(BuildPhase.EMBEDDING)
+            version = config.version if config else None
+            configuration = f"{system.name}/configurations/{version}" if version else ""
+            message = _message(fingerprint, configuration, settings, start, end)
+            await tracker.reached(BuildPhase.STORING)
             async with store.transaction() as conn:
                 kept = await repository.load_scale(conn, system, load_metric, scale)
                 if kept.same_as(scale):
-                    version = config.version if config else None
-                    configuration = f"{system.name}/configurations/{version}" if version else ""
-                    message = _message(fingerprint, configuration, settings, start, end)
                     stored = await repository.insert(conn, system, version, start, end, message)
                     return stored.message
             scale = kept  # another build kept its scale first: build on that one

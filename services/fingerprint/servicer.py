@@ -20,6 +20,7 @@ from cfgclone.common.requests import (
 )
 from cfgclone.common.store import Store
 from cfgclone.fingerprint import service
+from cfgclone.fingerprint.builds import Build, BuildPhase, Builds, Tracker, build_id_of
 from cfgclone.fingerprint.counters import FingerprintCounters
 from cfgclone.fingerprint.settings import FingerprintSettings
 from cfgclone.v1 import fingerprint_service_pb2 as pb
@@ -28,6 +29,31 @@ from cfgclone.v1 import fingerprint_service_pb2_grpc as pb_grpc
 
 def _time(stamp: timestamp_pb2.Timestamp, present: bool, field: str) -> datetime | None:
     return sample_time(stamp.ToDatetime(tzinfo=UTC), field) if present else None
+
+
+_PHASES = {
+    BuildPhase.READING_SAMPLES: pb.FINGERPRINT_BUILD_PHASE_READING_SAMPLES,
+    BuildPhase.REGIMES: pb.FINGERPRINT_BUILD_PHASE_REGIMES,
+    BuildPhase.CURVES: pb.FINGERPRINT_BUILD_PHASE_CURVES,
+    BuildPhase.EMBEDDING: pb.FINGERPRINT_BUILD_PHASE_EMBEDDING,
+    BuildPhase.STORING: pb.FINGERPRINT_BUILD_PHASE_STORING,
+    BuildPhase.SUCCEEDED: pb.FINGERPRINT_BUILD_PHASE_SUCCEEDED,
+    BuildPhase.FAILED: pb.FINGERPRINT_BUILD_PHASE_FAILED,
+}
+
+
+def _build_message(build: Build) -> pb.FingerprintBuild:
+    message = pb.FingerprintBuild(
+        name=build.name,
+        phase=_PHASES[build.phase],
+        progress_percent=build.phase.percent,
+        fingerprint=build.fingerprint,
+        error=build.error,
+        samples=build.samples,
+    )
+    message.create_time.FromDatetime(build.create_time)
+    message.update_time.FromDatetime(build.update_time)
+    return message
 
 
 def _configuration_version(name: str, system_id: str) -> int | None:
@@ -49,10 +75,12 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
         store: Store,
         settings: FingerprintSettings,
         counters: FingerprintCounters | None = None,
+        builds: Builds | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._counters = counters or FingerprintCounters()
+        self._builds = builds or Builds()
 
     async def BuildFingerprint(
         self, request: pb.BuildFingerprintRequest, context: Any
@@ -67,9 +95,23 @@ class FingerprintServicer(pb_grpc.FingerprintServiceServicer):
             end=_time(request.end_time, request.HasField("end_time"), "end_time"),
             load_metric=request.load_metric or None,
         )
-        fingerprint = await service.build(self._store, self._settings, build)
+        build_id = build_id_of(request.build_id)
+        tracker = Tracker(self._builds, self._builds.start(system_id, build_id))
+        fingerprint = await service.build(self._store, self._settings, build, tracker)
         self._counters.built.labels("build").inc()
-        return pb.BuildFingerprintResponse(fingerprint=fingerprint)
+        assert tracker.build is not None
+        return pb.BuildFingerprintResponse(
+            fingerprint=fingerprint, build=_build_message(tracker.build)
+        )
+
+    async def GetFingerprintBuild(
+        self, request: pb.GetFingerprintBuildRequest, context: Any
+    ) -> pb.GetFingerprintBuildResponse:
+        require_role(Role.READER, "GetFingerprintBuild")
+        require(request.name, "name")
+        system_id, build_id = child_id_from_name(request.name, "fingerprintBuilds")
+        build = self._builds.get(system_id, build_id_of(build_id, "name"))
+        return pb.GetFingerprintBuildResponse(build=_build_message(build))
 
     async def RefineFingerprint(
         self, request: pb.RefineFingerprintRequest, context: Any

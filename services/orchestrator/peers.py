@@ -178,10 +178,13 @@ class Peers:
         reply = await self._call("fingerprint", self.fingerprint.ListFingerprints, request)
         return bool(reply.fingerprints)
 
-    async def build_fingerprint(self, system: str) -> common_pb2.Fingerprint:
+    async def build_fingerprint(self, system: str) -> fingerprint_pb.BuildFingerprintResponse:
+        """The fingerprint built, and its build (whose name the operation's event gives)."""
         request = fingerprint_pb.BuildFingerprintRequest(system=system)
-        reply = await self._call("fingerprint", self.fingerprint.BuildFingerprint, request)
-        return reply.fingerprint
+        reply: fingerprint_pb.BuildFingerprintResponse = await self._call(
+            "fingerprint", self.fingerprint.BuildFingerprint, request
+        )
+        return reply
 
     async def current_configuration(self, system: str) -> common_pb2.Configuration:
         request = predictor_pb.GetConfigurationRequest(name=f"{system}/configurations/-")

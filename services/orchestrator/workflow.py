@@ -64,6 +64,7 @@ from cfgclone.orchestrator.ranking import PolicyKpis, best_prediction, predicted
 from cfgclone.orchestrator.settings import OrchestratorSettings
 from cfgclone.orchestrator.waves import exceeds_failure_budget, is_failure, waves
 from cfgclone.v1 import common_pb2
+from cfgclone.v1 import fingerprint_service_pb2 as fingerprint_pb
 from cfgclone.v1 import orchestrator_service_pb2 as pb
 from cfgclone.v1 import predictor_service_pb2 as predictor_pb
 from cfgclone.v1 import similarity_service_pb2 as similarity_pb
@@ -168,7 +169,7 @@ class CloneWorkflow:
         )
         if not await self.peers.has_fingerprint(name):
             try:
-                fingerprint = await self.peers.build_fingerprint(name)
+                built = await self.peers.build_fingerprint(name)
             except PeerError as error:
                 if error.unavailable:
                     raise
@@ -176,7 +177,7 @@ class CloneWorkflow:
                     f"{name} has no fingerprint and none can be built ({error.message}): "
                     f"collect metrics of {name} first"
                 ) from None
-            await self.progress.event("fingerprint", f"built {fingerprint.name}", name)
+            await self.progress.event("fingerprint", _built(built), name)
         return Source(system, configuration)
 
     async def _rollout(
@@ -281,7 +282,7 @@ class CloneWorkflow:
         if self._cancelled():
             return False
         change = await self.peers.propose(
-            predictor_pb.ProposedChange(system=target, configuration=configuration),
+            _proposed(target, configuration),
             self._options,
             request_id=_change_request_id(self.progress.operation.name, target),
         )
@@ -329,7 +330,7 @@ class CloneWorkflow:
         """The score of source and target; None when the target cannot be scored."""
         if not await self.peers.has_fingerprint(target):
             try:
-                fingerprint = await self.peers.build_fingerprint(target)
+                built = await self.peers.build_fingerprint(target)
             except PeerError as error:
                 if error.unavailable:
                     raise
@@ -339,7 +340,7 @@ class CloneWorkflow:
                     target,
                 )
                 return None
-            await self.progress.event("fingerprint", f"built {fingerprint.name}", target)
+            await self.progress.event("fingerprint", _built(built), target)
         try:
             return await self.peers.compare(source.system.name, target)
         except PeerError as error:
@@ -398,7 +399,7 @@ class CloneWorkflow:
         predictions = await asyncio.gather(
             *(
                 self.peers.predict(
-                    predictor_pb.ProposedChange(system=target, configuration=proposal),
+                    _proposed(target, proposal),
                     self._options,
                 )
                 for proposal in proposals
@@ -513,6 +514,21 @@ def _summary(clone: common_pb2.CloneResult) -> str:
         counts[state_name(result.state)] = counts.get(state_name(result.state), 0) + 1
     said = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     return f"done: {said or 'no target'}"
+
+
+def _built(reply: fingerprint_pb.BuildFingerprintResponse) -> str:
+    """The event of a fingerprint built on the way: the fingerprint, and the build that
+    GetFingerprintBuild tells about."""
+    return f"built {reply.fingerprint.name} ({reply.build.name})"
+
+
+def _proposed(target: str, configuration: common_pb2.Configuration) -> predictor_pb.ProposedChange:
+    """The change that puts ``configuration`` on ``target``. Its parameters come from the
+    source's configuration, which a running system has: one the target lacks is new to
+    it on purpose, not a typo, so the predictor is told to take it."""
+    return predictor_pb.ProposedChange(
+        system=target, configuration=configuration, allow_new_parameters=True
+    )
 
 
 def _derived(

@@ -8,7 +8,7 @@ predictor accepts is one the adaptation engine understands.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -50,6 +50,55 @@ def check_content(
         raise _invalid(f"{field}.schema", error, error.violations) from None
     except InvalidConfiguration as error:
         raise _invalid(f"{field}.content", error, error.violations) from None
+
+
+def new_parameters(
+    kind: str,
+    content: Content,
+    schema: Sequence[Mapping[str, Any]],
+    current: Iterable[str],
+    field: str,
+    *,
+    allow_new: bool,
+    allow_field: str,
+) -> list[str]:
+    """Refuse the parameters of ``content`` that neither the kind's schema nor the
+    ``current`` configuration's parameters know (most likely typos): INVALID_ARGUMENT with
+    reason UNKNOWN_PARAMETER and, per parameter, a field violation offering the nearest
+    known names. ``allow_new`` (the request's ``allow_field``) lets them through on
+    purpose, and a kind without a schema cannot tell a typo from a new parameter: both
+    give warnings instead, returned."""
+    checked = stored_schema(kind, schema)
+    unknown = checked.unknown_parameters(content, also_known=current)
+    if not unknown:
+        return []
+    if not checked.parameters:
+        names = ", ".join(parameter.name for parameter in unknown)
+        return [f"{kind} has no schema; {names} {'is' if len(unknown) == 1 else 'are'} unchecked"]
+    if allow_new:
+        return [
+            f"{parameter.name} is new: neither the {kind} schema nor the current "
+            "configuration has it"
+            for parameter in unknown
+        ]
+    violations = [
+        FieldViolation(
+            f"{field}.content.{parameter.name}", _unknown(kind, parameter.name, parameter.nearest)
+        )
+        for parameter in unknown
+    ]
+    raise InvalidArgument(
+        "; ".join(f"{v.field}: {v.description}" for v in violations)
+        + f" ({allow_field} sets new parameters anyway)",
+        violations=violations,
+        reason="UNKNOWN_PARAMETER",
+        metadata={"kind": kind, "parameters": ",".join(p.name for p in unknown)},
+    )
+
+
+def _unknown(kind: str, name: str, nearest: Sequence[str]) -> str:
+    hint = f"; did you mean {' or '.join(nearest)}?" if nearest else ""
+    return f"{kind} has no parameter {name}{hint}"
 
 
 def _invalid(prefix: str, error: Exception, violations: Sequence[Any]) -> InvalidArgument:

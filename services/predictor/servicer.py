@@ -17,7 +17,7 @@ from cfgclone.common.requests import (
     system_id_from_name,
 )
 from cfgclone.common.store import Store
-from cfgclone.predictor import audit, configurations, repository
+from cfgclone.predictor import audit, configurations, parameters, repository
 from cfgclone.predictor.codec import mode_from_proto
 from cfgclone.predictor.guard import Guard, Proposal
 from cfgclone.predictor.history import training_status
@@ -140,7 +140,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         if request.mode in (common_pb2.PREDICTION_MODE_SHADOW, common_pb2.PREDICTION_MODE_BOTH):
             # A shadow run starts a copy of the target and its load: an operator's call.
             require_role(Role.OPERATOR, "PredictImpact with a shadow run")
-        proposal = await self._proposal(request.change, request.policy)
+        proposal, warnings = await self._proposal(request.change, request.policy)
         prediction = await self._predictor.predict(
             ProposedConfiguration(
                 proposal.system,
@@ -151,7 +151,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             mode_from_proto(request.mode),
             proposal.policy,
         )
-        return pb.PredictImpactResponse(prediction=prediction)
+        return pb.PredictImpactResponse(prediction=prediction, warnings=warnings)
 
     async def ProposeChange(
         self, request: pb.ProposeChangeRequest, context: Any
@@ -159,7 +159,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         identity = require_role(Role.OPERATOR, "ProposeChange")
         if request.request_id and (first := await self._first_answer(request.request_id)):
             return first
-        proposal = await self._proposal(
+        proposal, warnings = await self._proposal(
             request.change,
             request.policy,
             mode=mode_from_proto(request.mode),
@@ -174,7 +174,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             assert first is not None
             return first
         change = await audit.change(self._store, proposal.system.system_id, change_id)
-        return pb.ProposeChangeResponse(change=change)
+        return pb.ProposeChangeResponse(change=change, warnings=warnings)
 
     async def _first_answer(self, request_id: str) -> pb.ProposeChangeResponse | None:
         """The change stored for ``request_id``, when a proposal with it was taken."""
@@ -193,7 +193,9 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
         dry_run: bool = False,
         request_id: str | None = None,
         requested_by: str = "",
-    ) -> Proposal:
+    ) -> tuple[Proposal, list[str]]:
+        """The proposal of ``change``, checked, and the warnings it earned (see
+        :func:`parameters.new_parameters`)."""
         require(change, "change")
         system_id = system_id_from_name(change.system, "change.system")
         require(change.configuration, "change.configuration")
@@ -208,7 +210,16 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             inherited_schema=current.schema,
             parent_version=current.version,
         )
-        return Proposal(
+        warnings = parameters.new_parameters(
+            new.kind,
+            new.content,
+            new.schema,
+            current.content,
+            "change.configuration",
+            allow_new=change.allow_new_parameters,
+            allow_field="change.allow_new_parameters",
+        )
+        proposal = Proposal(
             system=system,
             current=current,
             configuration=new,
@@ -218,6 +229,7 @@ class PredictorServicer(pb_grpc.PredictorServiceServicer):
             request_id=request_id,
             requested_by=requested_by,
         )
+        return proposal, warnings
 
     async def GetChange(self, request: pb.GetChangeRequest, context: Any) -> pb.GetChangeResponse:
         require_role(Role.READER, "GetChange")

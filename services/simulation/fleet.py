@@ -8,9 +8,9 @@ configuration currently applied to it, read from the predictor
 (``systems/{id}/configurations/-``), and written through the collector like an
 agent's: so a change the predictor applies shows in the metrics it verifies.
 
-* ``cpu.utilization`` (percent of the machine's cores; the fingerprint's load metric),
+* ``cpu.utilization`` (share of the machine's cores busy, 0 to 1; the fingerprint's load metric),
 * ``app.response_time`` (seconds, mean per sample),
-* ``memory.utilization`` (percent),
+* ``memory.utilization`` (share of memory in use, 0 to 1),
 * ``throughput`` (transactions per second).
 
 The offered load is stationary (log-normal around ``rate_tps``), so the past and

@@ -810,7 +810,9 @@ class RegimeStats(_message.Message):
     variance: _builtins.float
     """Variance of the KPI (Welford)."""
     p50: _builtins.float
-    """Median from the quantile sketch."""
+    """Median from the quantile sketch; p50 <= p95 <= p99, all within the values sketched
+    and the bounds of the KPI (a share such as CPU utilisation is at most 1).
+    """
     p95: _builtins.float
     """95th percentile from the quantile sketch."""
     p99: _builtins.float
@@ -853,6 +855,8 @@ class QuantileSketch(_message.Message):
     NEGATIVE_OFFSET_FIELD_NUMBER: _builtins.int
     NEGATIVE_COUNTS_FIELD_NUMBER: _builtins.int
     ZERO_COUNT_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
     relative_accuracy: _builtins.float
     """Relative accuracy of the quantiles it answers."""
     positive_offset: _builtins.int
@@ -861,6 +865,10 @@ class QuantileSketch(_message.Message):
     """Index of the first negative bucket in `negative_counts`."""
     zero_count: _builtins.float
     """Weight of values equal to zero."""
+    minimum: _builtins.float
+    """The smallest value sketched; unset in sketches stored before it was kept."""
+    maximum: _builtins.float
+    """The largest value sketched; unset in sketches stored before it was kept."""
     @_builtins.property
     def positive_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Weights of the positive buckets."""
@@ -878,12 +886,21 @@ class QuantileSketch(_message.Message):
         negative_offset: _builtins.int = ...,
         negative_counts: _abc.Iterable[_builtins.float] | None = ...,
         zero_count: _builtins.float = ...,
+        minimum: _builtins.float | None = ...,
+        maximum: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["negative_counts", b"negative_counts", "negative_offset", b"negative_offset", "positive_counts", b"positive_counts", "positive_offset", b"positive_offset", "relative_accuracy", b"relative_accuracy", "zero_count", b"zero_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_maximum", b"_maximum", "_minimum", b"_minimum", "maximum", b"maximum", "minimum", b"minimum", "negative_counts", b"negative_counts", "negative_offset", b"negative_offset", "positive_counts", b"positive_counts", "positive_offset", b"positive_offset", "relative_accuracy", b"relative_accuracy", "zero_count", b"zero_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__maximum: _TypeAlias = _typing.Literal["maximum"]  # noqa: Y015
+    _WhichOneofArgType__maximum: _TypeAlias = _typing.Literal["_maximum", b"_maximum"]  # noqa: Y015
+    _WhichOneofReturnType__minimum: _TypeAlias = _typing.Literal["minimum"]  # noqa: Y015
+    _WhichOneofArgType__minimum: _TypeAlias = _typing.Literal["_minimum", b"_minimum"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__maximum) -> _WhichOneofReturnType__maximum | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum) -> _WhichOneofReturnType__minimum | None: ...
 
 Global___QuantileSketch: _TypeAlias = QuantileSketch  # noqa: Y015
 

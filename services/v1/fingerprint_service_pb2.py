@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%cfgclone/v1/fingerprint_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x18\x63\x66gclone/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\x17\x42uildFingerprintRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rconfiguration\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bload_metric\x18\x05 \x01(\t\"I\n\x18\x42uildFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\"\\\n\x18RefineFingerprintRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x19RefineFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\x12\x16\n\x0emerged_samples\x18\x02 \x01(\x03\"+\n\x15GetFingerprintRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x16GetFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\"V\n\x17ListFingerprintsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x18ListFingerprintsResponse\x12.\n\x0c\x66ingerprints\x18\x01 \x03(\x0b\x32\x18.cfgclone.v1.Fingerprint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1a\x43ompareFingerprintsRequest\x12\x13\n\x05\x66irst\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06second\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"_\n\rKpiComparison\x12\x0b\n\x03kpi\x18\x01 \x01(\t\x12\x17\n\x0frelative_change\x18\x02 \x01(\x01\x12\x16\n\x0eshared_regimes\x18\x03 \x03(\x05\x12\x10\n\x08\x64istance\x18\x04 \x01(\x01\"G\n\x1b\x43ompareFingerprintsResponse\x12(\n\x04kpis\x18\x01 \x03(\x0b\x32\x1a.cfgclone.v1.KpiComparison2\xff\x03\n\x12\x46ingerprintService\x12_\n\x10\x42uildFingerprint\x12$.cfgclone.v1.BuildFingerprintRequest\x1a%.cfgclone.v1.BuildFingerprintResponse\x12\x62\n\x11RefineFingerprint\x12%.cfgclone.v1.RefineFingerprintRequest\x1a&.cfgclone.v1.RefineFingerprintResponse\x12Y\n\x0eGetFingerprint\x12\".cfgclone.v1.GetFingerprintRequest\x1a#.cfgclone.v1.GetFingerprintResponse\x12_\n\x10ListFingerprints\x12$.cfgclone.v1.ListFingerprintsRequest\x1a%.cfgclone.v1.ListFingerprintsResponse\x12h\n\x13\x43ompareFingerprints\x12\'.cfgclone.v1.CompareFingerprintsRequest\x1a(.cfgclone.v1.CompareFingerprintsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%cfgclone/v1/fingerprint_service.proto\x12\x0b\x63\x66gclone.v1\x1a\x18\x63\x66gclone/v1/common.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x01\n\x17\x42uildFingerprintRequest\x12\x14\n\x06system\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\rconfiguration\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bload_metric\x18\x05 \x01(\t\x12\x16\n\x08\x62uild_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"}\n\x18\x42uildFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\x12\x32\n\x05\x62uild\x18\x02 \x01(\x0b\x32\x1d.cfgclone.v1.FingerprintBuildB\x04\xe2\x41\x01\x03\"\xb4\x02\n\x10\x46ingerprintBuild\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x37\n\x05phase\x18\x02 \x01(\x0e\x32\".cfgclone.v1.FingerprintBuildPhaseB\x04\xe2\x41\x01\x03\x12\x1e\n\x10progress_percent\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x66ingerprint\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x65rror\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07samples\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"0\n\x1aGetFingerprintBuildRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x1bGetFingerprintBuildResponse\x12,\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x1d.cfgclone.v1.FingerprintBuild\"\\\n\x18RefineFingerprintRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x19RefineFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\x12\x16\n\x0emerged_samples\x18\x02 \x01(\x03\"+\n\x15GetFingerprintRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x16GetFingerprintResponse\x12-\n\x0b\x66ingerprint\x18\x01 \x01(\x0b\x32\x18.cfgclone.v1.Fingerprint\"V\n\x17ListFingerprintsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x18ListFingerprintsResponse\x12.\n\x0c\x66ingerprints\x18\x01 \x03(\x0b\x32\x18.cfgclone.v1.Fingerprint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1a\x43ompareFingerprintsRequest\x12\x13\n\x05\x66irst\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06second\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"_\n\rKpiComparison\x12\x0b\n\x03kpi\x18\x01 \x01(\t\x12\x17\n\x0frelative_change\x18\x02 \x01(\x01\x12\x16\n\x0eshared_regimes\x18\x03 \x03(\x05\x12\x10\n\x08\x64istance\x18\x04 \x01(\x01\"G\n\x1b\x43ompareFingerprintsResponse\x12(\n\x04kpis\x18\x01 \x03(\x0b\x32\x1a.cfgclone.v1.KpiComparison*\xcd\x02\n\x15\x46ingerprintBuildPhase\x12\'\n#FINGERPRINT_BUILD_PHASE_UNSPECIFIED\x10\x00\x12+\n\'FINGERPRINT_BUILD_PHASE_READING_SAMPLES\x10\x01\x12#\n\x1f\x46INGERPRINT_BUILD_PHASE_REGIMES\x10\x02\x12\"\n\x1e\x46INGERPRINT_BUILD_PHASE_CURVES\x10\x03\x12%\n!FINGERPRINT_BUILD_PHASE_EMBEDDING\x10\x04\x12#\n\x1f\x46INGERPRINT_BUILD_PHASE_STORING\x10\x05\x12%\n!FINGERPRINT_BUILD_PHASE_SUCCEEDED\x10\x06\x12\"\n\x1e\x46INGERPRINT_BUILD_PHASE_FAILED\x10\x07\x32\xe9\x04\n\x12\x46ingerprintService\x12_\n\x10\x42uildFingerprint\x12$.cfgclone.v1.BuildFingerprintRequest\x1a%.cfgclone.v1.BuildFingerprintResponse\x12\x62\n\x11RefineFingerprint\x12%.cfgclone.v1.RefineFingerprintRequest\x1a&.cfgclone.v1.RefineFingerprintResponse\x12Y\n\x0eGetFingerprint\x12\".cfgclone.v1.GetFingerprintRequest\x1a#.cfgclone.v1.GetFingerprintResponse\x12_\n\x10ListFingerprints\x12$.cfgclone.v1.ListFingerprintsRequest\x1a%.cfgclone.v1.ListFingerprintsResponse\x12h\n\x13\x43ompareFingerprints\x12\'.cfgclone.v1.CompareFingerprintsRequest\x1a(.cfgclone.v1.CompareFingerprintsResponse\x12h\n\x13GetFingerprintBuild\x12\'.cfgclone.v1.GetFingerprintBuildRequest\x1a(.cfgclone.v1.GetFingerprintBuildResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BUILDFINGERPRINTREQUEST'].fields_by_name['system']._loaded_options = None
   _globals['_BUILDFINGERPRINTREQUEST'].fields_by_name['system']._serialized_options = b'\342A\001\002'
+  _globals['_BUILDFINGERPRINTREQUEST'].fields_by_name['build_id']._loaded_options = None
+  _globals['_BUILDFINGERPRINTREQUEST'].fields_by_name['build_id']._serialized_options = b'\342A\001\001'
+  _globals['_BUILDFINGERPRINTRESPONSE'].fields_by_name['build']._loaded_options = None
+  _globals['_BUILDFINGERPRINTRESPONSE'].fields_by_name['build']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['name']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['name']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['phase']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['phase']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['progress_percent']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['progress_percent']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['fingerprint']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['fingerprint']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['error']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['error']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['samples']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['samples']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['create_time']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_FINGERPRINTBUILD'].fields_by_name['update_time']._loaded_options = None
+  _globals['_FINGERPRINTBUILD'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_GETFINGERPRINTBUILDREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETFINGERPRINTBUILDREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_REFINEFINGERPRINTREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_REFINEFINGERPRINTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_GETFINGERPRINTREQUEST'].fields_by_name['name']._loaded_options = None
@@ -46,28 +68,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPAREFINGERPRINTSREQUEST'].fields_by_name['first']._serialized_options = b'\342A\001\002'
   _globals['_COMPAREFINGERPRINTSREQUEST'].fields_by_name['second']._loaded_options = None
   _globals['_COMPAREFINGERPRINTSREQUEST'].fields_by_name['second']._serialized_options = b'\342A\001\002'
+  _globals['_FINGERPRINTBUILDPHASE']._serialized_start=1668
+  _globals['_FINGERPRINTBUILDPHASE']._serialized_end=2001
   _globals['_BUILDFINGERPRINTREQUEST']._serialized_start=147
-  _globals['_BUILDFINGERPRINTREQUEST']._serialized_end=332
-  _globals['_BUILDFINGERPRINTRESPONSE']._serialized_start=334
-  _globals['_BUILDFINGERPRINTRESPONSE']._serialized_end=407
-  _globals['_REFINEFINGERPRINTREQUEST']._serialized_start=409
-  _globals['_REFINEFINGERPRINTREQUEST']._serialized_end=501
-  _globals['_REFINEFINGERPRINTRESPONSE']._serialized_start=503
-  _globals['_REFINEFINGERPRINTRESPONSE']._serialized_end=601
-  _globals['_GETFINGERPRINTREQUEST']._serialized_start=603
-  _globals['_GETFINGERPRINTREQUEST']._serialized_end=646
-  _globals['_GETFINGERPRINTRESPONSE']._serialized_start=648
-  _globals['_GETFINGERPRINTRESPONSE']._serialized_end=719
-  _globals['_LISTFINGERPRINTSREQUEST']._serialized_start=721
-  _globals['_LISTFINGERPRINTSREQUEST']._serialized_end=807
-  _globals['_LISTFINGERPRINTSRESPONSE']._serialized_start=809
-  _globals['_LISTFINGERPRINTSRESPONSE']._serialized_end=908
-  _globals['_COMPAREFINGERPRINTSREQUEST']._serialized_start=910
-  _globals['_COMPAREFINGERPRINTSREQUEST']._serialized_end=981
-  _globals['_KPICOMPARISON']._serialized_start=983
-  _globals['_KPICOMPARISON']._serialized_end=1078
-  _globals['_COMPAREFINGERPRINTSRESPONSE']._serialized_start=1080
-  _globals['_COMPAREFINGERPRINTSRESPONSE']._serialized_end=1151
-  _globals['_FINGERPRINTSERVICE']._serialized_start=1154
-  _globals['_FINGERPRINTSERVICE']._serialized_end=1665
+  _globals['_BUILDFINGERPRINTREQUEST']._serialized_end=356
+  _globals['_BUILDFINGERPRINTRESPONSE']._serialized_start=358
+  _globals['_BUILDFINGERPRINTRESPONSE']._serialized_end=483
+  _globals['_FINGERPRINTBUILD']._serialized_start=486
+  _globals['_FINGERPRINTBUILD']._serialized_end=794
+  _globals['_GETFINGERPRINTBUILDREQUEST']._serialized_start=796
+  _globals['_GETFINGERPRINTBUILDREQUEST']._serialized_end=844
+  _globals['_GETFINGERPRINTBUILDRESPONSE']._serialized_start=846
+  _globals['_GETFINGERPRINTBUILDRESPONSE']._serialized_end=921
+  _globals['_REFINEFINGERPRINTREQUEST']._serialized_start=923
+  _globals['_REFINEFINGERPRINTREQUEST']._serialized_end=1015
+  _globals['_REFINEFINGERPRINTRESPONSE']._serialized_start=1017
+  _globals['_REFINEFINGERPRINTRESPONSE']._serialized_end=1115
+  _globals['_GETFINGERPRINTREQUEST']._serialized_start=1117
+  _globals['_GETFINGERPRINTREQUEST']._serialized_end=1160
+  _globals['_GETFINGERPRINTRESPONSE']._serialized_start=1162
+  _globals['_GETFINGERPRINTRESPONSE']._serialized_end=1233
+  _globals['_LISTFINGERPRINTSREQUEST']._serialized_start=1235
+  _globals['_LISTFINGERPRINTSREQUEST']._serialized_end=1321
+  _globals['_LISTFINGERPRINTSRESPONSE']._serialized_start=1323
+  _globals['_LISTFINGERPRINTSRESPONSE']._serialized_end=1422
+  _globals['_COMPAREFINGERPRINTSREQUEST']._serialized_start=1424
+  _globals['_COMPAREFINGERPRINTSREQUEST']._serialized_end=1495
+  _globals['_KPICOMPARISON']._serialized_start=1497
+  _globals['_KPICOMPARISON']._serialized_end=1592
+  _globals['_COMPAREFINGERPRINTSRESPONSE']._serialized_start=1594
+  _globals['_COMPAREFINGERPRINTSRESPONSE']._serialized_end=1665
+  _globals['_FINGERPRINTSERVICE']._serialized_start=2004
+  _globals['_FINGERPRINTSERVICE']._serialized_end=2621
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,48 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _FingerprintBuildPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FingerprintBuildPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FingerprintBuildPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FINGERPRINT_BUILD_PHASE_UNSPECIFIED: _FingerprintBuildPhase.ValueType  # 0
+    FINGERPRINT_BUILD_PHASE_READING_SAMPLES: _FingerprintBuildPhase.ValueType  # 1
+    """Reading the window's samples from the collector's store."""
+    FINGERPRINT_BUILD_PHASE_REGIMES: _FingerprintBuildPhase.ValueType  # 2
+    """Grouping the samples into load regimes: counts, moments and quantile sketches."""
+    FINGERPRINT_BUILD_PHASE_CURVES: _FingerprintBuildPhase.ValueType  # 3
+    """Fitting each KPI's curve against load."""
+    FINGERPRINT_BUILD_PHASE_EMBEDDING: _FingerprintBuildPhase.ValueType  # 4
+    """Computing the embedding vector."""
+    FINGERPRINT_BUILD_PHASE_STORING: _FingerprintBuildPhase.ValueType  # 5
+    """Storing the fingerprint."""
+    FINGERPRINT_BUILD_PHASE_SUCCEEDED: _FingerprintBuildPhase.ValueType  # 6
+    """Stored: `fingerprint` names it."""
+    FINGERPRINT_BUILD_PHASE_FAILED: _FingerprintBuildPhase.ValueType  # 7
+    """Ended without a fingerprint: `error` says why."""
+
+class FingerprintBuildPhase(_FingerprintBuildPhase, metaclass=_FingerprintBuildPhaseEnumTypeWrapper):
+    """Where a fingerprint build is."""
+
+FINGERPRINT_BUILD_PHASE_UNSPECIFIED: FingerprintBuildPhase.ValueType  # 0
+FINGERPRINT_BUILD_PHASE_READING_SAMPLES: FingerprintBuildPhase.ValueType  # 1
+"""Reading the window's samples from the collector's store."""
+FINGERPRINT_BUILD_PHASE_REGIMES: FingerprintBuildPhase.ValueType  # 2
+"""Grouping the samples into load regimes: counts, moments and quantile sketches."""
+FINGERPRINT_BUILD_PHASE_CURVES: FingerprintBuildPhase.ValueType  # 3
+"""Fitting each KPI's curve against load."""
+FINGERPRINT_BUILD_PHASE_EMBEDDING: FingerprintBuildPhase.ValueType  # 4
+"""Computing the embedding vector."""
+FINGERPRINT_BUILD_PHASE_STORING: FingerprintBuildPhase.ValueType  # 5
+"""Storing the fingerprint."""
+FINGERPRINT_BUILD_PHASE_SUCCEEDED: FingerprintBuildPhase.ValueType  # 6
+"""Stored: `fingerprint` names it."""
+FINGERPRINT_BUILD_PHASE_FAILED: FingerprintBuildPhase.ValueType  # 7
+"""Ended without a fingerprint: `error` says why."""
+Global___FingerprintBuildPhase: _TypeAlias = FingerprintBuildPhase  # noqa: Y015
+
 @_typing.final
 class BuildFingerprintRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -29,12 +72,18 @@ class BuildFingerprintRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     LOAD_METRIC_FIELD_NUMBER: _builtins.int
+    BUILD_ID_FIELD_NUMBER: _builtins.int
     system: _builtins.str
     """`systems/{system_id}`."""
     configuration: _builtins.str
     """`systems/{system_id}/configurations/{version}`; empty means the system's current version."""
     load_metric: _builtins.str
     """Metric used as load; empty means the service's default."""
+    build_id: _builtins.str
+    """The id of this build, so its progress can be read while it runs
+    (`systems/{system_id}/fingerprintBuilds/{build_id}`): 1-63 lower-case letters, digits
+    and hyphens, starting with a letter. Empty means the service assigns one.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the window; unset means the configuration's apply time."""
@@ -51,10 +100,11 @@ class BuildFingerprintRequest(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         load_metric: _builtins.str = ...,
+        build_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "end_time", b"end_time", "load_metric", b"load_metric", "start_time", b"start_time", "system", b"system"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "configuration", b"configuration", "end_time", b"end_time", "load_metric", b"load_metric", "start_time", b"start_time", "system", b"system"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -65,20 +115,117 @@ class BuildFingerprintResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FINGERPRINT_FIELD_NUMBER: _builtins.int
+    BUILD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def fingerprint(self) -> _common_pb2.Fingerprint: ...
+    @_builtins.property
+    def build(self) -> Global___FingerprintBuild:
+        """The build, finished: `build.name` names it for GetFingerprintBuild."""
+
     def __init__(
         self,
         *,
         fingerprint: _common_pb2.Fingerprint | None = ...,
+        build: Global___FingerprintBuild | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["build", b"build", "fingerprint", b"fingerprint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build", b"build", "fingerprint", b"fingerprint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BuildFingerprintResponse: _TypeAlias = BuildFingerprintResponse  # noqa: Y015
+
+@_typing.final
+class FingerprintBuild(_message.Message):
+    """One run of BuildFingerprint, kept in the serving replica's memory for a while after it
+    ends (the most recent builds only).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    PROGRESS_PERCENT_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`systems/{system_id}/fingerprintBuilds/{build_id}`."""
+    phase: Global___FingerprintBuildPhase.ValueType
+    progress_percent: _builtins.float
+    """Percent of the build done, 0-100; 100 once it has ended."""
+    fingerprint: _builtins.str
+    """The fingerprint stored, once the build has succeeded."""
+    error: _builtins.str
+    """Why a failed build failed."""
+    samples: _builtins.int
+    """Samples read, once they are."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        phase: Global___FingerprintBuildPhase.ValueType = ...,
+        progress_percent: _builtins.float = ...,
+        fingerprint: _builtins.str = ...,
+        error: _builtins.str = ...,
+        samples: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "fingerprint", b"fingerprint", "name", b"name", "phase", b"phase", "progress_percent", b"progress_percent", "samples", b"samples", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FingerprintBuild: _TypeAlias = FingerprintBuild  # noqa: Y015
+
+@_typing.final
+class GetFingerprintBuildRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`systems/{system_id}/fingerprintBuilds/{build_id}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFingerprintBuildRequest: _TypeAlias = GetFingerprintBuildRequest  # noqa: Y015
+
+@_typing.final
+class GetFingerprintBuildResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUILD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def build(self) -> Global___FingerprintBuild: ...
+    def __init__(
+        self,
+        *,
+        build: Global___FingerprintBuild | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["build", b"build"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build", b"build"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFingerprintBuildResponse: _TypeAlias = GetFingerprintBuildResponse  # noqa: Y015
 
 @_typing.final
 class RefineFingerprintRequest(_message.Message):

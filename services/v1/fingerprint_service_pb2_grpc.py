@@ -60,6 +60,11 @@ class FingerprintServiceStub:
                 request_serializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsRequest.SerializeToString,
                 response_deserializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsResponse.FromString,
                 _registered_method=True)
+        self.GetFingerprintBuild = channel.unary_unary(
+                '/cfgclone.v1.FingerprintService/GetFingerprintBuild',
+                request_serializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildRequest.SerializeToString,
+                response_deserializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildResponse.FromString,
+                _registered_method=True)
 
 
 class FingerprintServiceServicer:
@@ -101,6 +106,13 @@ class FingerprintServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFingerprintBuild(self, request, context):
+        """Gets how far a fingerprint build has come: its phase and the percent done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FingerprintServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_FingerprintServiceServicer_to_server(servicer, server):
                     servicer.CompareFingerprints,
                     request_deserializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsRequest.FromString,
                     response_serializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsResponse.SerializeToString,
+            ),
+            'GetFingerprintBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFingerprintBuild,
+                    request_deserializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildRequest.FromString,
+                    response_serializer=cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class FingerprintService:
             '/cfgclone.v1.FingerprintService/CompareFingerprints',
             cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsRequest.SerializeToString,
             cfgclone_dot_v1_dot_fingerprint__service__pb2.CompareFingerprintsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFingerprintBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cfgclone.v1.FingerprintService/GetFingerprintBuild',
+            cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildRequest.SerializeToString,
+            cfgclone_dot_v1_dot_fingerprint__service__pb2.GetFingerprintBuildResponse.FromString,
             options,
             channel_credentials,
             insecure,

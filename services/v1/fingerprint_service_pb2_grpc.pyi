@@ -43,6 +43,8 @@ class FingerprintServiceStub:
     """Lists the fingerprints of a system (or of every system with `systems/-`)."""
     CompareFingerprints: _grpc.UnaryUnaryMultiCallable[_fingerprint_service_pb2.CompareFingerprintsRequest, _fingerprint_service_pb2.CompareFingerprintsResponse]
     """Compares two fingerprints KPI by KPI at the loads both have seen."""
+    GetFingerprintBuild: _grpc.UnaryUnaryMultiCallable[_fingerprint_service_pb2.GetFingerprintBuildRequest, _fingerprint_service_pb2.GetFingerprintBuildResponse]
+    """Gets how far a fingerprint build has come: its phase and the percent done."""
 
 @_typing.type_check_only
 class FingerprintServiceAsyncStub(FingerprintServiceStub):
@@ -59,6 +61,8 @@ class FingerprintServiceAsyncStub(FingerprintServiceStub):
     """Lists the fingerprints of a system (or of every system with `systems/-`)."""
     CompareFingerprints: _aio.UnaryUnaryMultiCallable[_fingerprint_service_pb2.CompareFingerprintsRequest, _fingerprint_service_pb2.CompareFingerprintsResponse]  # type: ignore[assignment]
     """Compares two fingerprints KPI by KPI at the loads both have seen."""
+    GetFingerprintBuild: _aio.UnaryUnaryMultiCallable[_fingerprint_service_pb2.GetFingerprintBuildRequest, _fingerprint_service_pb2.GetFingerprintBuildResponse]  # type: ignore[assignment]
+    """Gets how far a fingerprint build has come: its phase and the percent done."""
 
 class FingerprintServiceServicer(metaclass=_abc_1.ABCMeta):
     """Builds and refines the statistical performance model of a (system, configuration)."""
@@ -102,5 +106,13 @@ class FingerprintServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fingerprint_service_pb2.CompareFingerprintsResponse, _abc.Awaitable[_fingerprint_service_pb2.CompareFingerprintsResponse]]:
         """Compares two fingerprints KPI by KPI at the loads both have seen."""
+
+    @_abc_1.abstractmethod
+    def GetFingerprintBuild(
+        self,
+        request: _fingerprint_service_pb2.GetFingerprintBuildRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fingerprint_service_pb2.GetFingerprintBuildResponse, _abc.Awaitable[_fingerprint_service_pb2.GetFingerprintBuildResponse]]:
+        """Gets how far a fingerprint build has come: its phase and the percent done."""
 
 def add_FingerprintServiceServicer_to_server(servicer: FingerprintServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -374,8 +374,14 @@ class ProposedChange(_message.Message):
 
     SYSTEM_FIELD_NUMBER: _builtins.int
     CONFIGURATION_FIELD_NUMBER: _builtins.int
+    ALLOW_NEW_PARAMETERS_FIELD_NUMBER: _builtins.int
     system: _builtins.str
     """`systems/{system_id}`."""
+    allow_new_parameters: _builtins.bool
+    """Set parameters that neither the kind's schema nor the system's current configuration
+    has. Without it such a parameter (most likely a typo) is INVALID_ARGUMENT with reason
+    UNKNOWN_PARAMETER and the nearest known names.
+    """
     @_builtins.property
     def configuration(self) -> _common_pb2.Configuration:
         """The proposed configuration; `kind` and `content` are required."""
@@ -385,10 +391,11 @@ class ProposedChange(_message.Message):
         *,
         system: _builtins.str = ...,
         configuration: _common_pb2.Configuration | None = ...,
+        allow_new_parameters: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration", b"configuration", "system", b"system"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_new_parameters", b"allow_new_parameters", "configuration", b"configuration", "system", b"system"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -427,16 +434,24 @@ class PredictImpactResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PREDICTION_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def prediction(self) -> _common_pb2.Prediction: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the caller should know but that did not stop the prediction, for example new
+        parameters of a kind that has no schema to check them against.
+        """
+
     def __init__(
         self,
         *,
         prediction: _common_pb2.Prediction | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["prediction", b"prediction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prediction", b"prediction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prediction", b"prediction", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -481,16 +496,24 @@ class ProposeChangeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def change(self) -> _common_pb2.Change: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the caller should know but that did not stop the proposal, for example new
+        parameters of a kind that has no schema to check them against.
+        """
+
     def __init__(
         self,
         *,
         change: _common_pb2.Change | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,13 +42,18 @@ __all__ = [
     "METRICS",
     "NETWORK_RECEIVE",
     "NETWORK_TRANSMIT",
+    "NON_NEGATIVE",
     "OFFERED_LOAD",
     "POSTGRESQL_COMMITS",
     "PROCESS_COUNT",
+    "SHARE",
     "STANDARD_KPIS",
     "TCP_PROBE_DURATION",
+    "UNBOUNDED",
+    "Bounds",
     "MetricSpec",
     "Role",
+    "bounds_of",
     "choose_load_metric",
     "is_known",
     "parse_series",
@@ -106,6 +111,36 @@ class Role(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """The values a metric can take: a share lies in [0, 1], a duration is never negative.
+
+    Estimates (a sketch's quantiles, a model's prediction) may stray past them by their
+    error; shown to people they are clamped, so a CPU is never busy 100.5% of the time.
+    """
+
+    lower: float | None = None
+    """The smallest value possible, None when there is none."""
+    upper: float | None = None
+    """The largest value possible, None when there is none."""
+
+    def clamp(self, value: float) -> float:
+        """``value`` moved inside the bounds."""
+        if self.lower is not None and value < self.lower:
+            return self.lower
+        if self.upper is not None and value > self.upper:
+            return self.upper
+        return value
+
+
+UNBOUNDED = Bounds()
+"""A custom metric's bounds: cfgclone cannot know them."""
+NON_NEGATIVE = Bounds(lower=0.0)
+"""Durations, bytes, counts and rates."""
+SHARE = Bounds(lower=0.0, upper=1.0)
+"""A share of a whole (utilisation, error ratio), in OpenTelemetry's unit ``1``."""
+
+
+@dataclass(frozen=True, slots=True)
 class MetricSpec:
     """One name of the vocabulary."""
 
@@ -120,6 +155,8 @@ class MetricSpec:
     throughput, None when a change either way is not harm in itself."""
     labelled: bool = False
     """True for a family whose series carry a free label (``probe``), one per instance."""
+    bounds: Bounds = NON_NEGATIVE
+    """The values the metric can take."""
 
     @property
     def metric(self) -> str:
@@ -135,8 +172,9 @@ def _spec(
     *,
     higher_is_worse: bool | None = None,
     labelled: bool = False,
+    bounds: Bounds = NON_NEGATIVE,
 ) -> MetricSpec:
-    return MetricSpec(name, unit, role, description, higher_is_worse, labelled)
+    return MetricSpec(name, unit, role, description, higher_is_worse, labelled, bounds)
 
 
 CPU_UTILIZATION = _spec(
@@ -145,6 +183,7 @@ CPU_UTILIZATION = _spec(
     Role.KPI,
     "share of all cores' time that was busy (idle and iowait count as not busy), 0 to 1",
     higher_is_worse=True,
+    bounds=SHARE,
 )
 MEMORY_UTILIZATION = _spec(
     "system.memory.utilization",
@@ -152,6 +191,7 @@ MEMORY_UTILIZATION = _spec(
     Role.KPI,
     "memory in use (total minus available) over total memory, 0 to 1",
     higher_is_worse=True,
+    bounds=SHARE,
 )
 MEMORY_USAGE = _spec(
     "system.memory.usage",
@@ -215,6 +255,7 @@ HTTP_ERROR_RATIO = _spec(
     Role.KPI,
     "share of the interval's HTTP requests answered with a server error (5xx), 0 to 1",
     higher_is_worse=True,
+    bounds=SHARE,
 )
 DB_OPERATION_DURATION_P95 = _spec(
     "db.client.operation.duration.p95",
@@ -267,6 +308,7 @@ TCP_PROBE_UP = _spec(
     Role.PROBE,
     "1 when the agent's TCP probe connected, 0 when it did not",
     labelled=True,
+    bounds=SHARE,
 )
 
 METRICS: Mapping[str, MetricSpec] = {
@@ -332,6 +374,13 @@ def spec_of(name: str) -> MetricSpec | None:
         return None
     wanted = tuple(key for key, _ in parse_series(family.name)[1])
     return family if tuple(key for key, _ in labels) == wanted else None
+
+
+def bounds_of(name: str) -> Bounds:
+    """The values a series can take: a share's [0, 1], non-negative for the rest of the
+    vocabulary, unbounded for a custom metric."""
+    spec = spec_of(name)
+    return UNBOUNDED if spec is None else spec.bounds
 
 
 def is_known(name: str) -> bool:

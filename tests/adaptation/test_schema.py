@@ -13,6 +13,7 @@ from cfgclone.adaptation import (
     ParameterType,
     Scaling,
     Schema,
+    UnknownParameter,
     Violation,
     schema_for,
 )
@@ -168,3 +169,19 @@ def test_a_kind_without_a_built_in_schema_gets_only_its_own_declarations() -> No
     own = ParameterSpec("threads", ParameterType.INTEGER, scaling=Scaling.CORES)
     assert schema_for("nginx").parameters == ()
     assert schema_for("nginx", [own]).parameters == (own,)
+
+
+def test_unknown_parameters_come_with_the_nearest_known_names() -> None:
+    unknown = SIMULATED.unknown_parameters(
+        ["cache_mbb", "workers", "work_mem", "tuned_flag"], also_known=["tuned_flag"]
+    )
+    assert unknown == [
+        UnknownParameter("cache_mbb", ("cache_mb",)),
+        UnknownParameter("work_mem", ("workers",)),
+    ]
+    # A kind without a schema knows only what its configuration already has.
+    bare = Schema("custom-app")
+    assert bare.unknown_parameters(["thread", "threads"], also_known=["threads"]) == [
+        UnknownParameter("thread", ("threads",))
+    ]
+    assert bare.unknown_parameters([]) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cfgclone.behaviour import (
@@ -11,6 +12,7 @@ from cfgclone.behaviour import (
     Fingerprint,
     IncompatibleFingerprint,
     LoadScale,
+    SampleSeries,
     SystemProfile,
     build_fingerprint,
     embed,
@@ -157,3 +159,41 @@ def test_a_message_without_its_load_profile_is_refused(fingerprint: Fingerprint)
     message.load_metric = "requests.rate"
     with pytest.raises(IncompatibleFingerprint, match="no profile of its load metric"):
         fingerprint_from_proto(message)
+
+
+def test_shown_quantiles_are_ordered_and_a_share_never_exceeds_one() -> None:
+    # An agent that rounds up: CPU utilisation samples a hair above 1, as 1.004.
+    metrics = hockey_system(buckets=300, seed=12)
+    load = metrics[LOAD]
+    shares = np.clip(load.values / 80.0, 0.0, 1.004)  # busy all the time past 80%
+    metrics[LOAD] = SampleSeries(load.ts_unix_ns, shares)
+    memory = metrics[MEMORY]  # the synthetic system's memory is in percent: as a share
+    metrics[MEMORY] = SampleSeries(memory.ts_unix_ns, memory.values / 100.0)
+    message = fingerprint_to_proto(build_fingerprint(metrics, system=SYSTEM))
+    for profile in message.kpis:
+        for regime in profile.regimes:
+            assert regime.p50 <= regime.p95 <= regime.p99, (profile.kpi, regime)
+            if regime.sketch.HasField("maximum"):
+                assert regime.p99 <= regime.sketch.maximum
+                assert regime.p50 >= regime.sketch.minimum
+    cpu = next(p for p in message.kpis if p.kpi == LOAD)
+    assert max(r.sketch.maximum for r in cpu.regimes) == pytest.approx(1.004)
+    assert max(r.p99 for r in cpu.regimes) == 1.0  # a share: clamped to its bounds
+
+
+def test_extremes_round_trip_and_a_message_without_them_still_reads(
+    fingerprint: Fingerprint,
+) -> None:
+    message = fingerprint_to_proto(fingerprint)
+    again = fingerprint_from_proto(message)
+    for kpi, profile in fingerprint.profiles.items():
+        for regime, stats in profile.regimes.items():
+            read = again.profiles[kpi].regimes[regime].sketch
+            assert (read.minimum, read.maximum) == (stats.sketch.minimum, stats.sketch.maximum)
+    for profile in message.kpis:
+        for regime in profile.regimes:
+            regime.sketch.ClearField("minimum")
+            regime.sketch.ClearField("maximum")
+    older = fingerprint_from_proto(message)
+    sketch = next(iter(older.profiles[LATENCY].regimes.values())).sketch
+    assert (sketch.minimum, sketch.maximum) == (float("inf"), float("-inf"))

@@ -88,3 +88,55 @@ def test_sketch_arrays_cannot_be_changed_in_place() -> None:
     sketch = QuantileSketch.from_values([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="read-only"):
         sketch.positive_counts[0] = 5.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches, st.sampled_from([0.01, 0.05]))
+def test_quantiles_rise_with_q_and_stay_within_the_values_sketched(
+    batch: list[float], alpha: float
+) -> None:
+    data = np.array(batch)
+    sketch = QuantileSketch.from_values(data, alpha)
+    answers = sketch.quantiles(QUANTILES)
+    assert list(answers) == sorted(answers)
+    assert all(data.min() <= answer <= data.max() for answer in answers)
+    assert (sketch.minimum, sketch.maximum) == (data.min(), data.max())
+
+
+def test_quantiles_never_pass_the_largest_value_sketched() -> None:
+    # 1.001 falls in the bucket (1, 1.0202], whose representative value is 1.0101.
+    busy = QuantileSketch.from_values(np.concatenate([np.full(990, 1.001), np.full(10, 0.97)]))
+    assert QuantileSketch(
+        busy.relative_accuracy, busy.positive_offset, busy.positive_counts
+    ).quantile(0.99) == pytest.approx(
+        1.0101, abs=1e-4
+    )  # what it answered before it kept the extremes
+    p50, p95, p99 = busy.quantiles((0.5, 0.95, 0.99))
+    assert p50 == p95 == p99 == 1.001
+    assert busy.quantile(0.0) == 0.97
+
+
+def test_merge_and_decay_keep_the_extremes() -> None:
+    low = QuantileSketch.from_values([0.5, 2.0])
+    high = QuantileSketch.from_values([3.0, 7.0])
+    merged = low.merge(high.decayed(0.1))
+    assert (merged.minimum, merged.maximum) == (0.5, 7.0)
+    assert merged.quantile(1.0) == 7.0
+    assert merged.quantile(0.0) == 0.5
+    # A sketch whose extremes are unknown (stored before they were kept) is not clamped.
+    unknown = QuantileSketch(
+        low.relative_accuracy, low.positive_offset, low.positive_counts, zero_count=0.0
+    )
+    assert unknown.quantile(1.0) == pytest.approx(2.0, rel=0.01)
+    assert unknown.merge(high).maximum == 7.0
+    with pytest.raises(ValueError, match="minimum and maximum"):
+        QuantileSketch(0.01, minimum=float("nan"))
+
+
+def test_a_constant_has_every_quantile_equal_to_it_never_below_its_mean() -> None:
+    # A bucket's representative value may lie below the value itself: p95 below the mean.
+    assert QuantileSketch.from_values(np.full(100, 0.123)).quantiles((0.5, 0.95, 0.99)) == (
+        0.123,
+        0.123,
+        0.123,
+    )

@@ -1,5 +1,6 @@
 """``cfgclone apply --set``: a parameter the kind's schema and the configuration do not
-know is refused with the nearest known names; a kind without a schema warns."""
+know is refused (by the predictor) with the nearest known names, one line each, exit 2;
+``--allow-new`` sets it anyway; a kind without a schema warns."""
 
 from __future__ import annotations
 
@@ -35,6 +36,29 @@ async def test_unknown_parameters_are_refused_with_the_nearest_names(store: Stor
             predictor_pb.ListChangesRequest(parent=machine.name)
         )
         assert list(changes.changes) == []  # nothing was proposed
+
+        # Two at once: a line each.
+        code, _, err = await run_cfgclone(
+            suite, "apply", machine.system_id, "--set", "cache_mbb=9", "--set", "workerz=2"
+        )
+        assert code == USAGE
+        assert sorted(err.strip().splitlines()) == [
+            "cfgclone apply: --set cache_mbb: simulated has no parameter cache_mbb; "
+            "did you mean cache_mb? (--allow-new sets it anyway)",
+            "cfgclone apply: --set workerz: simulated has no parameter workerz; "
+            "did you mean workers? (--allow-new sets it anyway)",
+        ]
+
+        # On purpose: proposed, with a warning.
+        code, out, err = await run_cfgclone(
+            suite, "apply", machine.system_id, "--set", "tuned_flag=1", "--allow-new", "--dry-run"
+        )
+        assert code != USAGE, err
+        assert (
+            "cfgclone apply: warning: tuned_flag is new: neither the simulated schema nor the "
+            "current configuration has it"
+        ) in err
+        assert f"{machine.name}/changes/" in out
 
         # A kind cfgclone has no schema for: the new key goes on, with a warning.
         configuration = common_pb2.Configuration(

@@ -1,6 +1,6 @@
-"""Progress on long work: lines while a change is verified, by apply or by a clone (a bar
-on a terminal), nothing but the JSON document on standard output with ``--json``;
-``--watch`` on approve."""
+"""Progress on long work: lines while a change is verified, by apply or by a clone, and
+while a fingerprint is built (a bar on a terminal), nothing but the JSON document on
+standard output with ``--json``; ``--watch`` on approve."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cfgclone.v1 import predictor_service_pb2 as predictor_pb
 from tests.cli.test_cli_names import run_cfgclone
 from tests.orchestrator.workflow_suite import create_rollout_policy, running_services, unique
 
+BUILDING = re.compile(r"^  building fingerprint: (\d+)%(?: \(([a-z ]+)\))?$", re.MULTILINE)
 PROGRESS = re.compile(r"^  verifying: (\d+)% \((\d+) of (\d+) s\)$", re.MULTILINE)
 EXIT_BY_STATE = {"KEPT": 0, "ROLLED_BACK": 5}
 TUNED = {"workers": 4, "cache_mb": 512, "debug_logging": False, "request_timeout_s": 30}
@@ -101,3 +102,46 @@ async def test_clone_shows_each_targets_verification_window(store: Store) -> Non
         assert len(percents) >= 3, out
         assert percents == sorted(percents)
         assert "[verify]" in out.split(f"verifying {target.system_id}")[0]  # after its event
+        # The fingerprints the clone had to build, each with the build that tells about it.
+        built = re.findall(
+            r"\[fingerprint\][^:\n]*: built (systems/\S+)/fingerprints/\d+ "
+            r"\((systems/\S+)/fingerprintBuilds/\S+\)",
+            out,
+        )
+        assert built, out
+        assert all(system == build_of for system, build_of in built)
+
+
+async def test_fingerprint_build_shows_its_phases_up_to_stored(store: Store) -> None:
+    machine = SimulatedMachine(unique("fpbuild"))
+    async with running_services(store) as suite:
+        await suite.fleet([machine]).register()
+
+        code, out, err = await run_cfgclone(suite, "fingerprint", "build", machine.system_id)
+        assert code == 0, err
+        progress, _, table = out.partition(f"{machine.name}/fingerprints/")
+        seen = [(int(percent), phase) for percent, phase in BUILDING.findall(progress)]
+        assert seen, out
+        percents = [percent for percent, _ in seen]
+        assert percents == sorted(percents)
+        assert seen[-1] == (100, "stored")
+        assert "load regimes" not in table  # progress comes before the fingerprint
+        assert machine.name in out
+
+        # With --json, standard output is the fingerprint alone; the progress is on stderr.
+        code, out, err = await run_cfgclone(
+            suite, "fingerprint", "build", machine.system_id, "--json"
+        )
+        assert code == 0, err
+        fingerprint = json.loads(out)
+        assert fingerprint["name"].startswith(f"{machine.name}/fingerprints/")
+        assert BUILDING.findall(err)[-1] == ("100", "stored")
+
+        # A build that cannot succeed ends its progress and says why, with its exit code.
+        empty = SimulatedMachine(unique("fpempty"))
+        await suite.fleet([empty]).register(history=None)
+        code, out, err = await run_cfgclone(suite, "fingerprint", "build", empty.system_id)
+        assert code != 0
+        assert len(err.strip().splitlines()) == 1  # one line saying why
+        assert empty.name in err
+        assert out.strip() == "" or BUILDING.search(out)

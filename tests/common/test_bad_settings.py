@@ -20,10 +20,12 @@ BAD_SETTINGS = [
 ]
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], env: dict[str, str] | None = None, *, unset: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv,
-        env={**os.environ, **(env or {})},
+        env={**{k: v for k, v in os.environ.items() if k not in unset}, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -76,6 +78,8 @@ def test_cfgclone_with_a_missing_tls_file_says_which(command: list[str]) -> None
         (["cfgclone", "apply", "db-01"], "--set"),
         (["cfgclone", "apply", "db-01", "--set", "novalue"], "--set"),
         (["cfgclone", "clone", "db-01"], "--selector"),
+        (["cfgclone", "up", "--base-port", "70000"], "--base-port"),
+        (["cfgclone", "up", "--base-port", "abc"], "--base-port"),
         (["cfgclone-collector", "--port", "abc"], "--port"),
         (["cfgclone", "agent", "--log-format", "xml"], "--log-format"),
         (["cfgclone-agent", "--nope"], "--nope"),
@@ -90,3 +94,27 @@ def test_the_agent_with_a_bad_log_level_says_which(tmp_path: Path) -> None:
     config.write_text('system = "db-01"\ncollector = "127.0.0.1:1"\n')
     ran = _run([str(BIN / "cfgclone"), "agent", "-c", str(config), "--log-level", "loud"])
     _assert_one_line(ran, "CFGCLONE_LOG_LEVEL")
+
+
+def test_a_call_timeout_that_is_not_positive_says_which() -> None:
+    ran = _run([str(BIN / "cfgclone"), "systems"], {"CFGCLONE_CALL_TIMEOUT_SECONDS": "-1"})
+    _assert_one_line(ran, "CFGCLONE_CALL_TIMEOUT_SECONDS")
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["up"], ["demo"]])
+def test_a_data_dir_that_cannot_be_made_says_which(command: list[str]) -> None:
+    ran = _run(
+        [str(BIN / "cfgclone"), *command],
+        {"CFGCLONE_DATA_DIR": "/proc/no-such-dir"},
+        unset=("CFGCLONE_DATABASE_URL",),
+    )
+    _assert_one_line(ran, "CFGCLONE_DATA_DIR")
+
+
+def test_a_log_dir_that_cannot_be_made_says_which_before_anything_starts() -> None:
+    # The database is never reached: the log folder is checked first.
+    env = {
+        "CFGCLONE_LOG_DIR": "/proc/no-such-dir",
+        "CFGCLONE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    _assert_one_line(_run([str(BIN / "cfgclone"), "up"], env), "CFGCLONE_LOG_DIR")

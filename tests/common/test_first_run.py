@@ -3,9 +3,11 @@ on ports another suite already serves, with a service that cannot start."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +49,46 @@ def test_as_root_with_no_data_dir_the_embedded_database_runs_under_var_lib(
     assert (pgdata / "PG_VERSION").is_file()
     assert pwd.getpwuid(pgdata.stat().st_uid).pw_name == "pgserver"
     assert home.stat().st_mode & 0o777 == 0o700  # left closed
+
+
+@as_root
+@pytest.mark.slow
+def test_as_root_with_no_data_dir_up_comes_up_and_the_next_command_finds_it(
+    tmp_path: Path,
+) -> None:
+    # The Quick start as root: `cfgclone up` with nothing set, then any other command.
+    home = tmp_path / "root-home"
+    home.mkdir(mode=0o700)
+    env = _without("CFGCLONE_DATA_DIR", "CFGCLONE_DATABASE_URL", "CFGCLONE_LOG_DIR")
+    env = {k: v for k, v in env.items() if not k.endswith("_ADDRESS")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    up = subprocess.Popen(
+        [CFGCLONE, "up", "--base-port", str(free_base_port()), "--timeout", "120"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_up(up)
+        # No address given: the command reads where the suite listens from up's context.
+        systems = subprocess.run(
+            [CFGCLONE, "systems", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert systems.returncode == 0, systems.stderr
+        assert isinstance(json.loads(systems.stdout), list)
+        up.send_signal(signal.SIGINT)
+        _, err = up.communicate(timeout=60)
+    finally:
+        _stop(up)
+    assert up.returncode == 0, err
+    assert "Traceback" not in err
+    assert Path("/var/lib/cfgclone/postgres/PG_VERSION").is_file()
 
 
 @pytest.fixture

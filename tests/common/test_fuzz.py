@@ -107,6 +107,8 @@ HINTS: dict[str, list[str]] = {
     "cfgclone.v1.DiffConfigurationsRequest.second": ["systems/fz-a/configurations/1"],
     "cfgclone.v1.CompareFingerprintsRequest.first": ["systems/fz-a/fingerprints/1"],
     "cfgclone.v1.CompareFingerprintsRequest.second": ["systems/fz-a/fingerprints/1"],
+    "cfgclone.v1.GetFingerprintBuildRequest.name": ["systems/fz-a/fingerprintBuilds/b1"],
+    "build_id": ["b1", ""],
     **{
         f"cfgclone.v1.{rpc}Request.name": ["systems/fz-a/changes/1"]
         for rpc in ("GetChange", "ApproveChange", "ForceChange", "AbortChange")

@@ -303,7 +303,10 @@ async def _run_story(
         reply = await suite.predictor.PredictImpact(
             predictor_pb.PredictImpactRequest(
                 change=predictor_pb.ProposedChange(
-                    system=systems[0], configuration=_configuration({"work_mem": "4MB", **content})
+                    system=systems[0],
+                    configuration=_configuration({"work_mem": "4MB", **content}),
+                    # commit_siblings is a real setting the postgresql schema leaves out.
+                    allow_new_parameters=True,
                 ),
                 mode=shadow,
                 policy=policy,

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 
 from cfgclone.predictor.report.fleet import project
+from cfgclone.predictor.report.gather import load_response
 from cfgclone.predictor.report.model import ChangeReport, Judgement, KpiJudgement
 from cfgclone.predictor.report.render import render
+from cfgclone.v1 import common_pb2
 
 
 def plotted(page: str) -> list[str]:
@@ -88,3 +90,14 @@ def test_the_fleet_map_places_any_number_of_systems() -> None:
     assert many.shape == (6, 2)
     assert len(variance) == 2
     assert 0 < sum(variance) <= 1 + 1e-9
+
+
+def test_a_share_is_drawn_within_zero_and_one() -> None:
+    fingerprint = common_pb2.Fingerprint(name="systems/r/fingerprints/1")
+    for kpi, mean, p95 in (("system.cpu.utilization", 1.003, 1.01), ("app.queue", -2.0, 5.0)):
+        fingerprint.kpis.add(kpi=kpi).regimes.add(
+            regime=1, load_low=1.0, load_high=2.0, count=10, mean=mean, p95=p95
+        )
+    curves = {c.kpi: c.points for c in load_response(fingerprint, [])}
+    assert [(p.mean, p.p95) for p in curves["system.cpu.utilization"]] == [(1.0, 1.0)]
+    assert [(p.mean, p.p95) for p in curves["app.queue"]] == [(-2.0, 5.0)]  # custom: as is

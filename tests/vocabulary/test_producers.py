@@ -89,3 +89,23 @@ def test_the_load_metric_is_offered_load_first_and_cpu_last() -> None:
     assert vocabulary.choose_load_metric(present, ["postgresql.commits"]) == "postgresql.commits"
     assert vocabulary.choose_load_metric({"system.cpu.utilization"}) == "system.cpu.utilization"
     assert vocabulary.choose_load_metric({"custom"}) is None
+
+
+def test_shares_lie_between_zero_and_one_and_custom_metrics_are_unbounded() -> None:
+    for share in (
+        vocabulary.CPU_UTILIZATION,
+        vocabulary.MEMORY_UTILIZATION,
+        vocabulary.HTTP_ERROR_RATIO,
+    ):
+        assert vocabulary.bounds_of(share.name) == vocabulary.SHARE
+        assert vocabulary.bounds_of(share.name).clamp(1.005) == 1.0
+        assert vocabulary.bounds_of(share.name).clamp(-0.0001) == 0.0
+    assert vocabulary.bounds_of('cfgclone.probe.tcp.up{probe="db"}') == vocabulary.SHARE
+    assert vocabulary.bounds_of(vocabulary.HTTP_REQUEST_DURATION.name).clamp(-1.0) == 0.0
+    assert vocabulary.bounds_of(vocabulary.HTTP_REQUEST_DURATION.name).clamp(90.0) == 90.0
+    assert vocabulary.bounds_of("app.queue.depth").clamp(-3.0) == -3.0
+    # Every share of the vocabulary says so in its description, and only those.
+    for spec in vocabulary.METRICS.values():
+        assert (spec.bounds == vocabulary.SHARE) == spec.description.endswith(
+            ("0 to 1", "0 when it did not")
+        ), spec.name

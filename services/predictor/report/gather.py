@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, timestamp_pb2
 
+from cfgclone import vocabulary
 from cfgclone.predictor.codec import StoredPolicy, policy_from_message
 from cfgclone.predictor.report.model import (
     ChangeReport,
@@ -207,9 +208,12 @@ def load_response(fingerprint: common_pb2.Fingerprint, kpis: Sequence[str]) -> l
     chosen = [p for p in profiles if p.kpi in kpis] or profiles
     curves = []
     for profile in chosen:
+        bounds = vocabulary.bounds_of(profile.kpi)  # a share is drawn within [0, 1]
         points = sorted(
             (
-                RegimePoint((r.load_low + r.load_high) / 2, r.mean, r.p95)
+                RegimePoint(
+                    (r.load_low + r.load_high) / 2, bounds.clamp(r.mean), bounds.clamp(r.p95)
+                )
                 for r in profile.regimes
                 if r.count > 0
             ),
