@@ -69,7 +69,7 @@ class Schema:
         known = sorted(set(self._by_key) | present)
         return [
             UnknownParameter(name, tuple(difflib.get_close_matches(name, known, n=NEAREST_NAMES)))
-            for name in names
+            for name in sorted(set(names))  # in one order, whatever order a map gave them
             if name not in self._by_key and name not in present
         ]
 
