@@ -175,15 +175,3 @@ def test_model_version_is_a_digest_of_what_it_learned_from(
 def test_embeddings_must_have_the_targets_length(fleet_history: list[ChangeRecord]) -> None:
     with pytest.raises(ValueError, match="embedding of length 3"):
         HistoryLearner().fit(fleet_history, target=TARGET, embedding=(1.0, 0.0))
-
-
-def test_the_fast_forest_path_predicts_what_the_forest_predicts() -> None:
-    from cfgclone.predictor.learned import _Fitted
-
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(120, 12))
-    y = x[:, 0] * 0.5 + rng.normal(0, 0.1, 120)
-    fitted = _Fitted.fit(x, y, np.ones(120), HistorySettings(trees=20))
-    rows = rng.normal(size=(7, 12))
-    expected = fitted.linear.predict(rows) + fitted.forest.predict(rows)
-    np.testing.assert_allclose(fitted.predict(rows), expected, rtol=1e-6)
