@@ -65,8 +65,10 @@ class ModelCache:
     it (all systems when no similarity is known), so a new example elsewhere leaves it
     alone. Fits run in a worker thread, one per target at a time: concurrent first
     requests for a system share one fit. A request that would wait longer than
-    ``first_wait`` for its target's fit is answered by the fleet model (every system's
-    history, fitted in the background) while the target's own model is fitted.
+    ``first_wait`` for its target's fit is answered by the target's previous model, or by
+    the fleet model (every system's history, fitted in the background) when the target has
+    none yet, while the target's model is fitted; only a request with no model of any
+    history to answer from waits for the fit.
     """
 
     def __init__(
@@ -93,7 +95,7 @@ class ModelCache:
         """The model of ``target`` for its current ``embedding``.
 
         Fitted again only when the examples it learns from changed; when that fit takes
-        longer than ``first_wait`` and the fleet model is current, the fleet model answers.
+        longer than ``first_wait``, the target's previous model or the fleet model answers.
         """
         async with self._store.connection() as conn:
             versions = await repository.examples_versions(conn)
@@ -104,13 +106,17 @@ class ModelCache:
             return cached.model.for_target(target, embedding)
         task = self._fit_task(target, embedding, similarity, (version, scores))
         fleet = self._models.get(FLEET)
-        fleet_current = fleet is not None and fleet.version == _relevant(versions, FLEET, ())
-        if not fleet_current:
+        if fleet is None or fleet.version != _relevant(versions, FLEET, ()):
             self._fit_task(FLEET, embedding, None, (_relevant(versions, FLEET, ()), ()))
-        if fleet is not None and fleet_current:
+        # Meanwhile the target's last model answers, else the fleet's, even when the
+        # examples that just arrived are not in them: better than a wait of many seconds,
+        # and the next request after the fit gets the new model. A model of no history at
+        # all cannot stand in for one of some.
+        meanwhile = next((c for c in (cached, fleet) if c is not None and c.model.kpis), None)
+        if meanwhile is not None:
             done, _ = await asyncio.wait({task}, timeout=self._first_wait)
             if not done:
-                return fleet.model.for_target(target, embedding)
+                return meanwhile.model.for_target(target, embedding)
         return (await asyncio.shield(task)).for_target(target, embedding)
 
     def version_of(self, target: str) -> str:
