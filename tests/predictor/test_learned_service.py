@@ -274,3 +274,27 @@ async def test_a_new_example_refits_only_the_models_that_learn_from_it(own_store
     assert unchanged.version == first.version
     assert FITS[target] == 2
     assert refitted.version != first.version
+
+
+async def test_while_a_system_is_refitted_its_previous_model_answers(own_store: Store) -> None:
+    await _fingerprinted(own_store, "stale-target", seed=8)
+    await _workers_history(own_store, "stale-target", changes=12)
+    async with own_store.connection() as conn:
+        latest = await repository.latest_fingerprint(
+            conn, await repository.system(conn, "stale-target")
+        )
+    assert latest is not None
+    target = "systems/stale-target"
+    alone = {target: 1.0}
+    models = ModelCache(own_store, HistoryLearner(), first_wait=0.0)
+    first = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+
+    await _one_more_example(own_store, "stale-target", 100)
+    meanwhile = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+    refitted = await models.model_for(target, latest.embedding, alone)
+    await models.close()
+
+    assert meanwhile.version == first.version
+    assert refitted.version != first.version
