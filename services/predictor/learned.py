@@ -17,9 +17,10 @@ needs at least ``min_weighted_examples`` of weighted history, and the proposed c
 must touch parameters the history has seen changed (with the same weighted minimum);
 otherwise the answer is INCONCLUSIVE and says why.
 
-Model. Per KPI, ``log(1 + relative change)`` on the embedding, the delta features (see
+Model. Per KPI, ``log(1 + relative change)`` on the delta features (see
 :mod:`cfgclone.predictor.change`) and the transferable context (see
-:mod:`cfgclone.predictor.features`), trained with the example weights by the predictor's
+:mod:`cfgclone.predictor.features`: hardware, load level, parameters per core and per GiB),
+trained with the example weights by the predictor's
 one learner (:mod:`cfgclone.predictor.estimator`, the model the configperf benchmark
 measures): a stack of a ridge regression (an elasticity extrapolates; trees cannot),
 gradient boosted and extremely randomised trees, whose CV+ interval is as wide as the
@@ -54,7 +55,7 @@ from cfgclone.predictor.verdict import (
 
 FloatArray = npt.NDArray[np.float64]
 
-MODEL_FORMAT = 3
+MODEL_FORMAT = 4
 """Version of the model's recipe; part of every model version string."""
 
 _SMALLEST_CHANGE = -0.99
@@ -101,6 +102,11 @@ class HistorySettings:
     """Fewest records a leaf may hold, so that no record is predicted from itself alone."""
     ridge_alpha: float = 1.0
     """Regularisation of the linear member, on standardised features."""
+    embedding_features: bool = False
+    """Whether the embedding's values are features too. They are the levels of one
+    machine's own curves and distributions, which do not carry over to another machine,
+    and a hundred and more of them drown the few features that do in a history of tens of
+    changes; by default the embedding only weighs the history by similarity."""
     folds: int = 5
     """Folds of the cross-validation behind the stacking weights and the intervals."""
     seed: int = 0
@@ -270,7 +276,8 @@ class HistoryModel:
                 f"{', '.join(sorted(delta.changed))} (need {s.min_weighted_examples:g})",
                 model.examples,
             )
-        row = _features(self.embedding, delta, context, model.vocabulary)[None, :]
+        embedding = self.embedding if s.embedding_features else ()
+        row = _features(embedding, delta, context, model.vocabulary)[None, :]
         centers, lows, highs = model.fitted.interval(row, level)
         change = math.expm1(float(centers[0]))
         interval = Interval(math.expm1(float(lows[0])), math.expm1(float(highs[0])), level)
@@ -394,7 +401,12 @@ class HistoryLearner:
         )
         x = np.vstack(
             [
-                _features(record.embedding, record.delta, record.context, vocabulary)
+                _features(
+                    record.embedding if s.embedding_features else (),
+                    record.delta,
+                    record.context,
+                    vocabulary,
+                )
                 for record, _ in used
             ]
         )
@@ -460,7 +472,9 @@ def _features(
     to parameters the history never saw.
     """
     named = {**context, **delta.features()}
-    return np.array([*embedding, *(named.get(name, 0.0) for name in vocabulary)])
+    values = [*embedding, *(named.get(name, 0.0) for name in vocabulary)]
+    # A history of changes that changed nothing nameable still has a mean to learn.
+    return np.array(values or [0.0])
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
