@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cfgclone import vocabulary
 from cfgclone.behaviour.build import SampleSeries, build_fingerprint, resolve_load_metric
 from cfgclone.behaviour.comparison import compare
 from cfgclone.behaviour.embedding import embed
@@ -357,7 +358,13 @@ async def import_examples(
                     await repository.delete_imported_example(conn, system, pair)
                 continue
             stored = await repository.configuration(conn, system, change.to_version)
-            resources = Resources(profile.cpu_cores, profile.memory_bytes, example.load_level)
+            resources = Resources(
+                profile.cpu_cores,
+                profile.memory_bytes,
+                example.load_level,
+                example.load_peak,
+                example.utilization,
+            )
             features = change_features(
                 change.before,
                 change.after,
@@ -499,6 +506,10 @@ class _Measured:
     observed: dict[str, float]
     load_level: float
     """Mean offered load before the change."""
+    load_peak: float
+    """Largest offered load before the change."""
+    utilization: float | None
+    """Mean CPU utilisation before the change; None without CPU samples."""
 
 
 async def _example(
@@ -545,7 +556,11 @@ async def _example(
     if not observed:
         return None
     embedding = tuple(float(v) for v in embed(first).vector)
-    return _Measured(embedding, observed, first.load_profile.overall().mean)
+    cpu = first.profiles.get(vocabulary.CPU_UTILIZATION.name)
+    utilization = cpu.overall().mean if cpu is not None and cpu.count > 0 else None
+    return _Measured(
+        embedding, observed, first.load_profile.overall().mean, first.load_max, utilization
+    )
 
 
 def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:
@@ -570,7 +585,13 @@ async def learn_from_outcome(
             return
         before = await repository.configuration(conn, system, row.from_version or 0)
         after = await repository.configuration(conn, system, row.to_version)
-        resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
+        resources = Resources(
+            system.cpu_cores,
+            system.memory_bytes,
+            latest.load_level,
+            latest.load_peak,
+            latest.utilization,
+        )
         schema = stored_schema(after.kind, after.schema)
         await repository.insert_example(
             conn,
