@@ -402,6 +402,9 @@ def _predictions(
     run: _Run, fleet: list[Machine], current: dict[str, dict[str, object]]
 ) -> dict[str, object]:
     harmful, predicted, verdicts, first_ms, warm_ms = [], [], [], [], []
+    # Per KPI, how its verdicts fell on truly harmful and harmless changes: which KPI
+    # decides, and which one leaves changes undecided.
+    by_kpi: dict[str, dict[str, dict[str, int]]] = {}
     for machine in fleet:
         rng = np.random.default_rng(machine.seed + 1)
         before = current[machine.name]
@@ -436,6 +439,11 @@ def _predictions(
                 else 0.0
             )
             harmful.append(_harmful(machine, before, after))
+            side = "harmful" if harmful[-1] else "harmless"
+            for kpi in reply.prediction.kpis:
+                name = common_pb2.Verdict.Name(kpi.verdict).removeprefix("VERDICT_").lower()
+                counts = by_kpi.setdefault(kpi.kpi, {}).setdefault(side, {})
+                counts[name] = counts.get(name, 0) + 1
             predicted.append(estimate)
             verdicts.append(reply.prediction.verdict)
     truth_array = np.asarray(harmful)
@@ -456,6 +464,8 @@ def _predictions(
         "harmful_recall": true_positive / max(int(np.sum(truth_array & decided)), 1),
         "first_predict_p99_ms": _percentile(first_ms, 99),
         "warm_predict_p99_ms": _percentile(warm_ms, 99),
+        "warm_predict_p50_ms": _percentile(warm_ms, 50),
+        "kpi_verdicts": by_kpi,
     }
 
 

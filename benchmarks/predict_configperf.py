@@ -6,10 +6,10 @@ random subsample of at most ``--max-test`` of them for the large files):
 
 - mean relative error (MRE) of the predicted performance, and the share of held-out
   configurations whose measured performance lies in the predicted interval;
-- for ``--pairs`` random pairs of held-out configurations, the decision HARMFUL /
-  HARMLESS / INCONCLUSIVE for "moving from the first to the second makes it more than
-  10% slower": coverage (the share decided), and precision and recall of HARMFUL among
-  the decided pairs;
+- for ``--pairs`` random pairs of held-out configurations, the verdict NEGATIVE (harmful),
+  NEUTRAL or POSITIVE (harmless) or INCONCLUSIVE for "moving from the first to the second
+  makes it more than 10% slower": coverage (the share decided), and precision and recall
+  of NEGATIVE among the decided pairs;
 - the same for a linear-regression and a random-forest baseline (scikit-learn defaults,
   trained on the raw performance as in the literature), which decide every pair from
   their point predictions, so their coverage is 1.
@@ -39,15 +39,15 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression
 
 from cfgclone.predictor.configperf import (
-    Harm,
     LearnerSettings,
     MeasuredSystem,
     PerformanceLearner,
-    decide_from_interval,
     load_measurements,
     mean_relative_error,
     measurement_files,
+    verdicts,
 )
+from cfgclone.predictor.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "configperf"
@@ -118,26 +118,25 @@ def evaluate(
     learner = PerformanceLearner(LearnerSettings(confidence=confidence, seed=seed))
     model = learner.fit(system.options, x[train], y[train])
     fit_seconds = time.perf_counter() - started
-    center, half = model.predict_log(x[test])
-    inside = np.abs(np.log(y[test]) - center) <= half
-    decisions = model.decide(x[test][a], x[test][b], threshold)
-    harmful = np.array([d is Harm.HARMFUL for d in decisions])
-    decided = np.array([d is not Harm.INCONCLUSIVE for d in decisions])
-    metrics = _decision_metrics(harmful, decided, truth)
-    evaluate_seconds = time.perf_counter() - started - fit_seconds
-
-    # The same pairs at other confidences: the trade of coverage against precision.
-    center_ab, low_ab, _ = model.log_ratio_interval(x[test][a], x[test][b])
-    unit_half = (center_ab - low_ab) / model.pair_multiplier
-    by_confidence = {}
-    for level in SWEEP:
-        half_ab = unit_half * model.with_confidence(level).pair_multiplier
-        sweep = decide_from_interval(center_ab - half_ab, center_ab + half_ab, threshold)
-        by_confidence[f"{level:g}"] = _decision_metrics(
-            np.array([d is Harm.HARMFUL for d in sweep]),
-            np.array([d is not Harm.INCONCLUSIVE for d in sweep]),
-            truth,
+    center, low, high = model.predict_log(x[test])
+    log_y = np.log(y[test])
+    inside = (low <= log_y) & (log_y <= high)
+    # The same pairs at each confidence: the trade of coverage against precision.
+    levels = (confidence, *SWEEP)
+    _, lows, highs = model.log_ratio_intervals(x[test][a], x[test][b], levels)
+    by_level = []
+    for index, level in enumerate(levels):
+        found = verdicts(lows[index], highs[index], threshold, level)
+        by_level.append(
+            _decision_metrics(
+                np.array([v is Verdict.NEGATIVE for v in found]),
+                np.array([v is not Verdict.INCONCLUSIVE for v in found]),
+                truth,
+            )
         )
+    metrics = by_level[0]
+    by_confidence = {f"{level:g}": m for level, m in zip(SWEEP, by_level[1:], strict=True)}
+    evaluate_seconds = time.perf_counter() - started - fit_seconds
 
     return {
         "options": system.n_options,

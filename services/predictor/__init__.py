@@ -7,6 +7,8 @@ The domain (no gRPC, no database) is:
 - :mod:`~cfgclone.predictor.policy`: per-KPI results to one verdict and an action;
 - :mod:`~cfgclone.predictor.verification`: a change's window of live samples judged
   against the same time on earlier days and the hours before it;
+- :mod:`~cfgclone.predictor.estimator`: the one learner, a stacked regression with CV+
+  intervals, used by both learned paths below;
 - :mod:`~cfgclone.predictor.learned`: predictions learned from the history of changes;
 - :mod:`~cfgclone.predictor.configperf`: performance of configurable software learned
   from measured configurations.
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     )
     from cfgclone.predictor.configperf import (
         ChangeAssessment,
-        Harm,
         LearnerSettings,
         MeasuredSystem,
         PerformanceLearner,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         mean_relative_error,
         measurement_files,
     )
+    from cfgclone.predictor.estimator import Estimator, EstimatorSettings, FittedEstimator
     from cfgclone.predictor.judge import Judge, JudgeSettings
     from cfgclone.predictor.learned import (
         ChangeRecord,
@@ -80,7 +82,6 @@ _EXPORTS = {
     ),
     "cfgclone.predictor.configperf": (
         "ChangeAssessment",
-        "Harm",
         "LearnerSettings",
         "MeasuredSystem",
         "PerformanceLearner",
@@ -90,6 +91,7 @@ _EXPORTS = {
         "mean_relative_error",
         "measurement_files",
     ),
+    "cfgclone.predictor.estimator": ("Estimator", "EstimatorSettings", "FittedEstimator"),
     "cfgclone.predictor.judge": ("Judge", "JudgeSettings"),
     "cfgclone.predictor.learned": (
         "ChangeRecord",
@@ -120,7 +122,9 @@ __all__ = [
     "ConfigurationDelta",
     "DeltaKind",
     "DirectionTable",
-    "Harm",
+    "Estimator",
+    "EstimatorSettings",
+    "FittedEstimator",
     "HistoryLearner",
     "HistoryModel",
     "HistorySettings",

@@ -6,6 +6,9 @@ terms that mean the same on every machine:
 
 - the hardware: ``log`` cores and ``log`` GiB of memory;
 - the load level: ``log(1 + mean offered load)`` over the window the change is judged on;
+- the headroom: the mean CPU utilisation (a share, the same on any machine) and the
+  busiest offered load relative to the mean (``log`` of the ratio), since a change that
+  costs capacity hurts a machine near saturation at its busy hour and not an idle one;
 - each numeric parameter whose schema ties it to a resource, relative to that resource
   before and after the change: ``workers`` per core, ``shared_buffers`` per GiB, as
   ``log`` of the ratio (so 2 workers per core is the same feature on 4 and on 64 cores);
@@ -38,6 +41,10 @@ class Resources:
     memory_bytes: int = 0
     load_level: float | None = None
     """Mean of the offered load (the fingerprint's load metric); None when unknown."""
+    load_peak: float | None = None
+    """Largest offered load seen in the same window; None when unknown."""
+    utilization: float | None = None
+    """Mean CPU utilisation in the same window, a share in [0, 1]; None when unknown."""
 
 
 def change_features(
@@ -51,6 +58,11 @@ def change_features(
         features["hardware:log_memory_gib"] = math.log(resources.memory_bytes / GIB)
     if resources.load_level is not None and math.isfinite(resources.load_level):
         features["load:log_level"] = math.log1p(max(resources.load_level, 0.0))
+        peak = resources.load_peak
+        if peak is not None and math.isfinite(peak) and peak > 0 and resources.load_level > 0:
+            features["load:log_peak_ratio"] = math.log(peak / resources.load_level)
+    if resources.utilization is not None and math.isfinite(resources.utilization):
+        features["load:cpu_utilization"] = min(max(resources.utilization, 0.0), 1.0)
     for name in sorted(set(before) | set(after)):
         spec = schema.spec(name)
         for side, content in (("before", before), ("after", after)):

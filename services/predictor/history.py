@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cfgclone import vocabulary
 from cfgclone.behaviour.build import SampleSeries, build_fingerprint, resolve_load_metric
 from cfgclone.behaviour.comparison import compare
 from cfgclone.behaviour.embedding import embed
@@ -65,8 +66,10 @@ class ModelCache:
     it (all systems when no similarity is known), so a new example elsewhere leaves it
     alone. Fits run in a worker thread, one per target at a time: concurrent first
     requests for a system share one fit. A request that would wait longer than
-    ``first_wait`` for its target's fit is answered by the fleet model (every system's
-    history, fitted in the background) while the target's own model is fitted.
+    ``first_wait`` for its target's fit is answered by the target's previous model, or by
+    the fleet model (every system's history, fitted in the background) when the target has
+    none yet, while the target's model is fitted; only a request with no model of any
+    history to answer from waits for the fit.
     """
 
     def __init__(
@@ -93,7 +96,7 @@ class ModelCache:
         """The model of ``target`` for its current ``embedding``.
 
         Fitted again only when the examples it learns from changed; when that fit takes
-        longer than ``first_wait`` and the fleet model is current, the fleet model answers.
+        longer than ``first_wait``, the target's previous model or the fleet model answers.
         """
         async with self._store.connection() as conn:
             versions = await repository.examples_versions(conn)
@@ -104,13 +107,17 @@ class ModelCache:
             return cached.model.for_target(target, embedding)
         task = self._fit_task(target, embedding, similarity, (version, scores))
         fleet = self._models.get(FLEET)
-        fleet_current = fleet is not None and fleet.version == _relevant(versions, FLEET, ())
-        if not fleet_current:
+        if fleet is None or fleet.version != _relevant(versions, FLEET, ()):
             self._fit_task(FLEET, embedding, None, (_relevant(versions, FLEET, ()), ()))
-        if fleet is not None and fleet_current:
+        # Meanwhile the target's last model answers, else the fleet's, even when the
+        # examples that just arrived are not in them: better than a wait of many seconds,
+        # and the next request after the fit gets the new model. A model of no history at
+        # all cannot stand in for one of some.
+        meanwhile = next((c for c in (cached, fleet) if c is not None and c.model.kpis), None)
+        if meanwhile is not None:
             done, _ = await asyncio.wait({task}, timeout=self._first_wait)
             if not done:
-                return fleet.model.for_target(target, embedding)
+                return meanwhile.model.for_target(target, embedding)
         return (await asyncio.shield(task)).for_target(target, embedding)
 
     def version_of(self, target: str) -> str:
@@ -351,7 +358,13 @@ async def import_examples(
                     await repository.delete_imported_example(conn, system, pair)
                 continue
             stored = await repository.configuration(conn, system, change.to_version)
-            resources = Resources(profile.cpu_cores, profile.memory_bytes, example.load_level)
+            resources = Resources(
+                profile.cpu_cores,
+                profile.memory_bytes,
+                example.load_level,
+                example.load_peak,
+                example.utilization,
+            )
             features = change_features(
                 change.before,
                 change.after,
@@ -493,6 +506,10 @@ class _Measured:
     observed: dict[str, float]
     load_level: float
     """Mean offered load before the change."""
+    load_peak: float
+    """Largest offered load before the change."""
+    utilization: float | None
+    """Mean CPU utilisation before the change; None without CPU samples."""
 
 
 async def _example(
@@ -539,7 +556,11 @@ async def _example(
     if not observed:
         return None
     embedding = tuple(float(v) for v in embed(first).vector)
-    return _Measured(embedding, observed, first.load_profile.overall().mean)
+    cpu = first.profiles.get(vocabulary.CPU_UTILIZATION.name)
+    utilization = cpu.overall().mean if cpu is not None and cpu.count > 0 else None
+    return _Measured(
+        embedding, observed, first.load_profile.overall().mean, first.load_max, utilization
+    )
 
 
 def _series(samples: Mapping[str, MetricSamples]) -> dict[str, SampleSeries]:
@@ -564,7 +585,13 @@ async def learn_from_outcome(
             return
         before = await repository.configuration(conn, system, row.from_version or 0)
         after = await repository.configuration(conn, system, row.to_version)
-        resources = Resources(system.cpu_cores, system.memory_bytes, latest.load_level)
+        resources = Resources(
+            system.cpu_cores,
+            system.memory_bytes,
+            latest.load_level,
+            latest.load_peak,
+            latest.utilization,
+        )
         schema = stored_schema(after.kind, after.schema)
         await repository.insert_example(
             conn,

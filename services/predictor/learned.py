@@ -17,14 +17,14 @@ needs at least ``min_weighted_examples`` of weighted history, and the proposed c
 must touch parameters the history has seen changed (with the same weighted minimum);
 otherwise the answer is INCONCLUSIVE and says why.
 
-Model. Per KPI, ``log(1 + relative change)`` on the embedding and the delta features
-(see :mod:`cfgclone.predictor.change`), trained with the example weights: a ridge
-regression, because the effect of a numeric parameter is often close to an elasticity
-(doubling a buffer moves latency by a similar factor wherever it starts) and trees alone
-cannot extrapolate one, plus a random forest of its residuals for the interactions and
-thresholds a line misses. Its interval is conformal: the weighted quantile of the
-cross-validated absolute residuals, so it is as wide as the model's errors on history it
-did not train on.
+Model. Per KPI, ``log(1 + relative change)`` on the delta features (see
+:mod:`cfgclone.predictor.change`) and the transferable context (see
+:mod:`cfgclone.predictor.features`: hardware, load level, parameters per core and per GiB),
+trained with the example weights by the predictor's
+one learner (:mod:`cfgclone.predictor.estimator`, the model the configperf benchmark
+measures): a stack of a ridge regression (an elasticity extrapolates; trees cannot),
+gradient boosted and extremely randomised trees, whose CV+ interval is as wide as the
+model's errors on history it did not train on, at the confidence the policy sets per KPI.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from cfgclone.predictor.change import (
     DEFAULT_DIRECTIONS,
@@ -49,6 +44,7 @@ from cfgclone.predictor.change import (
     KpiDirection,
     UnknownKpiDirection,
 )
+from cfgclone.predictor.estimator import Estimator, EstimatorSettings, FittedEstimator
 from cfgclone.predictor.verdict import (
     Interval,
     KpiResult,
@@ -59,7 +55,7 @@ from cfgclone.predictor.verdict import (
 
 FloatArray = npt.NDArray[np.float64]
 
-MODEL_FORMAT = 2
+MODEL_FORMAT = 4
 """Version of the model's recipe; part of every model version string."""
 
 _SMALLEST_CHANGE = -0.99
@@ -100,13 +96,19 @@ class HistorySettings:
     tolerance: float = 0.05
     """Smallest relative change in the bad direction that matters, for per-KPI verdicts."""
     trees: int = 100
-    """Trees of each KPI's forest; predictions must stay fast (a few ms per KPI)."""
+    """Trees of each tree member of each KPI's stack; predictions must stay fast (a few ms
+    per KPI, every fold model included)."""
     min_samples_leaf: int = 2
     """Fewest records a leaf may hold, so that no record is predicted from itself alone."""
     ridge_alpha: float = 1.0
-    """Regularisation of the linear part, on standardised features."""
+    """Regularisation of the linear member, on standardised features."""
+    embedding_features: bool = False
+    """Whether the embedding's values are features too. They are the levels of one
+    machine's own curves and distributions, which do not carry over to another machine,
+    and a hundred and more of them drown the few features that do in a history of tens of
+    changes; by default the embedding only weighs the history by similarity."""
     folds: int = 5
-    """Folds of the cross-validation whose residuals size the interval."""
+    """Folds of the cross-validation behind the stacking weights and the intervals."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +122,20 @@ class HistorySettings:
             raise ValueError("confidence must be in (0, 1)")
         if self.trees < 10:
             raise ValueError("trees must be at least 10")
+
+    def estimator(self, examples: int) -> Estimator:
+        """The learner of one KPI from ``examples`` weighted examples."""
+        return Estimator(
+            EstimatorSettings(
+                folds=min(self.folds, examples),
+                boosting_estimators=self.trees,
+                learning_rate=0.1,
+                extra_trees_estimators=self.trees,
+                min_samples_leaf=self.min_samples_leaf,
+                ridge_alpha=self.ridge_alpha,
+                seed=self.seed,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -138,43 +154,6 @@ class LearnedPrediction:
 
 
 @dataclass(frozen=True, eq=False)
-class _Fitted:
-    """Ridge regression plus a random forest of its residuals (see the module docstring)."""
-
-    linear: Pipeline
-    forest: RandomForestRegressor
-
-    @classmethod
-    def fit(cls, x: FloatArray, y: FloatArray, w: FloatArray, s: HistorySettings) -> _Fitted:
-        linear = make_pipeline(StandardScaler(), Ridge(alpha=s.ridge_alpha))
-        linear.fit(x, y, ridge__sample_weight=w)
-        forest = RandomForestRegressor(
-            n_estimators=s.trees,
-            min_samples_leaf=s.min_samples_leaf,
-            random_state=s.seed,
-            n_jobs=1,
-        ).fit(x, y - linear.predict(x), sample_weight=w)
-        return cls(linear, forest)
-
-    def predict(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self.linear.predict(x) + self._forest(x), dtype=np.float64)
-
-    def _forest(self, x: FloatArray) -> FloatArray:
-        """The forest's mean prediction, asking each fitted tree directly.
-
-        ``RandomForestRegressor.predict`` dispatches the trees through joblib, which costs
-        about 6 ms for the single row of a prediction; the trees themselves take 0.3 ms.
-        The result is the same (each tree's ``tree_.predict`` on float32 input is what the
-        forest averages).
-        """
-        rows = np.ascontiguousarray(x, dtype=np.float32)
-        total = np.zeros(rows.shape[0], dtype=np.float64)
-        for tree in self.forest.estimators_:
-            total += tree.tree_.predict(rows)[:, 0]
-        return total / len(self.forest.estimators_)
-
-
-@dataclass(frozen=True, eq=False)
 class _KpiModel:
     """A trained model of one KPI, or the reason there is none."""
 
@@ -186,11 +165,9 @@ class _KpiModel:
     """Their total weight."""
     changes: tuple[tuple[frozenset[str], float], ...]
     """Per record used, the parameters it changed and its weight."""
-    fitted: _Fitted | None = None
+    fitted: FittedEstimator | None = None
+    """Of ``log(1 + change)`` on the features in :attr:`vocabulary` order."""
     vocabulary: tuple[str, ...] = ()
-    residuals: FloatArray = field(default_factory=lambda: np.zeros(0))
-    """Absolute out-of-fold residuals of ``log(1 + change)``, for the interval."""
-    residual_weights: FloatArray = field(default_factory=lambda: np.zeros(0))
     reason: str = ""
     """Why there is no fitted model, when there is none."""
 
@@ -299,11 +276,11 @@ class HistoryModel:
                 f"{', '.join(sorted(delta.changed))} (need {s.min_weighted_examples:g})",
                 model.examples,
             )
-        row = _features(self.embedding, delta, context, model.vocabulary)[None, :]
-        center = float(model.fitted.predict(row)[0])
-        change = math.expm1(center)
-        half_width = _weighted_quantile(model.residuals, model.residual_weights, level)
-        interval = Interval(math.expm1(center - half_width), math.expm1(center + half_width), level)
+        embedding = self.embedding if s.embedding_features else ()
+        row = _features(embedding, delta, context, model.vocabulary)[None, :]
+        centers, lows, highs = model.fitted.interval(row, level)
+        change = math.expm1(float(centers[0]))
+        interval = Interval(math.expm1(float(lows[0])), math.expm1(float(highs[0])), level)
         verdict = classify_interval(interval, model.direction, s.tolerance)
         reading = {
             Verdict.NEGATIVE: f"worse by more than {s.tolerance:.0%}",
@@ -424,18 +401,18 @@ class HistoryLearner:
         )
         x = np.vstack(
             [
-                _features(record.embedding, record.delta, record.context, vocabulary)
+                _features(
+                    record.embedding if s.embedding_features else (),
+                    record.delta,
+                    record.context,
+                    vocabulary,
+                )
                 for record, _ in used
             ]
         )
         y = np.log1p(np.array([max(record.observed[kpi], _SMALLEST_CHANGE) for record, _ in used]))
         w = np.array([weight for _, weight in used])
-        fitted = _Fitted.fit(x, y, w, s)
-        residuals = np.zeros(y.size)
-        splitter = KFold(min(s.folds, y.size), shuffle=True, random_state=s.seed)
-        for train, test in splitter.split(x):
-            fold = _Fitted.fit(x[train], y[train], w[train], s)
-            residuals[test] = np.abs(y[test] - fold.predict(x[test]))
+        fitted = s.estimator(y.size).fit(x, y, w)
         return _KpiModel(
             kpi,
             direction,
@@ -444,8 +421,6 @@ class HistoryLearner:
             changes,
             fitted=fitted,
             vocabulary=vocabulary,
-            residuals=residuals,
-            residual_weights=w,
         )
 
     def _version(
@@ -497,7 +472,9 @@ def _features(
     to parameters the history never saw.
     """
     named = {**context, **delta.features()}
-    return np.array([*embedding, *(named.get(name, 0.0) for name in vocabulary)])
+    values = [*embedding, *(named.get(name, 0.0) for name in vocabulary)]
+    # A history of changes that changed nothing nameable still has a mean to learn.
+    return np.array(values or [0.0])
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -505,20 +482,3 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
     v = np.asarray(b, dtype=np.float64)
     norm = float(np.linalg.norm(u) * np.linalg.norm(v))
     return float(u @ v) / norm if norm > 0 else 0.0
-
-
-def _weighted_quantile(values: FloatArray, weights: FloatArray, level: float) -> float:
-    """The weighted ``level`` quantile of ``values``, inflated for a finite sample.
-
-    The level is raised to ``level * (1 + 1 / n_eff)`` (capped at 1), with ``n_eff`` the
-    effective sample size of the weights, in the spirit of split conformal prediction's
-    ``(n + 1) / n`` correction.
-    """
-    if values.size == 0:
-        return math.inf
-    n_eff = float(weights.sum() ** 2 / np.sum(weights**2))
-    target = min(1.0, level * (1.0 + 1.0 / n_eff))
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order]) / weights.sum()
-    index = int(np.searchsorted(cumulative, target - 1e-12))
-    return float(values[order][min(index, values.size - 1)])

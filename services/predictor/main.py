@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -47,12 +48,28 @@ logger = logging.getLogger(__name__)
 Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
-def similarity_lookup(settings: ServiceSettings, neighbours: int) -> SimilarityLookup:
-    """Nearest systems' scores from the similarity service; None when it is unreachable."""
+SIMILARITY_KEPT_S = 30.0
+"""How long a system's neighbours are reused before the similarity service is asked again.
+
+Fingerprints are refined over minutes, and the model cache rounds scores before it
+compares them, so a fresher answer would seldom change a model; asking on every
+prediction would add a round trip to each."""
+
+
+def similarity_lookup(
+    settings: ServiceSettings, neighbours: int, kept_s: float = SIMILARITY_KEPT_S
+) -> SimilarityLookup:
+    """Nearest systems' scores from the similarity service, reused for ``kept_s``; None
+    when it is unreachable (not kept, so the next prediction asks again)."""
     channel: grpc.aio.Channel | None = None
+    answers: dict[str, tuple[float, Mapping[str, float]]] = {}
 
     async def lookup(system: str) -> Mapping[str, float] | None:
         nonlocal channel
+        now = time.monotonic()
+        kept = answers.get(system)
+        if kept is not None and now - kept[0] < kept_s:
+            return kept[1]
         if channel is None:
             channel = open_channel(settings.peers.address("similarity"), settings.peers)
         stub = similarity_grpc.SimilarityServiceStub(channel)
@@ -64,7 +81,9 @@ def similarity_lookup(settings: ServiceSettings, neighbours: int) -> SimilarityL
         except grpc.aio.AioRpcError as error:
             logger.warning("similarity lookup for %s failed: %s", system, error.details())
             return None
-        return {s.second: s.score for s in reply.similar_systems}
+        scores = {s.second: s.score for s in reply.similar_systems}
+        answers[system] = (now, scores)
+        return scores
 
     return lookup
 

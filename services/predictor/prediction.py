@@ -189,7 +189,13 @@ class Predictor:
             proposal.current.content,
             proposal.content,
             stored_schema(proposal.kind, proposal.current.schema),
-            Resources(system.cpu_cores, system.memory_bytes, latest.load_level),
+            Resources(
+                system.cpu_cores,
+                system.memory_bytes,
+                latest.load_level,
+                latest.load_peak,
+                latest.utilization,
+            ),
         )
         confidence = {kpi: policy.policy.confidence_for(kpi) for kpi in model.kpis}
         prediction = model.predict(delta, context=context, confidence=confidence)

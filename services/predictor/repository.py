@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cfgclone import vocabulary
 from cfgclone.common.errors import FailedPrecondition, NotFound, system_not_found
 from cfgclone.common.queries import load_queries
 from cfgclone.common.store import Connection
@@ -471,6 +472,10 @@ class LatestFingerprint:
     embedding: tuple[float, ...]
     load_level: float | None
     """Mean offered load over its window (its load metric's mean)."""
+    load_peak: float | None = None
+    """Largest offered load seen in its window."""
+    utilization: float | None = None
+    """Mean CPU utilisation over its window."""
 
 
 async def latest_fingerprint(conn: Connection, system: SystemRow) -> LatestFingerprint | None:
@@ -480,12 +485,18 @@ async def latest_fingerprint(conn: Connection, system: SystemRow) -> LatestFinge
     if row is None:
         return None
     message = common_pb2.Fingerprint.FromString(bytes(row[1]))
-    return LatestFingerprint(tuple(float(v) for v in row[0]), _load_level(message))
+    return LatestFingerprint(
+        tuple(float(v) for v in row[0]),
+        _mean(message, message.load_metric),
+        message.quality.load_max if message.quality.load_max > 0 else None,
+        _mean(message, vocabulary.CPU_UTILIZATION.name),
+    )
 
 
-def _load_level(message: common_pb2.Fingerprint) -> float | None:
+def _mean(message: common_pb2.Fingerprint, metric: str) -> float | None:
+    """A KPI's mean over every regime of the fingerprint; None when it has no samples."""
     for kpi in message.kpis:
-        if kpi.kpi == message.load_metric:
+        if kpi.kpi == metric:
             total = sum(r.count for r in kpi.regimes)
             if total > 0:
                 return sum(r.count * r.mean for r in kpi.regimes) / total

@@ -11,7 +11,6 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from cfgclone.predictor.configperf import (
-    Harm,
     LearnerSettings,
     MeasuredSystem,
     OptionEncoding,
@@ -20,6 +19,7 @@ from cfgclone.predictor.configperf import (
     load_measurements,
     mean_relative_error,
 )
+from cfgclone.predictor.verdict import Verdict
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "configperf"
 
@@ -107,7 +107,7 @@ def test_learner_beats_the_linear_baseline_on_x264_at_5n(
     train, test = split
     x, y = x264.configurations, x264.performance
     linear = LinearRegression().fit(x[train], y[train]).predict(x[test])
-    center, _ = model.predict_log(x[test])
+    center, _, _ = model.predict_log(x[test])
 
     learned_error = mean_relative_error(y[test], np.exp(center))
     linear_error = mean_relative_error(y[test], linear)
@@ -123,12 +123,14 @@ def test_intervals_hold_most_held_out_measurements(
     x264: MeasuredSystem, split: tuple[np.ndarray, np.ndarray], model: PerformanceModel
 ) -> None:
     _, test = split
-    center, half = model.predict_log(x264.configurations[test])
-    inside = np.abs(np.log(x264.performance[test]) - center) <= half
-    wider = model.with_confidence(0.99).predict_log(x264.configurations[test])[1]
+    _, low, high = model.predict_log(x264.configurations[test])
+    measured = np.log(x264.performance[test])
+    inside = (low <= measured) & (measured <= high)
+    _, wider_low, wider_high = model.with_confidence(0.99).predict_log(x264.configurations[test])
 
     assert inside.mean() > 0.8
-    assert np.all(wider >= half)
+    assert np.all(wider_low <= low)
+    assert np.all(wider_high >= high)
 
 
 @needs_data
@@ -140,11 +142,9 @@ def test_pair_decisions_on_held_out_configurations(
     a, b = rng.choice(test, 2000), rng.choice(test, 2000)
     truth = x264.performance[b] > 1.1 * x264.performance[a]
 
-    decisions = np.array(
-        [d.value for d in model.decide(x264.configurations[a], x264.configurations[b])]
-    )
-    decided = decisions != Harm.INCONCLUSIVE.value
-    harmful = decisions == Harm.HARMFUL.value
+    found = model.decide(x264.configurations[a], x264.configurations[b])
+    decided = np.array([v is not Verdict.INCONCLUSIVE for v in found])
+    harmful = np.array([v is Verdict.NEGATIVE for v in found])
 
     assert decided.mean() > 0.8
     assert (harmful & truth).sum() / harmful.sum() > 0.95
@@ -164,12 +164,12 @@ def test_assessment_of_one_change_explains_its_decision(
     harmless = model.assess(x264.configurations[slowest], x264.configurations[fastest])
     nothing = model.assess(before, before)
 
-    assert harmful.decision is Harm.HARMFUL
+    assert harmful.verdict is Verdict.NEGATIVE
     assert harmful.low > 1.1
     assert "slower by more than 10%" in harmful.explanation
-    assert harmless.decision is Harm.HARMLESS
+    assert harmless.verdict is Verdict.POSITIVE
     assert harmless.high < 1.0
-    assert nothing.decision is Harm.HARMLESS
+    assert nothing.verdict is Verdict.NEUTRAL
     assert nothing.ratio == pytest.approx(1.0)
     assert model.predict(before).low < model.predict(before).value < model.predict(before).high
 
@@ -178,7 +178,7 @@ def test_assessment_of_one_change_explains_its_decision(
 def test_model_version_names_the_training_data(
     x264: MeasuredSystem, split: tuple[np.ndarray, np.ndarray], model: PerformanceModel
 ) -> None:
-    assert model.version.startswith("configperf/1/")
+    assert model.version.startswith("configperf/2/")
     assert model.with_confidence(0.5).version == model.version
     assert math.isclose(sum(model.weights.values()), 1.0)
 

@@ -271,3 +271,6 @@ async def test_imported_examples_carry_the_systems_hardware_and_load(own_store: 
     assert features["workers:per_core:after"] == pytest.approx(math.log(8 / 8))
     level = metrics[LOAD].values[(metrics[LOAD].ts_unix_ns < int(applied[1].timestamp() * 1e9))]
     assert features["load:log_level"] == pytest.approx(math.log1p(level.mean()), rel=0.05)
+    assert features["load:log_peak_ratio"] == pytest.approx(
+        math.log(level.max() / level.mean()), rel=0.05
+    )

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from cfgclone.adaptation import schema_for
 from cfgclone.predictor.change import ConfigurationDelta
+from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.learned import (
     MODEL_FORMAT,
     ChangeRecord,
@@ -177,13 +179,44 @@ def test_embeddings_must_have_the_targets_length(fleet_history: list[ChangeRecor
         HistoryLearner().fit(fleet_history, target=TARGET, embedding=(1.0, 0.0))
 
 
-def test_the_fast_forest_path_predicts_what_the_forest_predicts() -> None:
-    from cfgclone.predictor.learned import _Fitted
+def test_an_effect_learned_per_core_holds_on_a_machine_size_the_history_never_had() -> None:
+    """Workers past two per core thrash. The history has 4- and 32-core machines, the
+    target 8 cores: the same fourfold change of ``workers`` is harmless on a machine where
+    it stays under two per core and harmful where it goes past, which only the features
+    relative to the hardware (workers per core, from the kind's schema) can tell."""
+    schema = schema_for("simulated")
+    rng = np.random.default_rng(14)
 
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(120, 12))
-    y = x[:, 0] * 0.5 + rng.normal(0, 0.1, 120)
-    fitted = _Fitted.fit(x, y, np.ones(120), HistorySettings(trees=20))
-    rows = rng.normal(size=(7, 12))
-    expected = fitted.linear.predict(rows) + fitted.forest.predict(rows)
-    np.testing.assert_allclose(fitted.predict(rows), expected, rtol=1e-6)
+    def thrash(per_core: float) -> float:
+        return 0.5 * max(per_core - 2.0, 0.0) ** 2
+
+    def change(cores: int, before: int, after: int) -> tuple[ConfigurationDelta, dict[str, float]]:
+        old, new = {"workers": before}, {"workers": after}
+        context = change_features(old, new, schema, Resources(cores, cores * 4 << 30, 100.0))
+        return ConfigurationDelta.between(old, new), context
+
+    history = []
+    for index in range(120):
+        cores = (4, 32)[index % 2]
+        before = max(1, round(cores * float(rng.choice([0.25, 0.5, 1.0, 2.0]))))
+        after = max(1, round(before * float(rng.choice([0.5, 2.0, 4.0]))))
+        delta, context = change(cores, before, after)
+        effect = thrash(after / cores) - thrash(before / cores) + rng.normal(0.0, 0.01)
+        history.append(
+            ChangeRecord(
+                system=f"systems/m{index % 10}",
+                embedding=(1.0, 0.0),
+                delta=delta,
+                observed={"latency_ms": math.expm1(effect)},
+                context=context,
+            )
+        )
+    model = HistoryLearner().fit(history, target="systems/new", embedding=(1.0, 0.0))
+
+    def verdict(cores: int, before: int, after: int) -> Verdict:
+        delta, context = change(cores, before, after)
+        return model.predict(delta, ["latency_ms"], context).result("latency_ms").verdict
+
+    # Both fourfold: 0.25 -> 1 per core stays calm, 1 -> 4 per core thrashes.
+    assert verdict(8, 2, 8) is Verdict.NEUTRAL
+    assert verdict(8, 8, 32) is Verdict.NEGATIVE

@@ -218,3 +218,83 @@ async def test_concurrent_first_requests_share_one_fit_and_the_fleet_model_answe
     assert FITS == {FLEET: 1, "systems/latency-target": 1}
     assert {m.version for m in together} <= {fleet_version, own.version}
     assert own.version != fleet_version
+
+
+async def _one_more_example(store: Store, system_id: str, version: int) -> None:
+    async with store.transaction() as conn:
+        system = await repository.system(conn, system_id)
+        latest = await repository.latest_fingerprint(conn, system)
+        assert latest is not None
+        await repository.insert_example(
+            conn,
+            repository.NewExample(
+                system=system,
+                from_version=version,
+                to_version=version + 1,
+                change_id=None,
+                embedding=latest.embedding,
+                before=dict(BASE_CONFIGURATION),
+                after={**BASE_CONFIGURATION, "workers": 8},
+                observed={"app.response_time": -0.15},
+                origin="outcome",
+            ),
+        )
+
+
+async def test_a_new_example_refits_only_the_models_that_learn_from_it(own_store: Store) -> None:
+    await _fingerprinted(own_store, "refit-target", seed=6)
+    await _fingerprinted(own_store, "refit-stranger", seed=7)
+    await _workers_history(own_store, "refit-target", changes=12)
+    await _workers_history(own_store, "refit-stranger", changes=12)
+    async with own_store.connection() as conn:
+        latest = await repository.latest_fingerprint(
+            conn, await repository.system(conn, "refit-target")
+        )
+    assert latest is not None
+    target = "systems/refit-target"
+    # The similarity engine finds no neighbour: the target learns from its own history.
+    alone = {target: 1.0}
+    FITS.clear()
+    models = ModelCache(own_store, _CountedLearner(), first_wait=60.0)
+    first = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+    fits = FITS.get(target, 0)
+
+    await _one_more_example(own_store, "refit-stranger", 100)
+    unchanged = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+    after_stranger = FITS.get(target, 0)
+    await _one_more_example(own_store, "refit-target", 100)
+    refitted = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+    await models.close()
+
+    assert fits == 1
+    assert after_stranger == 1
+    assert unchanged.version == first.version
+    assert FITS[target] == 2
+    assert refitted.version != first.version
+
+
+async def test_while_a_system_is_refitted_its_previous_model_answers(own_store: Store) -> None:
+    await _fingerprinted(own_store, "stale-target", seed=8)
+    await _workers_history(own_store, "stale-target", changes=12)
+    async with own_store.connection() as conn:
+        latest = await repository.latest_fingerprint(
+            conn, await repository.system(conn, "stale-target")
+        )
+    assert latest is not None
+    target = "systems/stale-target"
+    alone = {target: 1.0}
+    models = ModelCache(own_store, HistoryLearner(), first_wait=0.0)
+    first = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+
+    await _one_more_example(own_store, "stale-target", 100)
+    meanwhile = await models.model_for(target, latest.embedding, alone)
+    await models.wait()
+    refitted = await models.model_for(target, latest.embedding, alone)
+    await models.close()
+
+    assert meanwhile.version == first.version
+    assert refitted.version != first.version
