@@ -56,6 +56,7 @@ POSTGRESQL = Schema(
         ParameterSpec("seq_page_cost", _FLOAT, "", 0),
         ParameterSpec("checkpoint_completion_target", _FLOAT, "", 0, 1),
         ParameterSpec("commit_delay", _INTEGER, "microseconds", 0, 100000),
+        ParameterSpec("commit_siblings", _INTEGER, "", 0, 1000),
         ParameterSpec("checkpoint_timeout", _DURATION, "s", 30, 86400),
         ParameterSpec("statement_timeout", _DURATION, "ms", 0, _INT_MAX),
         ParameterSpec("max_wal_size", _BYTES, "MB", 2, _INT_MAX),

@@ -305,8 +305,6 @@ async def _run_story(
                 change=predictor_pb.ProposedChange(
                     system=systems[0],
                     configuration=_configuration({"work_mem": "4MB", **content}),
-                    # commit_siblings is a real setting the postgresql schema leaves out.
-                    allow_new_parameters=True,
                 ),
                 mode=shadow,
                 policy=policy,
