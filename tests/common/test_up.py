@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cfgclone.cli.suite import free_base_port
+
 SERVICES = {
     "collector": "cfgclone.v1.CollectorService",
     "fingerprint": "cfgclone.v1.FingerprintService",
@@ -28,29 +29,6 @@ SERVICES = {
 }
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 CFGCLONE = shutil.which("cfgclone") or str(Path(sys.executable).parent / "cfgclone")
-
-
-def _free_base_port() -> int:
-    """A port with the four after it free too."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            sockets = []
-            for port in range(base, base + 5):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no five free consecutive ports")
 
 
 @pytest.fixture
@@ -135,8 +113,8 @@ def _postgres_running_in(data_dir: Path) -> bool:
 def test_up_serves_every_service_with_reflection_and_health_then_stops_cleanly(
     data_dir: Path,
 ) -> None:
-    base = _free_base_port()
-    metrics = _free_base_port()
+    base = free_base_port()
+    metrics = free_base_port()
     process = _start_up(data_dir, base, metrics)
     try:
         for offset, (name, full_name) in enumerate(SERVICES.items()):

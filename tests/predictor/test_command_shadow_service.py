@@ -113,9 +113,17 @@ async def test_a_postgresql_shadow_script_finds_the_harmful_change_and_passes_th
     latency = {k.kpi: k for k in harmful.kpis}["db.client.operation.duration"]
     assert latency.verdict == common_pb2.VERDICT_NEGATIVE
     assert latency.relative_change > 1.0
-    assert harmless.verdict in (common_pb2.VERDICT_NEUTRAL, common_pb2.VERDICT_POSITIVE), (
-        harmless.explanation
-    )
+    # A harmless change is never refused, and its estimate stays well below the harmful
+    # one's. On a quiet machine the interval is inside the tolerance (NEUTRAL); on cores
+    # shared with other work it can be wide enough to straddle it, and "cannot decide" is
+    # then the honest answer.
+    assert harmless.verdict in (
+        common_pb2.VERDICT_NEUTRAL,
+        common_pb2.VERDICT_POSITIVE,
+        common_pb2.VERDICT_INCONCLUSIVE,
+    ), harmless.explanation
+    unchanged = {k.kpi: k for k in harmless.kpis}["db.client.operation.duration"]
+    assert unchanged.relative_change < latency.relative_change / 2, harmless.explanation
     # The shadow ran at the target's busy-period rate, which the prediction states.
     assert "postgresql.commits 50/s" in harmful.explanation
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +90,10 @@ async def test_a_harmless_change_leaves_candidate_p95_near_the_baseline(parent: 
     ratio = _median(run, Side.CANDIDATE, KPI_LATENCY_P95) / _median(
         run, Side.BASELINE, KPI_LATENCY_P95
     )
-    assert 0.5 < ratio < 2.0
+    # p95 of one-second windows on cores shared with other work: a baseline window caught
+    # in a scheduling stall halves the ratio by itself; the harmful change multiplies it
+    # by five or more.
+    assert 0.4 < ratio < 2.5
     throughput = _median(run, Side.CANDIDATE, KPI_THROUGHPUT) / _median(
         run, Side.BASELINE, KPI_THROUGHPUT
     )
@@ -164,9 +168,14 @@ async def test_pgbench_runs_at_the_targets_recorded_rate_not_at_full_speed(paren
     assert run.outcome is ShadowOutcome.COMPLETED, run.failure_reason
     for record in run.rounds:
         assert "--rate 80" in record.details["command"]
-        achieved = int(record.details["transactions"]) / 6
-        print(f"{record.side}: {achieved:.1f}/s of {recorded:g}/s ({record.details['rate']})")
-        assert abs(achieved - recorded) <= 0.10 * recorded
+        transactions = int(record.details["transactions"])
+        rate = record.details["rate"]
+        print(f"{record.side}: {transactions / 6:.1f}/s of {recorded:g}/s ({rate})")
+        # pgbench --rate starts transactions as a Poisson process: over 6 s at 80/s the count
+        # is 480 give or take sqrt(480) ~ 22. Four of those either side; full speed on this
+        # machine is thousands a second.
+        expected = recorded * 6
+        assert abs(transactions - expected) <= 4 * math.sqrt(expected)
         assert not any(key.startswith("load.") for key in record.details)
 
 
