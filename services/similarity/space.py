@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .layout import GroupLayout, GroupSpan
+from .layout import GroupLayout
 from .scaling import RobustScaler
 from .settings import SimilaritySettings
 
@@ -73,6 +73,7 @@ class EmbeddingSpace:
     _blocks: tuple[float, ...] = field(init=False, repr=False)
     _offset: float = field(init=False, repr=False)
     _gain: float = field(init=False, repr=False)
+    _plan: _Plan = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_value:
@@ -103,6 +104,7 @@ class EmbeddingSpace:
         )
         object.__setattr__(self, "_offset", offset)
         object.__setattr__(self, "_gain", gain)
+        object.__setattr__(self, "_plan", _plan_of(self))
 
     @classmethod
     def fit(
@@ -131,38 +133,19 @@ class EmbeddingSpace:
     def dimension(self) -> int:
         """Length of a prepared row: each weighted group plus its anchor, or a grid of
         coordinates per value of a group compared value by value."""
-        return sum(
-            self._block_length(group, by_value)
-            for group, weight, by_value in zip(
-                self.layout.groups, self.weights, self.by_value, strict=True
-            )
-            if weight > 0
-        )
+        return self._plan.dimension
 
     def score(self, dot: float | NDArray[np.floating[Any]]) -> Any:
         """The overall score of two systems from the dot product of their rows."""
         return np.clip(self._offset + self._gain * np.asarray(dot, dtype=np.float64), 0.0, 1.0)
 
-    def _block_length(self, group: GroupSpan, by_value: bool) -> int:
-        if by_value:
-            return int(np.count_nonzero(self._shares(group))) * self._grid.size
-        return group.length + 1
-
-    def _shares(self, group: GroupSpan) -> NDArray[np.float64]:
-        assert self.value_shares is not None
-        return self.value_shares[group.offset : group.stop]
-
-    def _bumps(self, scaled: NDArray[np.floating[Any]], group: GroupSpan) -> NDArray[np.float64]:
-        """Standardised values of a group (m, n) -> (m, counted * grid) coordinates whose
-        dot product is the group's similarity."""
-        shares = self._shares(group)
-        counted = shares > 0  # values the fleet shares get no coordinates
-        values = np.asarray(scaled, dtype=np.float64)[:, counted]
-        np.clip(values, -self.value_clip, self.value_clip, out=values)
-        bumps = np.exp(-0.5 * ((values[..., None] - self._grid) / self._width) ** 2)
-        bumps /= np.linalg.norm(bumps, axis=-1, keepdims=True)
-        bumps *= np.sqrt(shares[counted])[None, :, None]
-        return bumps.reshape(values.shape[0], -1)
+    def _bumps(self, values: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """Standardised values (m, k) -> (m, k, grid) coordinates of unit length per value:
+        the dot product of two values' coordinates is their similarity."""
+        clipped = np.clip(np.asarray(values, dtype=np.float64), -self.value_clip, self.value_clip)
+        bumps = np.exp(-0.5 * ((clipped[..., None] - self._grid) / self._width) ** 2)
+        bumps /= np.sqrt(np.einsum("ijk,ijk->ij", bumps, bumps))[..., None]
+        return bumps
 
     def anchor_of(self, group: Any) -> float:
         """The anchor coordinate of ``group``: ``anchor`` robust spreads per dimension.
@@ -177,27 +160,24 @@ class EmbeddingSpace:
 
         Groups of weight 0 are left out of the rows; they cannot change a dot product.
         """
+        plan = self._plan
         rows = raw.shape[0]
-        out = np.empty((rows, self.dimension), dtype=np.float32)
+        out = np.empty((rows, plan.dimension), dtype=np.float32)
         for start in range(0, rows, _CHUNK_ROWS):
             stop = min(start + _CHUNK_ROWS, rows)
             scaled = self.scaler.transform(raw[start:stop], np.float32)
-            column = 0
-            for group, weight, by_value, factor in zip(
-                self.layout.groups, self.weights, self.by_value, self._blocks, strict=True
-            ):
-                if weight <= 0:
-                    continue
-                length = self._block_length(group, by_value)
-                block = out[start:stop, column : column + length]
-                if by_value:
-                    block[:] = factor * self._bumps(scaled[:, group.offset : group.stop], group)
-                else:
-                    block[:, :-1] = scaled[:, group.offset : group.stop]
-                    block[:, -1] = self.anchor_of(group)
-                    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-                    block *= (factor / norms)[:, None]
-                column += length
+            block = out[start:stop]
+            if plan.sources.size:
+                direction = np.empty((stop - start, plan.direction_width), dtype=np.float32)
+                direction[:, plan.value_columns] = scaled[:, plan.sources]
+                direction[:, plan.anchor_columns] = plan.anchors
+                norms = np.sqrt(np.add.reduceat(direction * direction, plan.starts, axis=1))
+                direction *= (plan.scales / norms)[:, plan.group_of_column]
+                block[:, plan.direction_columns] = direction
+            if plan.bump_sources.size:
+                bumps = self._bumps(scaled[:, plan.bump_sources])
+                bumps *= plan.bump_factors[None, :, None]
+                block[:, plan.bump_columns] = bumps.reshape(stop - start, -1)
         return out
 
     def group_cosines(
@@ -210,23 +190,160 @@ class EmbeddingSpace:
         value, the "cosine" is ``2 * similarity - 1``, so that ``(1 + cosine) / 2`` is its
         similarity as for every group.
         """
+        plan = self._plan
         one = self.scaler.transform(first[None, :], np.float64)[0]
         many = self.scaler.transform(others, np.float64)
         cosines = np.empty((many.shape[0], len(self.layout.groups)), dtype=np.float64)
-        for column, group in enumerate(self.layout.groups):
-            if self.by_value[column]:
-                mine = self._bumps(one[None, group.offset : group.stop], group)[0]
-                theirs = self._bumps(many[:, group.offset : group.stop], group)
-                cosines[:, column] = 2.0 * (theirs @ mine) - 1.0
-                continue
-            anchor_sq = self.anchor_of(group) ** 2
-            a = one[group.offset : group.stop]
-            b = many[:, group.offset : group.stop]
-            dots = b @ a + anchor_sq
-            norms = np.sqrt(np.einsum("ij,ij->i", b, b) + anchor_sq) * np.sqrt(a @ a + anchor_sq)
-            cosines[:, column] = dots / norms
+        if plan.all_sources.size:
+            a = one[plan.all_sources]
+            b = many[:, plan.all_sources]
+            squares = plan.anchor_squares
+            dots = np.add.reduceat(b * a, plan.all_starts, axis=1) + squares
+            norms = np.sqrt(np.add.reduceat(b * b, plan.all_starts, axis=1) + squares)
+            norms *= np.sqrt(np.add.reduceat(a * a, plan.all_starts) + squares)
+            cosines[:, plan.direction_groups] = dots / norms
+        if plan.all_bump_sources.size:
+            mine = self._bumps(one[None, plan.all_bump_sources])[0]
+            theirs = self._bumps(many[:, plan.all_bump_sources])
+            alike = np.einsum("ijk,jk->ij", theirs, mine) * plan.all_bump_shares
+            similarity = np.add.reduceat(alike, plan.all_bump_starts, axis=1)
+            cosines[:, plan.value_groups] = 2.0 * similarity - 1.0
         np.clip(cosines, -1.0, 1.0, out=cosines)
         return cosines
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Plan:
+    """Where each group's values go, so a whole batch of rows is prepared (or compared)
+    with a fixed handful of numpy calls instead of a few per group: on the query path
+    the rows are few and the calls' overhead is most of the cost.
+
+    Direction groups are prepared side by side in a scratch block (values, then the
+    anchor, per group) and scattered to their columns; the values of value-compared
+    groups become one (rows, values, grid) array of bumps, scattered likewise.
+    """
+
+    dimension: int
+    direction_width: int
+    """Columns of the scratch block of direction groups."""
+    direction_columns: NDArray[np.intp]
+    """Row column of each scratch column."""
+    sources: NDArray[np.intp]
+    """Raw column of each value column of the scratch block."""
+    value_columns: NDArray[np.intp]
+    anchor_columns: NDArray[np.intp]
+    anchors: NDArray[np.float32]
+    starts: NDArray[np.intp]
+    """First scratch column of each weighted direction group."""
+    scales: NDArray[np.float32]
+    """Block factor of each weighted direction group."""
+    group_of_column: NDArray[np.intp]
+    bump_sources: NDArray[np.intp]
+    """Raw column of each counted value of a weighted value group."""
+    bump_factors: NDArray[np.float32]
+    """Block factor times the square root of the value's share."""
+    bump_columns: NDArray[np.intp]
+    """Row columns of the values' bumps, value by value, grid point by grid point."""
+    direction_groups: NDArray[np.intp]
+    """Layout index of every direction group, weighted or not."""
+    all_sources: NDArray[np.intp]
+    """Raw columns of every direction group, in layout order."""
+    all_starts: NDArray[np.intp]
+    anchor_squares: NDArray[np.float64]
+    value_groups: NDArray[np.intp]
+    """Layout index of every value group, weighted or not."""
+    all_bump_sources: NDArray[np.intp]
+    """Raw columns of the counted values of every value group, in layout order."""
+    all_bump_shares: NDArray[np.float64]
+    all_bump_starts: NDArray[np.intp]
+
+
+def _plan_of(space: EmbeddingSpace) -> _Plan:
+    """Columns of the space's prepared rows, from its layout, weights and flags."""
+    assert space.value_shares is not None
+    grid = space._grid.size
+    direction_columns: list[int] = []
+    sources: list[int] = []
+    value_columns: list[int] = []
+    anchor_columns: list[int] = []
+    anchors: list[float] = []
+    starts: list[int] = []
+    scales: list[float] = []
+    group_of_column: list[int] = []
+    bump_sources: list[int] = []
+    bump_factors: list[float] = []
+    bump_columns: list[int] = []
+    direction_groups: list[int] = []
+    all_sources: list[int] = []
+    all_starts: list[int] = []
+    anchor_squares: list[float] = []
+    value_groups: list[int] = []
+    all_bump_sources: list[int] = []
+    all_bump_shares: list[float] = []
+    all_bump_starts: list[int] = []
+    column = 0
+    scratch = 0
+    for index, (group, weight, by_value, factor) in enumerate(
+        zip(space.layout.groups, space.weights, space.by_value, space._blocks, strict=True)
+    ):
+        shares = space.value_shares[group.offset : group.stop]
+        counted = [group.offset + int(i) for i in np.flatnonzero(shares > 0)]
+        if by_value:
+            value_groups.append(index)
+            all_bump_starts.append(len(all_bump_sources))
+            all_bump_sources.extend(counted)
+            all_bump_shares.extend(float(space.value_shares[c]) for c in counted)
+        else:
+            direction_groups.append(index)
+            all_starts.append(len(all_sources))
+            all_sources.extend(range(group.offset, group.stop))
+            anchor_squares.append(space.anchor_of(group) ** 2)
+        if weight <= 0:
+            continue
+        if by_value:
+            bump_sources.extend(counted)
+            bump_factors.extend(factor * math.sqrt(space.value_shares[c]) for c in counted)
+            length = len(counted) * grid
+            bump_columns.extend(range(column, column + length))
+        else:
+            length = group.length + 1
+            starts.append(scratch)
+            scales.append(factor)
+            sources.extend(range(group.offset, group.stop))
+            value_columns.extend(range(scratch, scratch + group.length))
+            anchor_columns.append(scratch + group.length)
+            anchors.append(space.anchor_of(group))
+            group_of_column.extend([len(starts) - 1] * length)
+            direction_columns.extend(range(column, column + length))
+            scratch += length
+        column += length
+
+    def ints(values: list[int]) -> NDArray[np.intp]:
+        return np.asarray(values, dtype=np.intp)
+
+    return _Plan(
+        dimension=column,
+        direction_width=scratch,
+        direction_columns=ints(direction_columns),
+        sources=ints(sources),
+        value_columns=ints(value_columns),
+        anchor_columns=ints(anchor_columns),
+        anchors=np.asarray(anchors, dtype=np.float32),
+        starts=ints(starts),
+        scales=np.asarray(scales, dtype=np.float32),
+        group_of_column=ints(group_of_column),
+        bump_sources=ints(bump_sources),
+        bump_factors=np.asarray(bump_factors, dtype=np.float32),
+        bump_columns=ints(bump_columns),
+        direction_groups=ints(direction_groups),
+        all_sources=ints(all_sources),
+        all_starts=ints(all_starts),
+        anchor_squares=np.asarray(anchor_squares, dtype=np.float64),
+        value_groups=ints(value_groups),
+        all_bump_sources=ints(all_bump_sources),
+        all_bump_shares=np.asarray(all_bump_shares, dtype=np.float64),
+        all_bump_starts=ints(all_bump_starts),
+    )
 
 
 def _value_shares(layout: GroupLayout, varies: NDArray[np.bool_] | None) -> NDArray[np.float64]:
