@@ -72,7 +72,8 @@ class FleetEntry(NamedTuple):
 class _LabelColumn:
     """One label key over a segment: a code per row, and masks for few-valued keys."""
 
-    codes: NDArray[np.int32]
+    codes: NDArray[np.signedinteger[Any]]
+    """Code of each row's value (-1: the row has no such label), in the narrowest type."""
     vocabulary: Mapping[str, int]
     masks: Mapping[str, NDArray[np.bool_]]
 
@@ -127,6 +128,9 @@ class _Segment:
         if approximate is not None and len(ids) >= approximate.min_systems:
             index = ApproximateRows.build(prepared, approximate)
             rows = None
+            # Queries of an indexed segment read a selector's rows once, as a cached
+            # bitmap; masks kept per label value would only cost a byte a row each.
+            mask_max_values = 0
         return cls(
             ids=tuple(ids),
             positions=MappingProxyType({system_id: i for i, system_id in enumerate(ids)}),
@@ -220,9 +224,10 @@ def _label_columns(labels: Sequence[Labels], mask_max_values: int) -> dict[str, 
             vocabulary = vocabularies[key]
             codes[key][chosen] = vocabulary.setdefault(value, len(vocabulary))
     columns: dict[str, _LabelColumn] = {}
-    for key, column in codes.items():
-        column.flags.writeable = False
+    for key, wide in codes.items():
         vocabulary = vocabularies[key]
+        column = wide.astype(np.min_scalar_type(-len(vocabulary)))
+        column.flags.writeable = False
         masks: dict[str, NDArray[np.bool_]] = {}
         if len(vocabulary) <= mask_max_values:
             for value, code in vocabulary.items():
