@@ -19,9 +19,9 @@ measures:
   runs without an OTLP endpoint (metrics, auth, limits, errors, validation; no
   tracing), with tracing added as every service had it before (an SDK provider that
   exports nothing), and bare (no interceptor). Each call alternates with the same
-  query in process (`in_process_beside_grpc_ms`), so a change of load on shared cores
-  hits both alike; `grpc_added_ms` is the first way minus those in-process figures.
-  Client and server share this process and its event loop;
+  The calls come from a client in a process of its own, as every caller's are; the
+  same queries are timed in process right before (`in_process_beside_grpc_ms`), and
+  `grpc_added_ms` is the first way minus those in-process figures;
 - the in-process latency again over five times the queries, with and without the
   garbage collector's generations frozen (`gc.freeze`, as the service does once its
   index is loaded), how many full collections ran meanwhile, and how long one full
@@ -218,7 +218,11 @@ def measure(size: int, queries: int, seed: int) -> dict[str, Any]:
     finally:
         gc.unfreeze()
 
-    grpc_spent = asyncio.run(grpc_latencies(index, ids, chosen))
+    gc.freeze()  # as the service does once its index is loaded
+    try:
+        grpc_spent = asyncio.run(grpc_latencies(index, ids, chosen))
+    finally:
+        gc.unfreeze()
 
     exact_spent, exact_answers, exact_filtered = exact_reference(ids, embeddings, labels, chosen)
 
@@ -388,25 +392,42 @@ async def _calls(
     index: SimilarityIndex | None,
     in_process: list[float],
 ) -> list[float]:
-    """Seconds per call; with `index`, each call follows the same query in process (k + 1,
-    as the servicer asks for one more to know whether a next page exists), timed into
-    `in_process`."""
-    spent: list[float] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = pb_grpc.SimilarityServiceStub(channel)
-        for i in chosen[:20]:  # warm up
-            await stub.FindSimilarSystems(
-                pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
-            )
+    """Seconds per call, timed by a client in a process of its own, as every caller of
+    the service is: a client in the server's process would share its interpreter and
+    event loop and count its own work as the server's. With `index`, the same queries
+    (k + 1, as the servicer asks for one more to know whether a next page exists) are
+    timed in process right before, into `in_process`, so both see the same load."""
+    names = [f"systems/{ids[i]}" for i in chosen]
+    if index is not None:
         for i in chosen:
-            if index is not None:
-                start = time.perf_counter()
-                index.nearest(ids[i], K + 1)
-                in_process.append(time.perf_counter() - start)
             start = time.perf_counter()
-            await stub.FindSimilarSystems(
-                pb.FindSimilarSystemsRequest(system=f"systems/{ids[i]}", page_size=K)
-            )
+            index.nearest(ids[i], K + 1)
+            in_process.append(time.perf_counter() - start)
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--client-port",
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await client.communicate(json.dumps(names).encode())
+    if client.returncode != 0:
+        raise RuntimeError(f"the gRPC client exited with {client.returncode}")
+    spent: list[float] = json.loads(out)
+    return spent
+
+
+def client_timings(port: int, names: Sequence[str]) -> list[float]:
+    """Seconds per top-10 FindSimilarSystems call to `port`, after 20 calls to warm up."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.SimilarityServiceStub(channel)
+        for name in names[:20]:
+            stub.FindSimilarSystems(pb.FindSimilarSystemsRequest(system=name, page_size=K))
+        spent = []
+        for name in names:
+            start = time.perf_counter()
+            stub.FindSimilarSystems(pb.FindSimilarSystemsRequest(system=name, page_size=K))
             spent.append(time.perf_counter() - start)
     return spent
 
@@ -449,7 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--client-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.client_port is not None:  # the gRPC client of `_calls`, in its own process
+        json.dump(client_timings(args.client_port, json.load(sys.stdin)), sys.stdout)
+        return 0
     if args.queries < 1:
         parser.error("--queries must be at least 1")
     started = time.perf_counter()
