@@ -71,6 +71,11 @@ class ModelCache:
     the fleet model (every system's history, fitted in the background) when the target has
     none yet, while the target's model is fitted; only a request with no model of any
     history to answer from waits for the fit.
+
+    With ``freeze_models`` (the service's choice) every fitted model is left out of the
+    garbage collector's passes; see :func:`_kept_out_of_collections`. It is process-wide:
+    introspection that looks for referrers among the collector's objects no longer sees
+    what was frozen, so it is for a service's process, not for a library's caller.
     """
 
     def __init__(
@@ -79,10 +84,12 @@ class ModelCache:
         learner: HistoryLearner | None = None,
         *,
         first_wait: float = 0.25,
+        freeze_models: bool = False,
     ) -> None:
         self._store = store
         self._learner = learner or HistoryLearner()
         self._first_wait = first_wait
+        self._freeze_models = freeze_models
         self._models: dict[str, _Cached] = {}
         self._fits: dict[str, asyncio.Task[HistoryModel]] = {}
         self._refreshing: asyncio.Task[int] | None = None
@@ -167,7 +174,8 @@ class ModelCache:
             try:
                 model = await self._fit(target, embedding, similarity)
                 self._models[target] = _Cached(key[0], key[1], model)
-                _kept_out_of_collections()
+                if self._freeze_models:
+                    _kept_out_of_collections()
                 return model
             finally:
                 self._fits.pop(target, None)

@@ -313,7 +313,7 @@ async def test_a_fitted_model_is_left_out_of_garbage_collections(own_store: Stor
         )
     assert latest is not None
     target = "systems/frozen-target"
-    models = ModelCache(own_store, HistoryLearner(), first_wait=60.0)
+    models = ModelCache(own_store, HistoryLearner(), first_wait=60.0, freeze_models=True)
     try:
         model = await models.model_for(target, latest.embedding, {target: 1.0})
         await models.close()
