@@ -98,9 +98,17 @@ class KpiDifference:
     """Count-weighted :func:`regime_distance` over the shared regimes, in [0, 1)."""
 
 
-def compare(first: Fingerprint, second: Fingerprint) -> list[KpiDifference]:
+def compare(
+    first: Fingerprint, second: Fingerprint, relative_floor: float = DEFAULT_RELATIVE_FLOOR
+) -> list[KpiDifference]:
     """Per KPI both have, at the load regimes both saw: the change of the mean and the
-    distance between the two distributions. Both must bin load on the same scale."""
+    distance between the two distributions. Both must bin load on the same scale.
+
+    The change is relative to the first mean, but never to less than ``relative_floor``
+    of the larger of the two: a KPI that was (nearly) zero and is not any more, errors
+    that appear, changes by a large amount (``1 / relative_floor``, 100 times by
+    default), not by nothing (a zero base) nor by an arbitrarily large one (a tiny base).
+    """
     if not first.scale.same_as(second.scale):
         raise IncompatibleFingerprint("the two fingerprints use different load scales")
     differences = []
@@ -112,7 +120,8 @@ def compare(first: Fingerprint, second: Fingerprint) -> list[KpiDifference]:
         weights = [min(a[r].count, b[r].count) for r in shared]
         base = sum(a[r].mean * w for r, w in zip(shared, weights, strict=True)) / sum(weights)
         after = sum(b[r].mean * w for r, w in zip(shared, weights, strict=True)) / sum(weights)
-        relative = (after - base) / abs(base) if base else 0.0
+        scale = max(abs(base), relative_floor * max(abs(base), abs(after)))
+        relative = (after - base) / scale if scale > 0 else 0.0
         distance = weighted_distance(
             [
                 (regime_distance(RegimeSummary.of(a[r]), RegimeSummary.of(b[r])), w)

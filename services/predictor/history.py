@@ -11,6 +11,7 @@ the models in use, so a prediction seldom waits for a fit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -70,6 +71,11 @@ class ModelCache:
     the fleet model (every system's history, fitted in the background) when the target has
     none yet, while the target's model is fitted; only a request with no model of any
     history to answer from waits for the fit.
+
+    With ``freeze_models`` (the service's choice) every fitted model is left out of the
+    garbage collector's passes; see :func:`_kept_out_of_collections`. It is process-wide:
+    introspection that looks for referrers among the collector's objects no longer sees
+    what was frozen, so it is for a service's process, not for a library's caller.
     """
 
     def __init__(
@@ -78,10 +84,12 @@ class ModelCache:
         learner: HistoryLearner | None = None,
         *,
         first_wait: float = 0.25,
+        freeze_models: bool = False,
     ) -> None:
         self._store = store
         self._learner = learner or HistoryLearner()
         self._first_wait = first_wait
+        self._freeze_models = freeze_models
         self._models: dict[str, _Cached] = {}
         self._fits: dict[str, asyncio.Task[HistoryModel]] = {}
         self._refreshing: asyncio.Task[int] | None = None
@@ -166,6 +174,8 @@ class ModelCache:
             try:
                 model = await self._fit(target, embedding, similarity)
                 self._models[target] = _Cached(key[0], key[1], model)
+                if self._freeze_models:
+                    _kept_out_of_collections()
                 return model
             finally:
                 self._fits.pop(target, None)
@@ -233,6 +243,20 @@ class ModelCache:
         return await asyncio.to_thread(
             self._learner.fit, records, target=target, embedding=embedding, similarity=similarity
         )
+
+
+def _kept_out_of_collections() -> None:
+    """Leave every object alive now, the models just fitted among them, out of the garbage
+    collector's future passes (``gc.freeze``).
+
+    A model is hundreds of thousands of objects (every tree of every fold of every KPI),
+    and a full collection walks every object it tracks: with a fleet's models held, one
+    takes hundreds of milliseconds, and it stops every thread, a prediction answered
+    meanwhile too. A model holds no reference cycle, so when it is replaced reference
+    counting frees it whether or not it was frozen; what is left frozen is only the odd
+    cycle that was garbage already at the moment of the freeze.
+    """
+    gc.freeze()
 
 
 def _rounded(similarity: Mapping[str, float] | None) -> tuple[tuple[str, float], ...]:

@@ -18,13 +18,16 @@ must touch parameters the history has seen changed (with the same weighted minim
 otherwise the answer is INCONCLUSIVE and says why.
 
 Model. Per KPI, ``log(1 + relative change)`` on the delta features (see
-:mod:`cfgclone.predictor.change`) and the transferable context (see
-:mod:`cfgclone.predictor.features`: hardware, load level, parameters per core and per GiB),
-trained with the example weights by the predictor's
-one learner (:mod:`cfgclone.predictor.estimator`, the model the configperf benchmark
-measures): a stack of a ridge regression (an elasticity extrapolates; trees cannot),
-gradient boosted and extremely randomised trees, whose CV+ interval is as wide as the
-model's errors on history it did not train on, at the confidence the policy sets per KPI.
+:mod:`cfgclone.predictor.change`), the transferable context (see
+:mod:`cfgclone.predictor.features`: hardware, load level, parameters per core and per GiB)
+and each delta feature times each context feature (the same change moves a busy machine's
+latency more than an idle one's: with these the linear member learns an elasticity that
+depends on where the machine stands, and extrapolates it to larger changes), trained
+with the example weights by the predictor's one learner
+(:mod:`cfgclone.predictor.estimator`, the model the configperf benchmark measures): a
+stack of a ridge regression (an elasticity extrapolates; trees cannot), gradient boosted
+and extremely randomised trees, whose CV+ interval is as wide as the model's errors on
+history it did not train on, at the confidence the policy sets per KPI.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from cfgclone.predictor.verdict import (
 
 FloatArray = npt.NDArray[np.float64]
 
-MODEL_FORMAT = 4
+MODEL_FORMAT = 5
 """Version of the model's recipe; part of every model version string."""
 
 _SMALLEST_CHANGE = -0.99
@@ -397,7 +400,7 @@ class HistoryLearner:
                 f"(need {s.min_weighted_examples:g})",
             )
         vocabulary = tuple(
-            sorted({f for record, _ in used for f in [*record.delta.features(), *record.context]})
+            sorted({f for record, _ in used for f in _named(record.delta, record.context)})
         )
         x = np.vstack(
             [
@@ -471,10 +474,21 @@ def _features(
     Features outside the vocabulary are dropped; the caller has already refused changes
     to parameters the history never saw.
     """
-    named = {**context, **delta.features()}
+    named = _named(delta, context)
     values = [*embedding, *(named.get(name, 0.0) for name in vocabulary)]
     # A history of changes that changed nothing nameable still has a mean to learn.
     return np.array(values or [0.0])
+
+
+def _named(delta: ConfigurationDelta, context: Mapping[str, float]) -> dict[str, float]:
+    """The delta's and the context's features, and each delta feature times each context
+    feature: how much a change moves a KPI depends on where the machine stands."""
+    changes = delta.features()
+    named = {**context, **changes}
+    for change, amount in changes.items():
+        for where, level in context.items():
+            named[f"{change}*{where}"] = amount * level
+    return named
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

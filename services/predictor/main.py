@@ -166,11 +166,16 @@ def build_guard(
     simulated: SimulatedApplier | None = None,
     shadow_providers: Mapping[str, ShadowProvider] | None = None,
     counters: OutcomeCounters | None = None,
+    freeze_models: bool = False,
 ) -> tuple[Predictor, Guard, ModelCache, PredictorSettings]:
-    """The predictor's parts, wired from ``settings``; tests replace the simulated pieces."""
+    """The predictor's parts, wired from ``settings``; tests replace the simulated pieces.
+    ``freeze_models`` (the service's own process) leaves fitted models out of the garbage
+    collector's passes (see :class:`ModelCache`)."""
     own = PredictorSettings.from_options(settings.options)
     counters = counters or OutcomeCounters()
-    models = ModelCache(store, HistoryLearner(HistorySettings(distant_weight=0.2)))
+    models = ModelCache(
+        store, HistoryLearner(HistorySettings(distant_weight=0.2)), freeze_models=freeze_models
+    )
     predictor = Predictor(
         store,
         own,
@@ -206,10 +211,15 @@ def predictor_service(
     *,
     simulated: SimulatedApplier | None = None,
     shadow_providers: Mapping[str, ShadowProvider] | None = None,
+    freeze_models: bool = False,
 ) -> tuple[ServiceDefinition, Guard]:
     """The predictor's service definition and its guard (tests reach the guard's counters)."""
     predictor, guard, models, own = build_guard(
-        store, settings, simulated=simulated, shadow_providers=shadow_providers
+        store,
+        settings,
+        simulated=simulated,
+        shadow_providers=shadow_providers,
+        freeze_models=freeze_models,
     )
     background: list[Loop] = [resume_once(guard), guard.webhook.run]
     if own.retrain_interval.total_seconds():
@@ -228,7 +238,7 @@ def predictor_service(
 
 async def build_services(settings: ServiceSettings, store: Store) -> Sequence[ServiceDefinition]:
     """The predictor servicer, the resumption of unfinished changes and its loops."""
-    definition, _ = predictor_service(store, settings)
+    definition, _ = predictor_service(store, settings, freeze_models=True)
     return [definition]
 
 

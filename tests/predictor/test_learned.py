@@ -9,6 +9,7 @@ import pytest
 
 from cfgclone.adaptation import schema_for
 from cfgclone.predictor.change import ConfigurationDelta
+from cfgclone.predictor.codec import Content
 from cfgclone.predictor.features import Resources, change_features
 from cfgclone.predictor.learned import (
     MODEL_FORMAT,
@@ -220,3 +221,49 @@ def test_an_effect_learned_per_core_holds_on_a_machine_size_the_history_never_ha
     # Both fourfold: 0.25 -> 1 per core stays calm, 1 -> 4 per core thrashes.
     assert verdict(8, 2, 8) is Verdict.NEUTRAL
     assert verdict(8, 8, 32) is Verdict.NEGATIVE
+
+
+def test_an_effect_that_grows_with_the_load_extrapolates_with_the_change() -> None:
+    """How far a change moves latency depends on where the machine stands: here more
+    cache helps a busy machine and costs an idle one, by a share per doubling that grows
+    with its utilisation. Learned from doublings and halvings only, an eightfold change on
+    a busy machine is predicted as about three doublings' worth, which needs the change
+    times the utilisation as a feature: trees alone stop at the largest change seen."""
+    schema = schema_for("simulated")
+    rng = np.random.default_rng(15)
+
+    def change(
+        utilization: float, ratio: float
+    ) -> tuple[ConfigurationDelta, dict[str, float], float]:
+        old: Content = {"cache_mb": 1024}
+        new: Content = {"cache_mb": round(1024 * ratio)}
+        resources = Resources(8, 32 << 30, 100.0, 150.0, utilization)
+        context = change_features(old, new, schema, resources)
+        effect = 0.3 * (0.5 - utilization) * math.log2(ratio)
+        return ConfigurationDelta.between(old, new), context, effect
+
+    history = []
+    for index in range(60):
+        utilization = float(rng.uniform(0.1, 0.9))
+        delta, context, effect = change(utilization, float(rng.choice([0.5, 2.0])))
+        history.append(
+            ChangeRecord(
+                system=f"systems/m{index % 6}",
+                embedding=(1.0, 0.0),
+                delta=delta,
+                observed={"latency_ms": math.expm1(effect + rng.normal(0.0, 0.005))},
+                context=context,
+            )
+        )
+    model = HistoryLearner().fit(history, target="systems/new", embedding=(1.0, 0.0))
+
+    def predicted(utilization: float, ratio: float) -> float:
+        delta, context, _ = change(utilization, ratio)
+        found = model.predict(delta, ["latency_ms"], context).result("latency_ms")
+        assert found.relative_change is not None
+        return math.log1p(found.relative_change)
+
+    busy = predicted(0.85, 8.0)
+    idle = predicted(0.15, 8.0)
+    assert busy == pytest.approx(0.3 * (0.5 - 0.85) * 3, abs=0.1)
+    assert idle == pytest.approx(0.3 * (0.5 - 0.15) * 3, abs=0.1)

@@ -4,6 +4,7 @@ system's history makes the verdict confident."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -298,3 +299,28 @@ async def test_while_a_system_is_refitted_its_previous_model_answers(own_store: 
 
     assert meanwhile.version == first.version
     assert refitted.version != first.version
+
+
+async def test_a_fitted_model_is_left_out_of_garbage_collections(own_store: Store) -> None:
+    """A model is hundreds of thousands of objects; a full garbage collection walking a
+    fleet's models would pause a prediction for hundreds of milliseconds, so once fitted
+    they are frozen out of the collector's passes."""
+    await _fingerprinted(own_store, "frozen-target", seed=10)
+    await _workers_history(own_store, "frozen-target", changes=12)
+    async with own_store.connection() as conn:
+        latest = await repository.latest_fingerprint(
+            conn, await repository.system(conn, "frozen-target")
+        )
+    assert latest is not None
+    target = "systems/frozen-target"
+    models = ModelCache(own_store, HistoryLearner(), first_wait=60.0, freeze_models=True)
+    try:
+        model = await models.model_for(target, latest.embedding, {target: 1.0})
+        await models.close()
+        fitted = model.models["app.response_time"].fitted
+        assert fitted is not None
+        tracked = gc.get_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is fitted for obj in tracked)
+    finally:
+        gc.unfreeze()
