@@ -14,8 +14,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import psutil
@@ -194,6 +198,21 @@ class PrometheusScrape:
         return self._converter.convert(exposition, ts_unix_ns, time.monotonic())
 
 
+def resolved_command(command: Sequence[str]) -> tuple[str, ...]:
+    """The command with a bare program name looked up on PATH, then beside cfgclone itself.
+
+    The helpers cfgclone ships (``cfgclone-pg-stats``) are installed beside the
+    ``cfgclone`` command, in its virtual environment's ``bin``, which a service
+    manager's PATH does not hold (``/opt/cfgclone/bin`` under the shipped systemd unit).
+    A name found in neither place is left as it is, and each run says it cannot start.
+    """
+    program, *arguments = command
+    if os.sep in program:
+        return tuple(command)
+    found = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+    return (found or program, *arguments)
+
+
 class ExecPlugin:
     """A program printing the Prometheus text format; each series is a sample.
 
@@ -209,12 +228,13 @@ class ExecPlugin:
         self.config = config
         self.name = f"exec {config.name}"
         self.interval_seconds = config.interval_seconds
+        self._command = resolved_command(config.command)
         self._converter = ScrapeConverter(prefixes=("",))
 
     async def collect(self, ts_unix_ns: int) -> list[Sample]:
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.config.command,
+                *self._command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,

@@ -4,6 +4,7 @@ restart, the bounded spool, its sources and its configuration file."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import sys
 import time
@@ -22,7 +23,13 @@ from cfgclone.collector.agent_config import (
     parse_agent_config,
 )
 from cfgclone.collector.agent_runner import Agent
-from cfgclone.collector.agent_sources import ExecPlugin, HostSampler, HttpProbe, TcpProbe
+from cfgclone.collector.agent_sources import (
+    ExecPlugin,
+    HostSampler,
+    HttpProbe,
+    TcpProbe,
+    resolved_command,
+)
 from cfgclone.collector.agent_spool import Spool
 from cfgclone.collector.batching import GAUGE, BatchBuilder, Sample
 from cfgclone.common.store import Store
@@ -218,6 +225,19 @@ async def test_probes_measure_what_answers_and_report_what_does_not(
     assert down == {'cfgclone.probe.tcp.up{probe="nothing"}': 0.0}
     assert http == {'http.response.status_code{probe="nothing"}': 0.0}
     assert custom == {"queue.depth": 12.0, "jobs.running": 3.5}
+
+
+def test_a_shipped_helper_is_found_beside_cfgclone_when_path_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under the shipped systemd unit PATH holds /usr/bin but not /opt/cfgclone/bin."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    beside = Path(sys.executable).parent / "cfgclone-pg-stats"
+    assert beside.exists()
+    assert resolved_command(("cfgclone-pg-stats", "--x")) == (str(beside), "--x")
+    assert resolved_command(("true",)) == (shutil.which("true"),)
+    assert resolved_command(("no-such-helper-here",)) == ("no-such-helper-here",)
+    assert resolved_command(("/opt/x/run", "a")) == ("/opt/x/run", "a")
 
 
 def test_plugin_output_keeps_labels_and_makes_counters_rates() -> None:
