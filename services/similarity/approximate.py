@@ -19,7 +19,7 @@ a short list of 100:
   means over-fetching (0.95 with four times the short list).
 
 Inverted lists build an order of magnitude faster (k-means on a sample, then one
-pass), need no per-row links (a quantised million is about 160 MB) and check a
+pass), need no per-row links (a quantised million of 237-long rows is 248 MB) and check a
 bitmap of allowed rows (label filter, replaced rows) as the lists are read, so a
 filtered query needs no over-fetch.
 

@@ -124,8 +124,8 @@ class ApproximateSettings:
             raise ValueError("approximate lists_per_sqrt must be positive")
         if self.probes < 1 or self.shortlist < 1 or self.train_per_list < 1:
             raise ValueError("approximate probes, shortlist and train_per_list must be >= 1")
-        if self.quantiser not in ("SQ4", "SQ6", "SQ8", "SQfp16", "Flat"):
-            raise ValueError("approximate quantiser is one of SQ4, SQ6, SQ8, SQfp16, Flat")
+        if self.quantiser not in ("SQ8", "SQfp16", "Flat"):
+            raise ValueError("approximate quantiser is one of SQ8, SQfp16, Flat")
         if self.build_threads < 1:
             raise ValueError("approximate build_threads must be at least 1")
 
